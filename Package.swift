@@ -1,0 +1,102 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+let strict: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("InternalImportsByDefault"),
+]
+
+let package = Package(
+    name: "socket-handoff",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "handoffd", targets: ["handoffd"]),
+        .library(name: "HandoffWire", targets: ["HandoffWire"]),
+        .library(name: "HandoffSSE", targets: ["HandoffSSE"]),
+        .library(name: "HandoffDaemon", targets: ["HandoffDaemon"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-atomics", from: "1.3.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+    ],
+    targets: [
+        // `CMSG_*`, `struct ucred` and packed `epoll_event`: what Swift cannot import directly.
+        .target(name: "CHandoffShim"),
+
+        // Syscalls, descriptor ownership, SEQPACKET + SCM_RIGHTS. No NIO: builds in seconds.
+        .target(name: "HandoffWire", dependencies: ["CHandoffShim"], swiftSettings: strict),
+
+        // Server-Sent Events encoding (and later parsing) on NIO's ByteBuffer.
+        .target(
+            name: "HandoffSSE",
+            dependencies: [.product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: strict
+        ),
+
+        // The daemon as a library: configuration, acceptor, streams, backends.
+        .target(
+            name: "HandoffDaemon",
+            dependencies: [
+                "HandoffWire",
+                "HandoffSSE",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Atomics", package: "swift-atomics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict
+        ),
+
+        .executableTarget(
+            name: "handoffd",
+            dependencies: [
+                "HandoffDaemon",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict
+        ),
+
+        // Shared by every test target: socketpairs, temporary socket paths, a fake Apache.
+        .target(
+            name: "HandoffTestSupport",
+            dependencies: ["HandoffWire"],
+            swiftSettings: strict
+        ),
+
+        .testTarget(
+            name: "HandoffWireTests",
+            dependencies: ["HandoffWire", "HandoffTestSupport"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "HandoffSSETests",
+            dependencies: ["HandoffSSE", .product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "HandoffDaemonTests",
+            dependencies: [
+                "HandoffDaemon",
+                "HandoffWire",
+                "HandoffTestSupport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "MetricsTestKit", package: "swift-metrics"),
+            ],
+            swiftSettings: strict
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,293 @@
+import Atomics
+import Foundation
+import HandoffWire
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+
+/// Receives handoffs on a dedicated thread with its own epoll.
+///
+/// SwiftNIO cannot accept on `SOCK_SEQPACKET` nor receive passed descriptors (it reads with
+/// `read(2)`, which drops them), so this thread does the Unix side: `accept4`, `recvmsg` with
+/// `MSG_CMSG_CLOEXEC`, inspection, and hands each client descriptor to ``StreamLauncher``.
+/// Nothing on this thread blocks: every socket is non-blocking and waits are epoll timeouts.
+///
+/// It stops accepting before the open-file limit would make the kernel drop passed
+/// descriptors (`MSG_CTRUNC`); the listen backlog holds new handoffs meanwhile.
+// @unchecked Sendable: the mutable state below is touched only on the acceptor thread, after
+// `start()`; other threads call only `stop()` and `waitUntilStopped()`, which use the atomic
+// flag, the eventfd and the lock.
+final class HandoffAcceptor: @unchecked Sendable {
+    private let listener: SeqpacketListener
+    private let receiver: HandoffReceiver
+    private let configuration: DaemonConfiguration
+    private let capacity: StreamCapacity
+    private let metrics: DaemonMetrics
+    private let logger: Logger
+    private let dispatch: (HandoffDisposition) -> Void
+
+    private let wake: OwnedDescriptor
+    private let stopRequested = ManagedAtomic(false)
+    private let finished = NIOLockedValueBox<(done: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
+
+    // Acceptor-thread state.
+    private var pending: [CInt: OwnedDescriptor] = [:]
+    private var deadlines = CircularBuffer<(fd: CInt, deadline: NIODeadline)>()
+    private var acceptingPaused = false
+
+    private static let listenerToken: UInt64 = 0
+    private static let wakeToken: UInt64 = 1
+    private static let connectionTokenBase: UInt64 = 2
+    private static let acceptBurst = 128
+
+    init(
+        listener: SeqpacketListener,
+        configuration: DaemonConfiguration,
+        capacity: StreamCapacity,
+        metrics: DaemonMetrics,
+        logger: Logger,
+        dispatch: @escaping (HandoffDisposition) -> Void
+    ) throws {
+        self.listener = listener
+        self.receiver = HandoffReceiver(maximumPayloadBytes: configuration.limits.maxHandoffBytes)
+        self.configuration = configuration
+        self.capacity = capacity
+        self.metrics = metrics
+        self.logger = logger
+        self.dispatch = dispatch
+        self.wake = OwnedDescriptor(taking: try Syscall.eventfd())
+    }
+
+    /// Starts the acceptor thread.
+    func start() {
+        let thread = Thread { [self] in
+            self.runLoop()
+            let waiters = self.finished.withLockedValue { state in
+                state.done = true
+                defer { state.waiters = [] }
+                return state.waiters
+            }
+            for waiter in waiters { waiter.resume() }
+        }
+        thread.name = "handoffd-acceptor"
+        thread.start()
+    }
+
+    /// Asks the thread to stop: it stops taking new connections, receives the handoffs already
+    /// queued, and exits.
+    func stop() {
+        self.stopRequested.store(true, ordering: .releasing)
+        var one: UInt64 = 1
+        _ = withUnsafeBytes(of: &one) { try? Syscall.write(self.wake.rawValue, $0) }
+    }
+
+    /// Returns when the thread has exited.
+    func waitUntilStopped() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let done = self.finished.withLockedValue { state in
+                if state.done { return true }
+                state.waiters.append(continuation)
+                return false
+            }
+            if done { continuation.resume() }
+        }
+    }
+
+    // MARK: Loop
+
+    private func runLoop() {
+        let epoll: Epoll
+        do {
+            epoll = try Epoll()
+            try epoll.add(self.listener.rawDescriptor, events: .readable, token: Self.listenerToken)
+            try epoll.add(self.wake.rawValue, events: .readable, token: Self.wakeToken)
+        } catch {
+            self.logger.critical("handoff acceptor cannot start", metadata: ["error": "\(error)"])
+            return
+        }
+        while !self.stopRequested.load(ordering: .acquiring) {
+            do {
+                try epoll.wait(timeoutMilliseconds: self.nextTimeoutMilliseconds()) { token, _ in
+                    switch token {
+                    case Self.listenerToken: self.acceptBurst(epoll: epoll)
+                    case Self.wakeToken: self.drainWake()
+                    default: self.receive(fd: CInt(token - Self.connectionTokenBase), epoll: epoll)
+                    }
+                }
+            } catch {
+                self.logger.error("handoff acceptor wait failed", metadata: ["error": "\(error)"])
+            }
+            self.expireDeadlines(epoll: epoll)
+            self.updateAccepting(epoll: epoll)
+        }
+        self.finishStopping(epoll: epoll)
+        self.wake.closeIfOpen()
+    }
+
+    private func nextTimeoutMilliseconds() -> Int {
+        var timeout = -1
+        if let first = self.deadlines.first {
+            let remaining = first.deadline - .now()
+            timeout = max(0, Int(remaining.nanoseconds / 1_000_000) + 1)
+        }
+        if self.acceptingPaused { timeout = timeout < 0 ? 10 : min(timeout, 10) }
+        return timeout
+    }
+
+    private func drainWake() {
+        var value: UInt64 = 0
+        _ = withUnsafeMutableBytes(of: &value) { try? Syscall.read(self.wake.rawValue, into: $0) }
+    }
+
+    // MARK: Accept
+
+    /// Room for one more Unix connection and the client descriptor it will bring.
+    private var hasDescriptorRoom: Bool {
+        self.capacity.hasRoomForClientDescriptors(2 * (self.pending.count + 1))
+    }
+
+    private func acceptBurst(epoll: Epoll) {
+        for _ in 0..<Self.acceptBurst {
+            guard self.hasDescriptorRoom else { return }
+            let connection: OwnedDescriptor
+            do {
+                guard let accepted = try self.listener.accept() else { return }
+                connection = accepted
+            } catch let error as HandoffWireError where error.errno == ECONNABORTED {
+                continue
+            } catch {
+                self.logger.error("accepting a handoff connection failed", metadata: ["error": "\(error)"])
+                return
+            }
+            if !self.configuration.listener.allowedPeerUIDs.isEmpty, !self.peerIsAllowed(connection) {
+                connection.closeIfOpen()
+                self.metrics.handoffError(HandoffRejection.peerNotAllowed.rawValue)
+                continue
+            }
+            self.receiveFirst(connection, epoll: epoll)
+        }
+    }
+
+    private func peerIsAllowed(_ connection: OwnedDescriptor) -> Bool {
+        guard let credentials = try? Syscall.peerCredentials(connection.rawValue) else { return false }
+        return self.configuration.listener.allowedPeerUIDs.contains(credentials.uid)
+    }
+
+    /// The module sends right after connecting, so the record is usually already there.
+    private func receiveFirst(_ connection: OwnedDescriptor, epoll: Epoll) {
+        let fd = connection.rawValue
+        switch self.receiveOutcome(fd) {
+        case .some(.wouldBlock):
+            do {
+                try epoll.add(fd, events: [.readable, .readHangup], token: Self.connectionTokenBase + UInt64(fd))
+            } catch {
+                connection.closeIfOpen()
+                self.metrics.handoffError(HandoffRejection.receiveFailed.rawValue)
+                return
+            }
+            self.pending[fd] = connection
+            self.deadlines.append((fd, NIODeadline.now() + TimeAmount(self.configuration.timeouts.handoff)))
+        case .some(let outcome):
+            connection.closeIfOpen()
+            self.handle(outcome)
+        case .none:
+            connection.closeIfOpen()
+        }
+    }
+
+    private func receive(fd: CInt, epoll: Epoll) {
+        guard self.pending[fd] != nil else { return }
+        let outcome = self.receiveOutcome(fd)
+        if case .some(.wouldBlock) = outcome { return }
+        self.forget(fd, epoll: epoll)?.closeIfOpen()
+        if let outcome { self.handle(outcome) }
+    }
+
+    /// One receive attempt; `nil` when it failed (already counted).
+    private func receiveOutcome(_ fd: CInt) -> HandoffReceiver.Outcome? {
+        do {
+            return try self.receiver.receive(from: fd)
+        } catch {
+            self.logger.debug("receiving a handoff failed", metadata: ["error": "\(error)"])
+            self.metrics.handoffError(HandoffRejection.receiveFailed.rawValue)
+            return nil
+        }
+    }
+
+    private func handle(_ outcome: HandoffReceiver.Outcome) {
+        switch outcome {
+        case .wouldBlock:
+            return
+        case .endOfStream:
+            self.metrics.handoffError(HandoffRejection.emptyConnection.rawValue)
+        case .record(let record):
+            let disposition = HandoffInspection.inspect(record)
+            if case .dropped(let rejection) = disposition {
+                self.metrics.handoffError(rejection.rawValue)
+                self.logger.debug("handoff dropped", metadata: ["reason": "\(rejection.rawValue)"])
+            }
+            self.dispatch(disposition)
+        }
+    }
+
+    private func forget(_ fd: CInt, epoll: Epoll) -> OwnedDescriptor? {
+        guard let connection = self.pending.removeValue(forKey: fd) else { return nil }
+        try? epoll.remove(fd)
+        return connection
+    }
+
+    private func expireDeadlines(epoll: Epoll) {
+        let now = NIODeadline.now()
+        while let first = self.deadlines.first, first.deadline <= now {
+            self.deadlines.removeFirst()
+            // A connection that already delivered is gone from `pending`; its entry is stale.
+            guard let connection = self.forget(first.fd, epoll: epoll) else { continue }
+            connection.closeIfOpen()
+            self.metrics.handoffError(HandoffRejection.timeout.rawValue)
+        }
+        // Drop stale entries at the front so the next timeout is accurate.
+        while let first = self.deadlines.first, self.pending[first.fd] == nil {
+            self.deadlines.removeFirst()
+        }
+    }
+
+    private func updateAccepting(epoll: Epoll) {
+        let room = self.hasDescriptorRoom
+        if self.acceptingPaused, room {
+            self.acceptingPaused = false
+            try? epoll.modify(self.listener.rawDescriptor, events: .readable, token: Self.listenerToken)
+        } else if !self.acceptingPaused, !room {
+            self.acceptingPaused = true
+            try? epoll.modify(self.listener.rawDescriptor, events: [], token: Self.listenerToken)
+            self.logger.warning(
+                "open-file limit reached: accepting paused until streams end",
+                metadata: ["client_fds": "\(self.capacity.heldClientDescriptors)"]
+            )
+        }
+    }
+
+    // MARK: Stop
+
+    /// Unlinks the path so new connections go elsewhere (or retry), takes what already sits in
+    /// the backlog, finishes receiving on accepted connections, then closes the listener.
+    private func finishStopping(epoll: Epoll) {
+        if self.listener.ownsPath {
+            self.listener.unlinkPathIfOwned()
+            // A connect that resolved the path just before the unlink lands in the backlog now.
+            usleep(10_000)
+            while self.hasDescriptorRoom, let connection = try? self.listener.accept() {
+                self.receiveFirst(connection, epoll: epoll)
+            }
+        }
+        try? epoll.remove(self.listener.rawDescriptor)
+        self.listener.close()
+        while !self.pending.isEmpty {
+            try? epoll.wait(timeoutMilliseconds: self.nextTimeoutMilliseconds()) { token, _ in
+                if token >= Self.connectionTokenBase {
+                    self.receive(fd: CInt(token - Self.connectionTokenBase), epoll: epoll)
+                }
+            }
+            self.expireDeadlines(epoll: epoll)
+        }
+    }
+}

@@ -1,0 +1,128 @@
+import NIOCore
+
+/// The built-in `mock` backend: answers at once, then sends `messages` content events, the
+/// first immediately and one every `interval` after, then finishes.
+///
+/// Test patterns (`test_pattern`): `echo` streams the prompt back unchanged in 4 KiB
+/// pieces, so a client can check that large handoff data arrived intact.
+final class MockSource: StreamSource, LoopTimerTarget {
+    private unowned let handler: StreamHandler
+    private let eventLoop: any EventLoop
+    private let script: MockScript
+    private var next = 0
+    private var timer: NIOScheduledCallback?
+    private var paused = false
+    private var cancelled = false
+
+    init(handler: StreamHandler, eventLoop: any EventLoop, script: MockScript) {
+        self.handler = handler
+        self.eventLoop = eventLoop
+        self.script = script
+    }
+
+    func start() {
+        self.handler.sourceResponded()
+        self.produce()
+    }
+
+    func cancel() {
+        self.cancelled = true
+        self.timer?.cancel()
+        self.timer = nil
+    }
+
+    func resume() {
+        guard self.paused, !self.cancelled else { return }
+        self.paused = false
+        self.produce()
+    }
+
+    func loopTimerFired() {
+        self.timer = nil
+        guard !self.cancelled else { return }
+        self.produce()
+    }
+
+    private func produce() {
+        guard !self.cancelled else { return }
+        guard self.next < self.script.count else {
+            self.cancelled = true
+            self.handler.sourceFinished()
+            return
+        }
+        guard self.handler.isWritable else {
+            self.paused = true
+            return
+        }
+        let content = self.script.content(at: self.next)
+        self.next += 1
+        self.handler.sourceProducedContent(content)
+        guard !self.cancelled else { return }
+        if self.next == self.script.count {
+            self.cancelled = true
+            self.handler.sourceFinished()
+        } else {
+            self.timer = LoopTimer.schedule(self, on: self.eventLoop, in: self.script.interval)
+        }
+    }
+}
+
+/// What one mock stream says, fixed when the handoff is decoded.
+struct MockScript: Sendable {
+    private enum Kind: Sendable {
+        case messages(prompt: String, user: String)
+        case echo(chunks: [String])
+    }
+
+    private let kind: Kind
+    /// Content events in the stream.
+    let count: Int
+    /// Delay between content events.
+    let interval: TimeAmount
+
+    static let echoChunkCharacters = 4096
+
+    init(request: HandoffRequest, configuration: DaemonConfiguration.Mock) {
+        self.interval = TimeAmount(configuration.interval)
+        if request.testPattern == "echo" {
+            let prompt = request.prompt ?? ""
+            var chunks: [String] = []
+            var index = prompt.startIndex
+            while index != prompt.endIndex {
+                let end = prompt.index(index, offsetBy: Self.echoChunkCharacters, limitedBy: prompt.endIndex) ?? prompt.endIndex
+                chunks.append(String(prompt[index..<end]))
+                index = end
+            }
+            self.kind = .echo(chunks: chunks)
+            self.count = chunks.count
+        } else {
+            let prompt = request.prompt ?? request.lastUserText ?? ""
+            let excerpt = prompt.count > 80 ? String(prompt.prefix(80)) + "…" : prompt
+            self.kind = .messages(prompt: excerpt, user: request.userID ?? "anonymous")
+            self.count = configuration.messages
+        }
+    }
+
+    /// The content of event `index` (0-based).
+    func content(at index: Int) -> String {
+        switch self.kind {
+        case .echo(let chunks):
+            return chunks[index]
+        case .messages(let prompt, let user):
+            return "Mock message \(index + 1) of \(self.count) for user \(user) about \"\(prompt)\". "
+        }
+    }
+}
+
+extension HandoffRequest {
+    /// The text of the last user message, if any.
+    var lastUserText: String? {
+        guard let message = self.messages?.last(where: { $0.role == "user" }) else { return nil }
+        switch message.content {
+        case .text(let text): return text
+        case .parts(let parts):
+            for case .text(let text) in parts { return text }
+            return nil
+        }
+    }
+}

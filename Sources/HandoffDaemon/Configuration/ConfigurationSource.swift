@@ -1,0 +1,133 @@
+import Foundation
+
+/// Builds a ``DaemonConfiguration`` from raw settings with the precedence
+/// flags > environment > defaults, parsing every value strictly and naming the key of the
+/// first bad one.
+///
+/// The executable collects the flags it was given as `[key: value]` (key = the flag's long
+/// name without dashes); each key also has an environment variable, listed in ``keys``.
+public enum ConfigurationSource {
+    /// One setting: its flag name, its environment variable and its help text.
+    public struct Key: Sendable {
+        public var name: String
+        public var environment: String
+        public var help: String
+    }
+
+    /// Every setting handoffd understands.
+    public static let keys: [Key] = [
+        Key(name: "socket", environment: "HANDOFFD_SOCKET", help: "Path of the SOCK_SEQPACKET socket handoffs arrive on (required)."),
+        Key(name: "socket-mode", environment: "HANDOFFD_SOCKET_MODE", help: "Octal permission bits of the socket. Default 0660."),
+        Key(name: "socket-group", environment: "HANDOFFD_SOCKET_GROUP", help: "Group (name or id) of the socket, e.g. www-data. Default: the daemon's."),
+        Key(name: "allow-uid", environment: "HANDOFFD_ALLOW_UID", help: "Comma-separated users (names or uids) allowed to hand off, checked with SO_PEERCRED. Default: anyone who can open the socket."),
+        Key(name: "backend", environment: "HANDOFFD_BACKEND", help: "Default backend for handoffs that name none: mock. Default mock."),
+        Key(name: "mock-messages", environment: "HANDOFFD_MOCK_MESSAGES", help: "Content events per mock stream. Default 18."),
+        Key(name: "mock-interval-ms", environment: "HANDOFFD_MOCK_INTERVAL_MS", help: "Milliseconds between mock events (0 allowed). Default 50."),
+        Key(name: "max-connections", environment: "HANDOFFD_MAX_CONNECTIONS", help: "Concurrent streams before 503 + Retry-After (0 refuses all). Default: what the open-file limit allows."),
+        Key(name: "max-handoff-bytes", environment: "HANDOFFD_MAX_HANDOFF_BYTES", help: "Largest handoff payload in bytes; larger gets 413. Default 131072."),
+        Key(name: "handoff-timeout-ms", environment: "HANDOFFD_HANDOFF_TIMEOUT_MS", help: "Milliseconds a connected peer has to send its handoff. Default 5000."),
+        Key(name: "write-timeout-s", environment: "HANDOFFD_WRITE_TIMEOUT_S", help: "Seconds a write to the client may make no progress. Default 30."),
+        Key(name: "drain-timeout-s", environment: "HANDOFFD_DRAIN_TIMEOUT_S", help: "Seconds running streams may continue after SIGTERM (0 ends them at once). Default 120."),
+        Key(name: "linger-ms", environment: "HANDOFFD_LINGER_MS", help: "Milliseconds to wait for the client to close after the response (0 closes at once). Default 2000."),
+        Key(name: "backlog", environment: "HANDOFFD_BACKLOG", help: "listen(2) backlog of the handoff socket. Default 4096."),
+        Key(name: "log-level", environment: "HANDOFFD_LOG_LEVEL", help: "trace, debug, info, notice, warning, error or critical. Default info."),
+    ]
+
+    /// The environment variable of `name`.
+    public static func environmentVariable(for name: String) -> String {
+        self.keys.first { $0.name == name }?.environment ?? "HANDOFFD_" + name.uppercased().replacingOccurrences(of: "-", with: "_")
+    }
+
+    /// Resolves every key from `flags`, then `environment`, then defaults, and validates.
+    public static func resolve(flags: [String: String], environment: [String: String]) throws(ConfigurationError) -> DaemonConfiguration {
+        let values = Values(flags: flags, environment: environment)
+        guard let socket = values.string("socket") else {
+            throw ConfigurationError(key: "socket", message: "is required (--socket PATH or HANDOFFD_SOCKET)")
+        }
+        var configuration = DaemonConfiguration(listener: .init(socketPath: socket))
+        if let mode = try values.octal("socket-mode") { configuration.listener.socketMode = mode }
+        if let group = values.string("socket-group") {
+            configuration.listener.socketGroup = try Self.groupID(group, key: values.sourceName("socket-group"))
+        }
+        if let users = values.string("allow-uid") {
+            configuration.listener.allowedPeerUIDs = try Self.userIDs(users, key: values.sourceName("allow-uid"))
+        }
+        if let backlog = try values.integer("backlog", in: 1...65535) { configuration.listener.backlog = Int32(backlog) }
+        if let backend = values.string("backend") {
+            guard let kind = BackendKind(rawValue: backend) else {
+                throw ConfigurationError(
+                    key: values.sourceName("backend"),
+                    message: "unknown backend '\(backend)'; choose one of: \(BackendKind.allCases.map(\.rawValue).joined(separator: ", "))"
+                )
+            }
+            configuration.defaultBackend = kind
+        }
+        if let messages = try values.integer("mock-messages", in: 0...1_000_000) { configuration.mock.messages = messages }
+        if let interval = try values.integer("mock-interval-ms", in: 0...3_600_000) { configuration.mock.interval = .milliseconds(interval) }
+        if let max = try values.integer("max-connections", in: 0...10_000_000) { configuration.limits.maxConnections = max }
+        if let bytes = try values.integer("max-handoff-bytes", in: 1...16 * 1024 * 1024) { configuration.limits.maxHandoffBytes = bytes }
+        if let ms = try values.integer("handoff-timeout-ms", in: 1...3_600_000) { configuration.timeouts.handoff = .milliseconds(ms) }
+        if let seconds = try values.integer("write-timeout-s", in: 1...86_400) { configuration.timeouts.write = .seconds(seconds) }
+        if let seconds = try values.integer("drain-timeout-s", in: 0...86_400) { configuration.timeouts.drain = .seconds(seconds) }
+        if let ms = try values.integer("linger-ms", in: 0...600_000) { configuration.timeouts.linger = .milliseconds(ms) }
+        try configuration.validate()
+        return configuration
+    }
+
+    /// The raw strings, looked up by precedence, remembering where each came from.
+    struct Values {
+        let flags: [String: String]
+        let environment: [String: String]
+
+        func string(_ name: String) -> String? {
+            if let flag = self.flags[name] { return flag }
+            if let value = self.environment[ConfigurationSource.environmentVariable(for: name)], !value.isEmpty { return value }
+            return nil
+        }
+
+        /// `--name` or the environment variable, whichever supplied the value.
+        func sourceName(_ name: String) -> String {
+            self.flags[name] != nil ? "--\(name)" : ConfigurationSource.environmentVariable(for: name)
+        }
+
+        func integer(_ name: String, in range: ClosedRange<Int>) throws(ConfigurationError) -> Int? {
+            guard let raw = self.string(name) else { return nil }
+            guard let value = Int(raw.trimmingCharacters(in: .whitespaces)), range.contains(value) else {
+                throw ConfigurationError(key: self.sourceName(name), message: "must be an integer from \(range.lowerBound) to \(range.upperBound), got '\(raw)'")
+            }
+            return value
+        }
+
+        func octal(_ name: String) throws(ConfigurationError) -> UInt32? {
+            guard let raw = self.string(name) else { return nil }
+            let digits = raw.hasPrefix("0o") ? String(raw.dropFirst(2)) : raw
+            guard let value = UInt32(digits, radix: 8), value <= 0o777 else {
+                throw ConfigurationError(key: self.sourceName(name), message: "must be octal permission bits like 0660, got '\(raw)'")
+            }
+            return value
+        }
+    }
+
+    static func groupID(_ group: String, key: String) throws(ConfigurationError) -> UInt32 {
+        if let id = UInt32(group) { return id }
+        guard let entry = getgrnam(group) else {
+            throw ConfigurationError(key: key, message: "no group named '\(group)'")
+        }
+        return entry.pointee.gr_gid
+    }
+
+    static func userIDs(_ list: String, key: String) throws(ConfigurationError) -> Set<UInt32> {
+        var ids: Set<UInt32> = []
+        for item in list.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) where !item.isEmpty {
+            if let id = UInt32(item) {
+                ids.insert(id)
+            } else if let entry = getpwnam(item) {
+                ids.insert(entry.pointee.pw_uid)
+            } else {
+                throw ConfigurationError(key: key, message: "no user named '\(item)'")
+            }
+        }
+        guard !ids.isEmpty else { throw ConfigurationError(key: key, message: "lists no users") }
+        return ids
+    }
+}

@@ -1,0 +1,134 @@
+/// Everything handoffd needs to run, validated once (see `DaemonConfiguration+Validation`).
+///
+/// Built by the executable from flags, environment and defaults; built directly by tests.
+public struct DaemonConfiguration: Sendable {
+    /// Where and how handoffs are received.
+    public var listener: Listener
+    /// Capacity and size limits.
+    public var limits: Limits
+    /// Every timeout the daemon enforces.
+    public var timeouts: Timeouts
+    /// Which backend serves a handoff that names none.
+    public var defaultBackend: BackendKind
+    /// The built-in mock backend.
+    public var mock: Mock
+
+    public init(
+        listener: Listener,
+        limits: Limits = .init(),
+        timeouts: Timeouts = .init(),
+        defaultBackend: BackendKind = .mock,
+        mock: Mock = .init()
+    ) {
+        self.listener = listener
+        self.limits = limits
+        self.timeouts = timeouts
+        self.defaultBackend = defaultBackend
+        self.mock = mock
+    }
+
+    /// The handoff socket.
+    public struct Listener: Sendable {
+        /// Absolute path of the `SOCK_SEQPACKET` socket. Used for binding, or only for logging
+        /// when ``inheritedDescriptor`` is set.
+        public var socketPath: String
+        /// Permission bits of the socket file. Default `0o660`.
+        public var socketMode: UInt32
+        /// Group id given to the socket file, or `nil` to keep the daemon's. Default `nil`.
+        public var socketGroup: UInt32?
+        /// `listen(2)` backlog. Default 4096 (the kernel caps it at `net.core.somaxconn`).
+        public var backlog: Int32
+        /// Peer uids allowed to hand off (checked with `SO_PEERCRED`); empty allows everyone
+        /// who can open the socket. Default empty.
+        public var allowedPeerUIDs: Set<UInt32>
+        /// A listening socket inherited through socket activation (`LISTEN_FDS`), used instead of
+        /// binding ``socketPath``. Default `nil`.
+        public var inheritedDescriptor: Int32?
+
+        public init(
+            socketPath: String,
+            socketMode: UInt32 = 0o660,
+            socketGroup: UInt32? = nil,
+            backlog: Int32 = 4096,
+            allowedPeerUIDs: Set<UInt32> = [],
+            inheritedDescriptor: Int32? = nil
+        ) {
+            self.socketPath = socketPath
+            self.socketMode = socketMode
+            self.socketGroup = socketGroup
+            self.backlog = backlog
+            self.allowedPeerUIDs = allowedPeerUIDs
+            self.inheritedDescriptor = inheritedDescriptor
+        }
+    }
+
+    /// Capacity and size limits.
+    public struct Limits: Sendable {
+        /// Concurrent streams; a handoff beyond it is answered `503` with `Retry-After`.
+        /// `nil` means "as many as the open-file limit allows". Default `nil`.
+        public var maxConnections: Int?
+        /// Largest handoff payload in bytes; larger ones are answered `413`. Default 131072.
+        public var maxHandoffBytes: Int
+        /// Descriptors kept free for everything that is not a client connection (log files,
+        /// upstream connections, the metrics server). Default 64.
+        public var reservedDescriptors: Int
+        /// Seconds a `503` tells the client to wait (`Retry-After`). Default 1.
+        public var retryAfterSeconds: Int
+
+        public init(maxConnections: Int? = nil, maxHandoffBytes: Int = 131_072, reservedDescriptors: Int = 64, retryAfterSeconds: Int = 1) {
+            self.maxConnections = maxConnections
+            self.maxHandoffBytes = maxHandoffBytes
+            self.reservedDescriptors = reservedDescriptors
+            self.retryAfterSeconds = retryAfterSeconds
+        }
+    }
+
+    /// Timeouts, all enforced.
+    public struct Timeouts: Sendable {
+        /// From accepting a Unix connection to having its handoff record. Default 5 s.
+        public var handoff: Duration
+        /// A write to the client must make progress within this time, re-armed on every write.
+        /// Default 30 s.
+        public var write: Duration
+        /// Time a rejection (`4xx`/`503`) gets to reach the client. Default 2 s.
+        public var rejectionWrite: Duration
+        /// After SIGTERM, how long running streams may go on before they are ended. Default 120 s.
+        public var drain: Duration
+        /// After the write side is shut down, how long we wait for the client to close before we
+        /// close, so the kernel does not reset away the response's tail. Default 2 s.
+        public var linger: Duration
+
+        public init(
+            handoff: Duration = .seconds(5),
+            write: Duration = .seconds(30),
+            rejectionWrite: Duration = .seconds(2),
+            drain: Duration = .seconds(120),
+            linger: Duration = .seconds(2)
+        ) {
+            self.handoff = handoff
+            self.write = write
+            self.rejectionWrite = rejectionWrite
+            self.drain = drain
+            self.linger = linger
+        }
+    }
+
+    /// The built-in mock backend: no upstream, a fixed script of messages.
+    public struct Mock: Sendable {
+        /// Content events per stream. Default 18.
+        public var messages: Int
+        /// Delay between content events; the first is sent at once. Default 50 ms.
+        public var interval: Duration
+
+        public init(messages: Int = 18, interval: Duration = .milliseconds(50)) {
+            self.messages = messages
+            self.interval = interval
+        }
+    }
+}
+
+/// The backends a handoff can ask for with `backend`.
+public enum BackendKind: String, Sendable, Hashable, CaseIterable {
+    /// Built-in scripted messages; no upstream.
+    case mock
+}

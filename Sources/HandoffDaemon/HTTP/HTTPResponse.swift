@@ -1,0 +1,65 @@
+public import NIOCore
+import HandoffSSE
+
+/// The bytes of every HTTP/1.1 response head and error response handoffd writes.
+public enum HTTPResponse {
+    /// Status line and fixed headers of a stream, without the terminating blank line.
+    static let streamHeadPrefix = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nConnection: close\r\nX-Accel-Buffering: no\r\n"
+
+    /// The whole head of a stream with no extra headers, shared by every such stream.
+    public static let plainStreamHead: ByteBuffer = {
+        var buffer = ByteBufferAllocator().buffer(capacity: streamHeadPrefix.utf8.count + 2)
+        buffer.writeString(streamHeadPrefix)
+        buffer.writeStaticString("\r\n")
+        return buffer
+    }()
+
+    /// The head of a stream: the fixed headers, then `extraHeaders` (already filtered), then
+    /// the blank line.
+    public static func streamHead(extraHeaders: [HandoffRequest.ResponseHeader], allocator: ByteBufferAllocator) -> ByteBuffer {
+        if extraHeaders.isEmpty { return Self.plainStreamHead }
+        var buffer = allocator.buffer(capacity: 256)
+        buffer.writeString(Self.streamHeadPrefix)
+        for header in extraHeaders {
+            buffer.writeString(header.name)
+            buffer.writeStaticString(": ")
+            buffer.writeString(header.value)
+            buffer.writeStaticString("\r\n")
+        }
+        buffer.writeStaticString("\r\n")
+        return buffer
+    }
+
+    /// A complete error response with a small JSON body, `Content-Length` and
+    /// `Connection: close`: `{"error":"<code>","message":"<message>"}`.
+    ///
+    /// - Parameters:
+    ///   - status: the status line's code and reason.
+    ///   - error: a stable machine-readable code, e.g. `invalid_json`.
+    ///   - message: a human-readable explanation, safe to show the client.
+    ///   - retryAfterSeconds: adds `Retry-After` when given.
+    public static func error(
+        _ status: HTTPStatus,
+        error: String,
+        message: String,
+        retryAfterSeconds: Int? = nil,
+        allocator: ByteBufferAllocator
+    ) -> ByteBuffer {
+        var body = allocator.buffer(capacity: 64 + message.utf8.count)
+        body.writeStaticString("{\"error\":")
+        body.writeJSONString(error)
+        body.writeStaticString(",\"message\":")
+        body.writeJSONString(message)
+        body.writeStaticString("}\n")
+        var buffer = allocator.buffer(capacity: 160 + body.readableBytes)
+        buffer.writeString("HTTP/1.1 \(status.code) \(status.reason)\r\n")
+        buffer.writeStaticString("Content-Type: application/json\r\n")
+        buffer.writeString("Content-Length: \(body.readableBytes)\r\n")
+        if let retryAfterSeconds {
+            buffer.writeString("Retry-After: \(retryAfterSeconds)\r\n")
+        }
+        buffer.writeStaticString("Cache-Control: no-store\r\nConnection: close\r\n\r\n")
+        buffer.writeImmutableBuffer(body)
+        return buffer
+    }
+}

@@ -1,0 +1,143 @@
+import HandoffWire
+public import Logging
+public import CoreMetrics
+import NIOCore
+public import NIOPosix
+import ServiceLifecycle
+
+/// handoffd as a library: binds the handoff socket, then runs the acceptor and the streams as
+/// services in one `ServiceGroup`. The executable and the tests both build it with
+/// ``init(configuration:logger:metricsFactory:eventLoopGroup:)`` and call ``run()``.
+public final class HandoffDaemon: Sendable {
+    /// The validated configuration.
+    public let configuration: DaemonConfiguration
+    /// The socket path handoffs arrive on.
+    public var socketPath: String { self.configuration.listener.socketPath }
+
+    private let group: MultiThreadedEventLoopGroup
+    private let ownsGroup: Bool
+    private let environment: StreamEnvironment
+    private let serviceGroup: ServiceGroup
+
+    /// Validates `configuration` and binds the socket, so the daemon is reachable when this
+    /// returns (connections wait in the backlog until ``run()`` starts accepting).
+    ///
+    /// - Parameters:
+    ///   - configuration: what to serve and how.
+    ///   - logger: the daemon's logger.
+    ///   - metricsFactory: where metrics go; the global one by default.
+    ///   - eventLoopGroup: the loops streams run on; one per core when `nil`.
+    ///   - signals: SIGTERM/SIGINT start a graceful shutdown; off for tests. (The executable
+    ///     handles a second signal with ``endAllStreamsNow()``.)
+    public init(
+        configuration: DaemonConfiguration,
+        logger: Logger,
+        metricsFactory: any MetricsFactory = MetricsSystem.factory,
+        eventLoopGroup: MultiThreadedEventLoopGroup? = nil,
+        signals: Bool = false
+    ) throws {
+        try configuration.validate()
+        self.configuration = configuration
+        self.ownsGroup = eventLoopGroup == nil
+        self.group = eventLoopGroup ?? MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
+
+        let listener: SeqpacketListener
+        if let inherited = configuration.listener.inheritedDescriptor {
+            listener = try SeqpacketListener.adopt(descriptor: inherited, path: configuration.listener.socketPath)
+        } else {
+            listener = try SeqpacketListener.bind(
+                path: configuration.listener.socketPath,
+                mode: configuration.listener.socketMode,
+                group: configuration.listener.socketGroup,
+                backlog: configuration.listener.backlog
+            )
+        }
+
+        let descriptorRoom = try Self.clientDescriptorRoom(reserved: configuration.limits.reservedDescriptors)
+        let capacity = StreamCapacity(
+            maximumStreams: configuration.limits.maxConnections ?? descriptorRoom,
+            maximumClientDescriptors: descriptorRoom
+        )
+        let metrics = DaemonMetrics(factory: metricsFactory)
+        let loops = Array(self.group.makeIterator())
+        self.environment = StreamEnvironment(
+            configuration: configuration,
+            metrics: metrics,
+            logger: logger,
+            capacity: capacity,
+            eventLoops: loops
+        )
+        let launcher = StreamLauncher(group: self.group, environment: self.environment)
+        let acceptor = try HandoffAcceptor(
+            listener: listener,
+            configuration: configuration,
+            capacity: capacity,
+            metrics: metrics,
+            logger: logger,
+            dispatch: { launcher.launch($0) }
+        )
+        // Shutdown runs in reverse: stop taking handoffs, then drain streams.
+        let services: [any Service] = [StreamsService(environment: self.environment), AcceptorService(acceptor: acceptor)]
+        self.serviceGroup = ServiceGroup(
+            configuration: .init(
+                services: services.map { .init(service: $0) },
+                gracefulShutdownSignals: signals ? [.sigterm, .sigint] : [],
+                logger: logger
+            )
+        )
+        logger.info(
+            "handoffd listening",
+            metadata: [
+                "socket": "\(configuration.listener.socketPath)",
+                "backend": "\(configuration.defaultBackend.rawValue)",
+                "max_connections": "\(capacity.maximumStreams)",
+                "client_fd_room": "\(descriptorRoom)",
+            ]
+        )
+    }
+
+    /// Runs until graceful shutdown completes (a signal, or ``triggerGracefulShutdown()``).
+    public func run() async throws {
+        let result: Result<Void, any Error>
+        do {
+            try await self.serviceGroup.run()
+            result = .success(())
+        } catch {
+            result = .failure(error)
+        }
+        if self.ownsGroup { try? await self.group.shutdownGracefully() }
+        try result.get()
+    }
+
+    /// Stops taking handoffs, lets streams drain up to the drain timeout, then returns from ``run()``.
+    public func triggerGracefulShutdown() async {
+        await self.serviceGroup.triggerGracefulShutdown()
+    }
+
+    /// Ends every running stream at once with an `event: error` (a forced shutdown), and
+    /// returns when their connections are closed or after `grace`.
+    public func endAllStreamsNow(grace: Duration = .seconds(1)) async {
+        for registry in self.environment.allRegistries {
+            registry.eventLoop.execute { registry.endAll() }
+        }
+        let clock = ContinuousClock()
+        let deadline = clock.now + grace
+        while self.environment.capacity.heldClientDescriptors > 0, clock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+    }
+
+    /// Streams running now.
+    public var activeStreams: Int { self.environment.capacity.activeStreams }
+
+    /// Client descriptors the daemon holds now (streams and connections being answered).
+    public var heldClientDescriptors: Int { self.environment.capacity.heldClientDescriptors }
+
+    /// How many client descriptors fit under the open-file limit, after what is open now
+    /// (counted from `/proc/self/fd`) and `reserved` for everything else.
+    static func clientDescriptorRoom(reserved: Int) throws -> Int {
+        let limit = try Syscall.openFileLimit()
+        let open = OpenDescriptors.count()
+        return max(0, limit - open - reserved)
+    }
+}

@@ -1,0 +1,82 @@
+public import CoreMetrics
+import HandoffWire
+
+/// Every metric handoffd records, created once. Labels are the constants below.
+///
+/// Libraries only record; the executable chooses the backend (Prometheus) and tests pass
+/// their own factory.
+public final class DaemonMetrics: Sendable {
+    /// Metric names, the one place they are spelled.
+    public enum Name {
+        public static let handoffs = "handoffd_handoffs_total"
+        public static let handoffErrors = "handoffd_handoff_errors_total"
+        public static let rejections = "handoffd_rejections_total"
+        public static let activeStreams = "handoffd_active_streams"
+        public static let streams = "handoffd_streams_total"
+        public static let bytesSent = "handoffd_bytes_sent_total"
+        public static let eventsSent = "handoffd_events_sent_total"
+        public static let clientDisconnects = "handoffd_client_disconnects_total"
+        public static let streamDuration = "handoffd_stream_duration_seconds"
+        public static let timeToFirstByte = "handoffd_ttfb_seconds"
+    }
+
+    /// Handoff records received with a client we could serve or answer.
+    let handoffs: Counter
+    /// Handoffs refused, by reason (wire problems, bad JSON, capacity).
+    private let handoffErrors: [String: Counter]
+    /// Error responses sent to clients, by status code.
+    private let rejections: [Int: Counter]
+    /// Streams currently running.
+    let activeStreams: Meter
+    /// Finished connections, by outcome.
+    private let streams: [String: Counter]
+    let bytesSent: Counter
+    let eventsSent: Counter
+    let clientDisconnects: Counter
+    let streamDuration: Timer
+    let timeToFirstByte: Timer
+
+    /// Reasons a handoff is counted as an error: the wire's and the request's.
+    static let errorReasons: [String] =
+        HandoffRejection.allCases.map(\.rawValue) + ["invalid_json", "wrong_type", "invalid_value", "field_too_large", "unknown_backend", "over_capacity", "launch_failed"]
+
+    static let rejectionStatuses = [400, 413, 429, 500, 501, 502, 503, 504]
+
+    public init(factory: any MetricsFactory = MetricsSystem.factory) {
+        self.handoffs = Counter(label: Name.handoffs, factory: factory)
+        self.handoffErrors = Dictionary(
+            uniqueKeysWithValues: Self.errorReasons.map { ($0, Counter(label: Name.handoffErrors, dimensions: [("reason", $0)], factory: factory)) }
+        )
+        self.rejections = Dictionary(
+            uniqueKeysWithValues: Self.rejectionStatuses.map {
+                ($0, Counter(label: Name.rejections, dimensions: [("status", String($0))], factory: factory))
+            }
+        )
+        self.activeStreams = Meter(label: Name.activeStreams, factory: factory)
+        self.streams = Dictionary(
+            uniqueKeysWithValues: StreamStateMachine.Outcome.allCases.map {
+                ($0.rawValue, Counter(label: Name.streams, dimensions: [("outcome", $0.rawValue)], factory: factory))
+            }
+        )
+        self.bytesSent = Counter(label: Name.bytesSent, factory: factory)
+        self.eventsSent = Counter(label: Name.eventsSent, factory: factory)
+        self.clientDisconnects = Counter(label: Name.clientDisconnects, factory: factory)
+        self.streamDuration = Timer(label: Name.streamDuration, preferredDisplayUnit: .seconds, factory: factory)
+        self.timeToFirstByte = Timer(label: Name.timeToFirstByte, preferredDisplayUnit: .seconds, factory: factory)
+    }
+
+    /// Counts a refused handoff.
+    func handoffError(_ reason: String) {
+        self.handoffErrors[reason]?.increment()
+    }
+
+    /// Counts an error response sent to a client.
+    func rejection(status: Int) {
+        self.rejections[status]?.increment()
+    }
+
+    /// Counts a finished connection.
+    func stream(outcome: StreamStateMachine.Outcome) {
+        self.streams[outcome.rawValue]?.increment()
+    }
+}

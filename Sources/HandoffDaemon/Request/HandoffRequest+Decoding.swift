@@ -1,0 +1,176 @@
+import Foundation
+
+extension HandoffRequest {
+    /// Decodes a handoff payload (NULs already trimmed). An empty payload is the protocol's
+    /// "no `X-Handoff-Data`" and yields the defaults.
+    public static func decode(_ payload: [UInt8], limits: HandoffRequestLimits = .init()) throws(HandoffRequestError) -> HandoffRequest {
+        if payload.isEmpty { return HandoffRequest() }
+        let decoder = JSONDecoder()
+        decoder.userInfo[Wire.limitsKey] = limits
+        do {
+            return try decoder.decode(Wire.self, from: Data(payload)).request
+        } catch let error as HandoffRequestError {
+            throw error
+        } catch let DecodingError.typeMismatch(_, context) where context.codingPath.isEmpty {
+            throw .invalidJSON("the handoff data must be a JSON object")
+        } catch let DecodingError.typeMismatch(type, context), let DecodingError.valueNotFound(type, context) {
+            throw .wrongType(Self.path(context.codingPath), expected: Self.describe(type))
+        } catch {
+            throw .invalidJSON("the handoff data is not valid JSON")
+        }
+    }
+
+    static func path(_ codingPath: [any CodingKey]) -> String {
+        var result = ""
+        for key in codingPath {
+            if let index = key.intValue {
+                result += "[\(index)]"
+            } else {
+                result += result.isEmpty ? key.stringValue : ".\(key.stringValue)"
+            }
+        }
+        return result
+    }
+
+    private static func describe(_ type: Any.Type) -> String {
+        switch type {
+        case is String.Type: "a string"
+        case is Int.Type, is Int64.Type: "an integer"
+        case is Double.Type: "a number"
+        case is Bool.Type: "a boolean"
+        default: "a value of another type"
+        }
+    }
+
+    /// The JSON shape, decoded field by field so each failure names its field.
+    private struct Wire: Decodable {
+        static let limitsKey = CodingUserInfoKey(rawValue: "handoff.limits")!
+
+        var request = HandoffRequest()
+
+        enum Key: String, CodingKey {
+            case prompt, messages, system, model, temperature, backend
+            case maxTokens = "max_tokens"
+            case userID = "user_id"
+            case requestID = "request_id"
+            case testPattern = "test_pattern"
+            case responseHeaders = "response_headers"
+        }
+
+        init(from decoder: any Decoder) throws {
+            let limits = decoder.userInfo[Self.limitsKey] as? HandoffRequestLimits ?? .init()
+            let container = try decoder.container(keyedBy: Key.self)
+            var request = HandoffRequest()
+            request.prompt = try container.decodeIfPresent(String.self, forKey: .prompt)
+            request.system = try container.decodeIfPresent(String.self, forKey: .system)
+            request.model = try container.identifier(.model, limits: limits)
+            request.backend = try container.identifier(.backend, limits: limits)
+            request.testPattern = try container.identifier(.testPattern, limits: limits)
+            request.requestID = try container.identifier(.requestID, limits: limits, allowNumber: true)
+            request.userID = try container.identifier(.userID, limits: limits, allowNumber: true)
+            if let maxTokens = try container.decodeIfPresent(Int.self, forKey: .maxTokens) {
+                guard (1...limits.maxTokens).contains(maxTokens) else {
+                    throw HandoffRequestError.invalidValue("max_tokens", "must be between 1 and \(limits.maxTokens)")
+                }
+                request.maxTokens = maxTokens
+            }
+            if let temperature = try container.decodeIfPresent(Double.self, forKey: .temperature) {
+                guard temperature.isFinite, (0...2).contains(temperature) else {
+                    throw HandoffRequestError.invalidValue("temperature", "must be between 0 and 2")
+                }
+                request.temperature = temperature
+            }
+            if container.contains(.messages), try !container.decodeNil(forKey: .messages) {
+                var list = try container.nestedUnkeyedContainer(forKey: .messages)
+                var messages: [ChatMessage] = []
+                while !list.isAtEnd {
+                    guard messages.count < limits.maxMessages else {
+                        throw HandoffRequestError.tooLarge("messages", limit: limits.maxMessages, unit: "messages")
+                    }
+                    messages.append(try ChatMessage.decode(from: &list, index: messages.count, limits: limits))
+                }
+                request.messages = messages
+            }
+            if let headers = try container.decodeIfPresent([String: String].self, forKey: .responseHeaders) {
+                request.responseHeaders = try ResponseHeaderFilter.filter(headers, limits: limits)
+            }
+            self.request = request
+        }
+    }
+}
+
+extension KeyedDecodingContainer where Key: CodingKey {
+    /// A short string field (or, when allowed, an integer rendered as a string).
+    fileprivate func identifier(_ key: Key, limits: HandoffRequestLimits, allowNumber: Bool = false) throws -> String? {
+        guard self.contains(key), try !self.decodeNil(forKey: key) else { return nil }
+        let value: String
+        if let string = try? self.decode(String.self, forKey: key) {
+            value = string
+        } else if allowNumber, let number = try? self.decode(Int64.self, forKey: key) {
+            value = String(number)
+        } else {
+            throw HandoffRequestError.wrongType(key.stringValue, expected: allowNumber ? "a string or an integer" : "a string")
+        }
+        guard value.utf8.count <= limits.maxIdentifierBytes else {
+            throw HandoffRequestError.tooLarge(key.stringValue, limit: limits.maxIdentifierBytes)
+        }
+        return value
+    }
+}
+
+extension HandoffRequest.ChatMessage {
+    private enum Key: String, CodingKey { case role, content }
+    private enum PartKey: String, CodingKey { case type, text, imageURL = "image_url" }
+    private enum ImageKey: String, CodingKey { case url }
+
+    fileprivate static func decode(from list: inout any UnkeyedDecodingContainer, index: Int, limits: HandoffRequestLimits) throws -> Self {
+        let field = "messages[\(index)]"
+        guard let message = try? list.nestedContainer(keyedBy: Key.self) else {
+            throw HandoffRequestError.wrongType(field, expected: "an object with role and content")
+        }
+        guard let role = try? message.decode(String.self, forKey: .role) else {
+            throw HandoffRequestError.wrongType("\(field).role", expected: "a string")
+        }
+        guard ["system", "user", "assistant", "tool", "developer"].contains(role) else {
+            throw HandoffRequestError.invalidValue("\(field).role", "must be system, user, assistant, tool or developer")
+        }
+        if let text = try? message.decode(String.self, forKey: .content) {
+            return Self(role: role, content: .text(text))
+        }
+        guard var parts = try? message.nestedUnkeyedContainer(forKey: .content) else {
+            throw HandoffRequestError.wrongType("\(field).content", expected: "a string or an array of content parts")
+        }
+        var decoded: [HandoffRequest.ContentPart] = []
+        while !parts.isAtEnd {
+            let partField = "\(field).content[\(decoded.count)]"
+            guard decoded.count < limits.maxContentParts else {
+                throw HandoffRequestError.tooLarge("\(field).content", limit: limits.maxContentParts, unit: "parts")
+            }
+            guard let part = try? parts.nestedContainer(keyedBy: PartKey.self),
+                let type = try? part.decode(String.self, forKey: .type)
+            else {
+                throw HandoffRequestError.wrongType(partField, expected: "an object with a string type")
+            }
+            switch type {
+            case "text":
+                guard let text = try? part.decode(String.self, forKey: .text) else {
+                    throw HandoffRequestError.wrongType("\(partField).text", expected: "a string")
+                }
+                decoded.append(.text(text))
+            case "image_url":
+                let url: String
+                if let image = try? part.nestedContainer(keyedBy: ImageKey.self, forKey: .imageURL), let value = try? image.decode(String.self, forKey: .url) {
+                    url = value
+                } else if let value = try? part.decode(String.self, forKey: .imageURL) {
+                    url = value
+                } else {
+                    throw HandoffRequestError.wrongType("\(partField).image_url", expected: "an object with a string url")
+                }
+                decoded.append(.imageURL(url))
+            default:
+                throw HandoffRequestError.invalidValue("\(partField).type", "must be text or image_url")
+            }
+        }
+        return Self(role: role, content: .parts(decoded))
+    }
+}

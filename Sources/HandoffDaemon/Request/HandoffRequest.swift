@@ -1,0 +1,110 @@
+/// What the application asked for, decoded strictly from the `X-Handoff-Data` JSON.
+///
+/// Unknown fields are ignored; known fields with the wrong type or over their limit make the
+/// whole handoff a `400` (see ``HandoffRequest/decode(_:)``).
+public struct HandoffRequest: Sendable, Equatable {
+    /// The user's prompt.
+    public var prompt: String?
+    /// A chat history, as OpenAI messages.
+    public var messages: [ChatMessage]?
+    /// A system prompt.
+    public var system: String?
+    /// The model to ask for.
+    public var model: String?
+    /// Upper bound on generated tokens.
+    public var maxTokens: Int?
+    /// Sampling temperature, 0–2.
+    public var temperature: Double?
+    /// The application's user id (a number or a string).
+    public var userID: String?
+    /// The application's request id, for logs.
+    public var requestID: String?
+    /// Which backend to use; the configured default when `nil`.
+    public var backend: String?
+    /// Forwarded upstream as `X-Test-Pattern` (and understood by the built-in mock).
+    public var testPattern: String?
+    /// Extra response headers, filtered and in a deterministic order.
+    public var responseHeaders: [ResponseHeader]
+
+    public init(
+        prompt: String? = nil,
+        messages: [ChatMessage]? = nil,
+        system: String? = nil,
+        model: String? = nil,
+        maxTokens: Int? = nil,
+        temperature: Double? = nil,
+        userID: String? = nil,
+        requestID: String? = nil,
+        backend: String? = nil,
+        testPattern: String? = nil,
+        responseHeaders: [ResponseHeader] = []
+    ) {
+        self.prompt = prompt
+        self.messages = messages
+        self.system = system
+        self.model = model
+        self.maxTokens = maxTokens
+        self.temperature = temperature
+        self.userID = userID
+        self.requestID = requestID
+        self.backend = backend
+        self.testPattern = testPattern
+        self.responseHeaders = responseHeaders
+    }
+
+    /// One extra response header, already validated.
+    public struct ResponseHeader: Sendable, Equatable {
+        public var name: String
+        public var value: String
+
+        public init(name: String, value: String) {
+            self.name = name
+            self.value = value
+        }
+    }
+
+    /// One chat message.
+    public struct ChatMessage: Sendable, Equatable {
+        /// `system`, `user`, `assistant` or `tool`.
+        public var role: String
+        /// Plain text, or OpenAI content parts.
+        public var content: Content
+
+        public init(role: String, content: Content) {
+            self.role = role
+            self.content = content
+        }
+
+        /// A message's content.
+        public enum Content: Sendable, Equatable {
+            case text(String)
+            case parts([ContentPart])
+        }
+    }
+
+    /// One OpenAI content part.
+    public enum ContentPart: Sendable, Equatable {
+        case text(String)
+        case imageURL(String)
+    }
+}
+
+/// Size limits applied while decoding a handoff.
+public struct HandoffRequestLimits: Sendable {
+    /// Longest `model`, `backend`, `user_id`, `request_id`, `test_pattern`, in bytes. Default 256.
+    public var maxIdentifierBytes = 256
+    /// Most chat messages. Default 1000.
+    public var maxMessages = 1000
+    /// Most content parts in one message. Default 64.
+    public var maxContentParts = 64
+    /// Most extra response headers. Default 32.
+    public var maxResponseHeaders = 32
+    /// Longest response header name, in bytes. Default 128.
+    public var maxHeaderNameBytes = 128
+    /// Longest response header value, in bytes. Default 4096.
+    public var maxHeaderValueBytes = 4096
+    /// Largest `max_tokens`. Default 1 000 000.
+    public var maxTokens = 1_000_000
+
+    public init() {}
+}

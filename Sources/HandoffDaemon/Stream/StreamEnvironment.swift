@@ -1,0 +1,36 @@
+import Logging
+import NIOCore
+
+/// What every stream on every loop shares: configuration, counters, metrics, logger and the
+/// per-loop registries. Immutable after start, so reading it needs no synchronisation.
+final class StreamEnvironment: Sendable {
+    let configuration: DaemonConfiguration
+    let metrics: DaemonMetrics
+    let logger: Logger
+    let capacity: StreamCapacity
+    let requestLimits: HandoffRequestLimits
+    private let registries: [ObjectIdentifier: StreamRegistry]
+
+    init(
+        configuration: DaemonConfiguration,
+        metrics: DaemonMetrics,
+        logger: Logger,
+        capacity: StreamCapacity,
+        eventLoops: [any EventLoop]
+    ) {
+        self.configuration = configuration
+        self.metrics = metrics
+        self.logger = logger
+        self.capacity = capacity
+        self.requestLimits = HandoffRequestLimits()
+        self.registries = Dictionary(uniqueKeysWithValues: eventLoops.map { (ObjectIdentifier($0), StreamRegistry(eventLoop: $0)) })
+    }
+
+    /// The registry of `eventLoop`, which must be one of the daemon's loops.
+    func registry(for eventLoop: any EventLoop) -> StreamRegistry {
+        self.registries[ObjectIdentifier(eventLoop)]!
+    }
+
+    /// Every loop's registry.
+    var allRegistries: [StreamRegistry] { Array(self.registries.values) }
+}

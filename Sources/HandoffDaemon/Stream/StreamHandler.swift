@@ -1,0 +1,300 @@
+import HandoffSSE
+import Logging
+import NIOCore
+
+/// The one handler of a client connection's channel: it writes the whole HTTP response.
+///
+/// Reading is used only to notice the client leaving (EOF or reset); anything the client sends
+/// is discarded. Decisions come from ``StreamStateMachine``; this class performs them.
+final class StreamHandler: ChannelInboundHandler, LoopTimerTarget {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    /// What the acceptor decided before the connection reached us.
+    enum Admission: Sendable {
+        /// A well-formed handoff with this payload.
+        case handoff(payload: [UInt8])
+        /// A malformed handoff; answer with this error.
+        case refused(ErrorResponse, reason: String)
+    }
+
+    private enum TimerPurpose {
+        case none
+        case writeProgress
+        case linger
+    }
+
+    private let environment: StreamEnvironment
+    private var admission: Admission?
+    private var machine = StreamStateMachine()
+    private var context: ChannelHandlerContext?
+    private var source: (any StreamSource)?
+    private var timer: NIOScheduledCallback?
+    private var timerPurpose = TimerPurpose.none
+    private var admittedAsStream = false
+    private var finalized = false
+    private var startedAt = NIODeadline.now()
+    private var firstByteRecorded = false
+    private var extraHeaders: [HandoffRequest.ResponseHeader] = []
+
+    /// Links of ``StreamRegistry``'s intrusive list.
+    var registryPrevious: StreamHandler?
+    var registryNext: StreamHandler?
+
+    init(environment: StreamEnvironment, admission: Admission) {
+        self.environment = environment
+        self.admission = admission
+    }
+
+    /// Whether the client can take more bytes now.
+    var isWritable: Bool { self.context?.channel.isWritable ?? false }
+
+    // MARK: Channel events
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        self.startedAt = .now()
+        guard let admission = self.admission else { return }
+        self.admission = nil
+        switch admission {
+        case .refused(let response, let reason):
+            self.environment.metrics.handoffError(reason)
+            self.perform(self.machine.rejected(response))
+        case .handoff(let payload):
+            self.environment.metrics.handoffs.increment()
+            self.begin(payload: payload, context: context)
+        }
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        // The request was Apache's; whatever else the client sends is not ours to read.
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable {
+            if self.timerPurpose == .writeProgress { self.cancelTimer() }
+            self.source?.resume()
+        } else if self.timerPurpose == .none {
+            self.armTimer(.writeProgress, after: self.environment.configuration.timeouts.write)
+        }
+        context.fireChannelWritabilityChanged()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        self.perform(self.machine.connectionClosed())
+        self.finalize()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        self.environment.logger.debug("client connection error", metadata: ["error": "\(error)"])
+        context.close(promise: nil)
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.finalize()
+        self.context = nil
+    }
+
+    // MARK: Start
+
+    private func begin(payload: [UInt8], context: ChannelHandlerContext) {
+        let request: HandoffRequest
+        do {
+            request = try HandoffRequest.decode(payload, limits: self.environment.requestLimits)
+        } catch {
+            self.environment.logger.debug("invalid handoff data", metadata: ["error": "\(error)"])
+            self.environment.metrics.handoffError(error.reason.description)
+            let response = ErrorResponse(status: .badRequest, error: error.reason.description, message: error.description)
+            self.perform(self.machine.rejected(response))
+            return
+        }
+        let backendName = request.backend ?? self.environment.configuration.defaultBackend.rawValue
+        guard let backend = BackendKind(rawValue: backendName) else {
+            self.environment.metrics.handoffError("unknown_backend")
+            let message = "unknown backend '\(backendName)'; this daemon serves: \(BackendKind.allCases.map(\.rawValue).joined(separator: ", "))"
+            self.perform(self.machine.rejected(ErrorResponse(status: .badRequest, error: "unknown_backend", message: message)))
+            return
+        }
+        guard self.environment.capacity.admitStream() else {
+            self.environment.metrics.handoffError("over_capacity")
+            let response = ErrorResponse(
+                status: .serviceUnavailable,
+                error: "over_capacity",
+                message: "the server is at its stream limit; retry shortly",
+                retryAfterSeconds: self.environment.configuration.limits.retryAfterSeconds
+            )
+            self.perform(self.machine.rejected(response))
+            return
+        }
+        self.admittedAsStream = true
+        self.extraHeaders = request.responseHeaders
+        self.environment.metrics.activeStreams.increment()
+        self.environment.registry(for: context.eventLoop).insert(self)
+        switch backend {
+        case .mock:
+            let script = MockScript(request: request, configuration: self.environment.configuration.mock)
+            self.source = MockSource(handler: self, eventLoop: context.eventLoop, script: script)
+        }
+        self.source?.start()
+    }
+
+    // MARK: Source reports
+
+    func sourceResponded() {
+        self.perform(self.machine.sourceResponded())
+    }
+
+    func sourceProducedContent(_ content: String) {
+        guard self.machine.sourceProducedEvent() == .writeEvent, let context = self.context else { return }
+        var buffer = context.channel.allocator.buffer(capacity: content.utf8.count + 24)
+        HandoffEvents.writeContent(content, into: &buffer)
+        self.environment.metrics.eventsSent.increment()
+        self.write(buffer, context: context)
+    }
+
+    func sourceFinished() {
+        self.perform(self.machine.sourceFinished())
+    }
+
+    /// Called on the loop by the drain logic.
+    func shutdownDeadlinePassed() {
+        let response = ErrorResponse(
+            status: .serviceUnavailable,
+            error: "shutting_down",
+            message: "the server is shutting down; retry shortly",
+            retryAfterSeconds: self.environment.configuration.limits.retryAfterSeconds
+        )
+        self.perform(self.machine.shutdownDeadlinePassed(response: response))
+    }
+
+    // MARK: Actions
+
+    private func perform(_ action: StreamStateMachine.Action) {
+        switch action {
+        case .none, .writeEvent:
+            return
+        case .writeHead:
+            guard let context = self.context else { return }
+            // The head is not sent before the first event; both leave in one flush.
+            let head = HTTPResponse.streamHead(extraHeaders: self.extraHeaders, allocator: context.channel.allocator)
+            self.extraHeaders = []
+            self.environment.metrics.bytesSent.increment(by: head.readableBytes)
+            context.write(self.wrapOutboundOut(head), promise: nil)
+        case .writeFinal(let bytes, let cancelSource):
+            if cancelSource { self.cancelSource() }
+            self.source = nil
+            self.writeFinal(bytes)
+        case .shutdownOutput:
+            guard let context = self.context else { return }
+            self.cancelTimer()
+            context.close(mode: .output, promise: nil)
+            self.armTimer(.linger, after: self.environment.configuration.timeouts.linger)
+        case .close(let cancelSource):
+            if cancelSource { self.cancelSource() }
+            self.source = nil
+            self.cancelTimer()
+            self.context?.close(promise: nil)
+        }
+    }
+
+    private func write(_ buffer: ByteBuffer, context: ChannelHandlerContext) {
+        if !self.firstByteRecorded {
+            self.firstByteRecorded = true
+            self.environment.metrics.timeToFirstByte.recordNanoseconds((NIODeadline.now() - self.startedAt).nanoseconds)
+        }
+        self.environment.metrics.bytesSent.increment(by: buffer.readableBytes)
+        context.writeAndFlush(self.wrapOutboundOut(buffer), promise: nil)
+        if !context.channel.isWritable, self.timerPurpose == .none {
+            self.armTimer(.writeProgress, after: self.environment.configuration.timeouts.write)
+        }
+    }
+
+    private func writeFinal(_ bytes: StreamStateMachine.FinalBytes) {
+        guard let context = self.context else { return }
+        var buffer: ByteBuffer
+        var timeout = self.environment.configuration.timeouts.write
+        switch bytes {
+        case .done:
+            buffer = context.channel.allocator.buffer(capacity: 16)
+            HandoffEvents.writeDone(into: &buffer)
+        case .errorEvent(let message, let reason):
+            buffer = context.channel.allocator.buffer(capacity: 64 + message.utf8.count)
+            HandoffEvents.writeError(message, reason: reason, into: &buffer)
+        case .errorResponse(let response):
+            timeout = min(timeout, self.environment.configuration.timeouts.rejectionWrite)
+            self.environment.metrics.rejection(status: response.status.code)
+            buffer = HTTPResponse.error(
+                response.status,
+                error: response.error,
+                message: response.message,
+                retryAfterSeconds: response.retryAfterSeconds,
+                allocator: context.channel.allocator
+            )
+        }
+        self.cancelTimer()
+        self.armTimer(.writeProgress, after: timeout)
+        self.environment.metrics.bytesSent.increment(by: buffer.readableBytes)
+        let promise = context.eventLoop.makePromise(of: Void.self)
+        context.writeAndFlush(self.wrapOutboundOut(buffer), promise: promise)
+        promise.futureResult.assumeIsolated().whenComplete { result in
+            switch result {
+            case .success: self.perform(self.machine.finalWriteCompleted())
+            case .failure: self.perform(self.machine.connectionClosed())
+            }
+        }
+    }
+
+    private func cancelSource() {
+        guard let source = self.source else { return }
+        self.source = nil
+        source.cancel()
+    }
+
+    // MARK: Timer
+
+    private func armTimer(_ purpose: TimerPurpose, after duration: Duration) {
+        guard let context = self.context else { return }
+        self.timer?.cancel()
+        self.timerPurpose = purpose
+        self.timer = LoopTimer.schedule(self, on: context.eventLoop, in: TimeAmount(duration))
+    }
+
+    private func cancelTimer() {
+        self.timer?.cancel()
+        self.timer = nil
+        self.timerPurpose = .none
+    }
+
+    func loopTimerFired() {
+        let purpose = self.timerPurpose
+        self.timer = nil
+        self.timerPurpose = .none
+        switch purpose {
+        case .none: return
+        case .writeProgress: self.perform(self.machine.writeTimedOut())
+        case .linger: self.perform(self.machine.lingerTimedOut())
+        }
+    }
+
+    // MARK: End
+
+    private func finalize() {
+        guard !self.finalized else { return }
+        self.finalized = true
+        self.cancelSource()
+        self.cancelTimer()
+        self.environment.capacity.clientDescriptorClosed()
+        if self.admittedAsStream, let context = self.context {
+            self.environment.registry(for: context.eventLoop).remove(self)
+            self.environment.capacity.releaseStream()
+            self.environment.metrics.activeStreams.decrement()
+            self.environment.metrics.streamDuration.recordNanoseconds((NIODeadline.now() - self.startedAt).nanoseconds)
+        }
+        let outcome = self.machine.outcome ?? .clientDisconnected
+        if outcome == .clientDisconnected { self.environment.metrics.clientDisconnects.increment() }
+        self.environment.metrics.stream(outcome: outcome)
+    }
+}

@@ -1,0 +1,247 @@
+import CHandoffShim
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Every syscall the wire layer makes, wrapped once: `EINTR` is retried (never for
+/// `close`), `errno` is read immediately, failures throw ``HandoffWireError`` naming the
+/// syscall, and non-blocking outcomes (`EAGAIN`) are part of the return type.
+public enum Syscall {
+    /// Runs `body` until it does not fail with `EINTR`. Returns the result or throws.
+    @inline(__always)
+    static func retrying<T: BinaryInteger>(_ name: String, context: @autoclosure () -> String = "", _ body: () -> T) throws -> T {
+        while true {
+            let result = body()
+            if result >= 0 { return result }
+            let error = Glibc.errno
+            if error == EINTR { continue }
+            throw HandoffWireError.syscall(name, errno: error, context: context())
+        }
+    }
+
+    /// Like ``retrying(_:context:_:)`` but `EAGAIN`/`EWOULDBLOCK` yields `nil`.
+    @inline(__always)
+    static func retryingNonBlocking<T: BinaryInteger>(
+        _ name: String,
+        context: @autoclosure () -> String = "",
+        _ body: () -> T
+    ) throws -> T? {
+        while true {
+            let result = body()
+            if result >= 0 { return result }
+            let error = Glibc.errno
+            if error == EINTR { continue }
+            if error == EAGAIN || error == EWOULDBLOCK { return nil }
+            throw HandoffWireError.syscall(name, errno: error, context: context())
+        }
+    }
+
+    /// `close(2)`. Never retried: on Linux the descriptor is gone even when `EINTR` is reported.
+    public static func close(_ fd: CInt) throws {
+        if Glibc.close(fd) != 0 {
+            let error = Glibc.errno
+            if error == EINTR { return }
+            throw HandoffWireError.syscall("close", errno: error, context: "fd \(fd)")
+        }
+    }
+
+    /// `socket(2)` with `SOCK_NONBLOCK | SOCK_CLOEXEC`.
+    public static func socket(domain: CInt, type: CInt) throws -> CInt {
+        try retrying("socket") { handoff_socket_nonblocking(domain, type, 0) }
+    }
+
+    /// `socketpair(2)` with `SOCK_CLOEXEC` (and `SOCK_NONBLOCK` when asked).
+    public static func socketpair(domain: CInt, type: CInt, nonBlocking: Bool) throws -> (CInt, CInt) {
+        var pair: [CInt] = [-1, -1]
+        _ = try retrying("socketpair") { handoff_socketpair(domain, type, nonBlocking ? 1 : 0, &pair) }
+        return (pair[0], pair[1])
+    }
+
+    /// `bind(2)` to a Unix socket path.
+    public static func bind(_ fd: CInt, to address: UnixSocketAddress) throws {
+        _ = try address.withSockAddr { pointer, length in
+            try retrying("bind", context: address.path) { Glibc.bind(fd, pointer, length) }
+        }
+    }
+
+    /// `listen(2)`.
+    public static func listen(_ fd: CInt, backlog: CInt) throws {
+        _ = try retrying("listen", context: "fd \(fd)") { Glibc.listen(fd, backlog) }
+    }
+
+    /// `accept4(2)` with `SOCK_NONBLOCK | SOCK_CLOEXEC`; `nil` when nothing is pending.
+    public static func accept(_ fd: CInt) throws -> CInt? {
+        try retryingNonBlocking("accept4", context: "fd \(fd)") { handoff_accept_nonblocking(fd) }
+    }
+
+    /// The outcome of a non-blocking `connect(2)`.
+    public enum ConnectOutcome: Sendable, Hashable {
+        /// Connected (Unix sockets connect at once).
+        case connected
+        /// `EINPROGRESS`: wait for writability, then read `SO_ERROR`.
+        case inProgress
+        /// `EAGAIN`: the listener's backlog is full (Linux, Unix sockets).
+        case wouldBlock
+    }
+
+    /// `connect(2)` on a non-blocking socket to a Unix path.
+    public static func connect(_ fd: CInt, to address: UnixSocketAddress) throws -> ConnectOutcome {
+        try address.withSockAddr { pointer, length in
+            while true {
+                if Glibc.connect(fd, pointer, length) == 0 { return .connected }
+                let error = Glibc.errno
+                switch error {
+                case EINTR: continue
+                case EINPROGRESS: return .inProgress
+                case EAGAIN: return .wouldBlock
+                default: throw HandoffWireError.syscall("connect", errno: error, context: address.path)
+                }
+            }
+        }
+    }
+
+    /// `sendmsg(2)`; `nil` when the socket would block.
+    static func sendmsg(_ fd: CInt, _ message: UnsafePointer<msghdr>, flags: CInt) throws -> Int? {
+        try retryingNonBlocking("sendmsg", context: "fd \(fd)") { Glibc.sendmsg(fd, message, flags) }
+    }
+
+    /// `recvmsg(2)`; `nil` when nothing is there yet.
+    static func recvmsg(_ fd: CInt, _ message: UnsafeMutablePointer<msghdr>, flags: CInt) throws -> Int? {
+        try retryingNonBlocking("recvmsg", context: "fd \(fd)") { Glibc.recvmsg(fd, message, flags) }
+    }
+
+    /// `read(2)`; `nil` when it would block, `0` at end of stream.
+    public static func read(_ fd: CInt, into buffer: UnsafeMutableRawBufferPointer) throws -> Int? {
+        try retryingNonBlocking("read", context: "fd \(fd)") { Glibc.read(fd, buffer.baseAddress, buffer.count) }
+    }
+
+    /// `write(2)` (as `send` with `MSG_NOSIGNAL` for sockets); `nil` when it would block.
+    public static func send(_ fd: CInt, _ buffer: UnsafeRawBufferPointer) throws -> Int? {
+        try retryingNonBlocking("send", context: "fd \(fd)") {
+            Glibc.send(fd, buffer.baseAddress, buffer.count, handoff_MSG_NOSIGNAL)
+        }
+    }
+
+    /// `write(2)`; `nil` when it would block.
+    public static func write(_ fd: CInt, _ buffer: UnsafeRawBufferPointer) throws -> Int? {
+        try retryingNonBlocking("write", context: "fd \(fd)") { Glibc.write(fd, buffer.baseAddress, buffer.count) }
+    }
+
+    /// `shutdown(2)`.
+    public static func shutdown(_ fd: CInt, how: CInt) throws {
+        _ = try retrying("shutdown", context: "fd \(fd)") { Glibc.shutdown(fd, how) }
+    }
+
+    /// `getsockopt(2)` for an `int`-valued option.
+    public static func socketOption(_ fd: CInt, level: CInt, name: CInt) throws -> CInt {
+        var value: CInt = 0
+        var length = socklen_t(MemoryLayout<CInt>.size)
+        _ = try retrying("getsockopt", context: "fd \(fd)") { Glibc.getsockopt(fd, level, name, &value, &length) }
+        return value
+    }
+
+    /// `setsockopt(2)` for an `int`-valued option.
+    public static func setSocketOption(_ fd: CInt, level: CInt, name: CInt, value: CInt) throws {
+        var value = value
+        _ = try retrying("setsockopt", context: "fd \(fd)") {
+            Glibc.setsockopt(fd, level, name, &value, socklen_t(MemoryLayout<CInt>.size))
+        }
+    }
+
+    /// Whether the socket has a peer: `getpeername(2)` succeeds. `ENOTCONN` yields `false`.
+    public static func isConnected(_ fd: CInt) throws -> Bool {
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let result = withUnsafeMutablePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.getpeername(fd, $0, &length) }
+        }
+        if result == 0 { return true }
+        let error = Glibc.errno
+        if error == ENOTCONN { return false }
+        throw HandoffWireError.syscall("getpeername", errno: error, context: "fd \(fd)")
+    }
+
+    /// `SO_PEERCRED` of a connected Unix socket.
+    public static func peerCredentials(_ fd: CInt) throws -> PeerCredentials {
+        var pid: pid_t = 0
+        var uid: uid_t = 0
+        var gid: gid_t = 0
+        _ = try retrying("getsockopt(SO_PEERCRED)", context: "fd \(fd)") { handoff_peer_credentials(fd, &pid, &uid, &gid) }
+        return PeerCredentials(pid: pid, uid: uid, gid: gid)
+    }
+
+    /// `lstat(2)`; `nil` when the path does not exist.
+    static func lstat(_ path: String) throws -> stat? {
+        var info = stat()
+        if Glibc.lstat(path, &info) == 0 { return info }
+        let error = Glibc.errno
+        if error == ENOENT { return nil }
+        throw HandoffWireError.syscall("lstat", errno: error, context: path)
+    }
+
+    /// `fstat(2)`.
+    static func fstat(_ fd: CInt) throws -> stat {
+        var info = stat()
+        _ = try retrying("fstat", context: "fd \(fd)") { Glibc.fstat(fd, &info) }
+        return info
+    }
+
+    /// `unlink(2)`; a missing path is not an error.
+    public static func unlink(_ path: String) throws {
+        if Glibc.unlink(path) == 0 { return }
+        let error = Glibc.errno
+        if error == ENOENT { return }
+        throw HandoffWireError.syscall("unlink", errno: error, context: path)
+    }
+
+    /// `chmod(2)`.
+    static func chmod(_ path: String, mode: mode_t) throws {
+        _ = try retrying("chmod", context: path) { Glibc.chmod(path, mode) }
+    }
+
+    /// `chown(2)` changing only the group.
+    static func chgrp(_ path: String, group: gid_t) throws {
+        _ = try retrying("chown", context: path) { Glibc.chown(path, uid_t.max, group) }
+    }
+
+    /// `epoll_create1(EPOLL_CLOEXEC)`.
+    static func epollCreate() throws -> CInt {
+        try retrying("epoll_create1") { handoff_epoll_create() }
+    }
+
+    /// `epoll_ctl(2)` with `data.u64`.
+    static func epollControl(_ epfd: CInt, operation: CInt, fd: CInt, events: UInt32, data: UInt64) throws {
+        _ = try retrying("epoll_ctl", context: "fd \(fd)") { handoff_epoll_ctl(epfd, operation, fd, events, data) }
+    }
+
+    /// `epoll_wait(2)`; `EINTR` yields zero events so the caller re-checks its deadlines.
+    static func epollWait(
+        _ epfd: CInt,
+        events: UnsafeMutablePointer<UInt32>,
+        data: UnsafeMutablePointer<UInt64>,
+        maximum: CInt,
+        timeoutMilliseconds: CInt
+    ) throws -> Int {
+        let result = handoff_epoll_wait(epfd, events, data, maximum, timeoutMilliseconds)
+        if result >= 0 { return Int(result) }
+        let error = Glibc.errno
+        if error == EINTR { return 0 }
+        throw HandoffWireError.syscall("epoll_wait", errno: error)
+    }
+
+    /// `eventfd(2)` with `EFD_NONBLOCK | EFD_CLOEXEC`.
+    public static func eventfd() throws -> CInt {
+        try retrying("eventfd") { handoff_eventfd() }
+    }
+
+    /// The soft `RLIMIT_NOFILE`.
+    public static func openFileLimit() throws -> Int {
+        var limit = rlimit()
+        _ = try retrying("getrlimit") { Glibc.getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) }
+        return limit.rlim_cur >= rlim_t(Int32.max) ? Int(Int32.max) : Int(limit.rlim_cur)
+    }
+
+    /// `getpid(2)`.
+    public static var processID: Int32 { Glibc.getpid() }
+}

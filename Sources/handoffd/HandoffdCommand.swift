@@ -1,0 +1,106 @@
+import ArgumentParser
+import Foundation
+import HandoffDaemon
+import Logging
+import UnixSignals
+
+/// The handoffd executable: flags → configuration → logging → the daemon's services.
+@main
+struct HandoffdCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "handoffd",
+        abstract: "Streams HTTP responses on client sockets handed off by Apache's mod_socket_handoff.",
+        discussion: """
+            Every option can also be set with its environment variable; a flag wins over the
+            environment, which wins over the default.
+
+            \(ConfigurationSource.keys.map { "  --\($0.name)\n      \($0.environment)" }.joined(separator: "\n"))
+
+            Socket activation: when started by systemd with LISTEN_FDS=1, the inherited socket
+            is used and --socket only names it in logs.
+            """
+    )
+
+    @Option(help: .init(Self.help("socket"), valueName: "path")) var socket: String?
+    @Option(name: .customLong("socket-mode"), help: .init(Self.help("socket-mode"), valueName: "octal")) var socketMode: String?
+    @Option(name: .customLong("socket-group"), help: .init(Self.help("socket-group"), valueName: "group")) var socketGroup: String?
+    @Option(name: .customLong("allow-uid"), help: .init(Self.help("allow-uid"), valueName: "users")) var allowUID: String?
+    @Option(help: .init(Self.help("backend"), valueName: "name")) var backend: String?
+    @Option(name: .customLong("mock-messages"), help: .init(Self.help("mock-messages"), valueName: "n")) var mockMessages: String?
+    @Option(name: .customLong("mock-interval-ms"), help: .init(Self.help("mock-interval-ms"), valueName: "ms")) var mockIntervalMs: String?
+    @Option(name: .customLong("max-connections"), help: .init(Self.help("max-connections"), valueName: "n")) var maxConnections: String?
+    @Option(name: .customLong("max-handoff-bytes"), help: .init(Self.help("max-handoff-bytes"), valueName: "bytes")) var maxHandoffBytes: String?
+    @Option(name: .customLong("handoff-timeout-ms"), help: .init(Self.help("handoff-timeout-ms"), valueName: "ms")) var handoffTimeoutMs: String?
+    @Option(name: .customLong("write-timeout-s"), help: .init(Self.help("write-timeout-s"), valueName: "s")) var writeTimeoutS: String?
+    @Option(name: .customLong("drain-timeout-s"), help: .init(Self.help("drain-timeout-s"), valueName: "s")) var drainTimeoutS: String?
+    @Option(name: .customLong("linger-ms"), help: .init(Self.help("linger-ms"), valueName: "ms")) var lingerMs: String?
+    @Option(help: .init(Self.help("backlog"), valueName: "n")) var backlog: String?
+    @Option(name: .customLong("log-level"), help: .init(Self.help("log-level"), valueName: "level")) var logLevel: String?
+
+    static func help(_ key: String) -> String {
+        let entry = ConfigurationSource.keys.first { $0.name == key }!
+        return "\(entry.help) [env: \(entry.environment)]"
+    }
+
+    /// The flags that were given, keyed by their long names.
+    var givenFlags: [String: String] {
+        let pairs: [(String, String?)] = [
+            ("socket", self.socket), ("socket-mode", self.socketMode), ("socket-group", self.socketGroup),
+            ("allow-uid", self.allowUID), ("backend", self.backend), ("mock-messages", self.mockMessages),
+            ("mock-interval-ms", self.mockIntervalMs), ("max-connections", self.maxConnections),
+            ("max-handoff-bytes", self.maxHandoffBytes), ("handoff-timeout-ms", self.handoffTimeoutMs),
+            ("write-timeout-s", self.writeTimeoutS), ("drain-timeout-s", self.drainTimeoutS),
+            ("linger-ms", self.lingerMs), ("backlog", self.backlog), ("log-level", self.logLevel),
+        ]
+        return Dictionary(uniqueKeysWithValues: pairs.compactMap { key, value in value.map { (key, $0) } })
+    }
+
+    func run() async throws {
+        let environment = ProcessInfo.processInfo.environment
+        let flags = self.givenFlags
+        let levelName = flags["log-level"] ?? environment["HANDOFFD_LOG_LEVEL"] ?? "info"
+        guard let level = Logger.Level(rawValue: levelName) else {
+            throw ValidationError("--log-level: unknown level '\(levelName)'; use trace, debug, info, notice, warning, error or critical")
+        }
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "handoffd")
+
+        var configuration: DaemonConfiguration
+        do {
+            configuration = try ConfigurationSource.resolve(flags: flags, environment: environment)
+        } catch {
+            throw ValidationError(error.description)
+        }
+        if let inherited = SocketActivation.inheritedDescriptor(environment: environment) {
+            configuration.listener.inheritedDescriptor = inherited
+        }
+
+        let daemon: HandoffDaemon
+        do {
+            daemon = try HandoffDaemon(configuration: configuration, logger: logger, signals: true)
+        } catch {
+            logger.critical("handoffd cannot start", metadata: ["error": "\(error)"])
+            throw ExitCode(1)
+        }
+        SocketActivation.notifyReady(environment: environment)
+        // The service group turns the first SIGTERM/SIGINT into a graceful drain; a second one
+        // means "now": end every stream with an error event and exit.
+        let forced = Task {
+            var seen = 0
+            for await _ in await UnixSignalsSequence(trapping: .sigterm, .sigint) {
+                seen += 1
+                guard seen >= 2 else { continue }
+                logger.notice("second signal: ending all streams now")
+                await daemon.endAllStreamsNow()
+                Foundation.exit(0)
+            }
+        }
+        defer { forced.cancel() }
+        try await daemon.run()
+        logger.info("handoffd stopped")
+    }
+}
