@@ -1,0 +1,58 @@
+import HandoffDaemon
+import Testing
+
+@Suite struct ConfigurationSourceTests {
+    @Test func defaults() throws {
+        let configuration = try ConfigurationSource.resolve(flags: ["socket": "/run/h.sock"], environment: [:])
+        #expect(configuration.listener.socketPath == "/run/h.sock")
+        #expect(configuration.listener.socketMode == 0o660)
+        #expect(configuration.limits.maxHandoffBytes == 131_072)
+        #expect(configuration.limits.maxConnections == nil)
+        #expect(configuration.mock.messages == 18)
+        #expect(configuration.mock.interval == .milliseconds(50))
+        #expect(configuration.timeouts.write == .seconds(30))
+        #expect(configuration.timeouts.drain == .seconds(120))
+        #expect(configuration.timeouts.handoff == .seconds(5))
+        #expect(configuration.defaultBackend == .mock)
+    }
+
+    @Test func flagsWinOverEnvironment() throws {
+        let configuration = try ConfigurationSource.resolve(
+            flags: ["socket": "/run/flag.sock", "mock-messages": "3"],
+            environment: ["HANDOFFD_SOCKET": "/run/env.sock", "HANDOFFD_MOCK_MESSAGES": "9", "HANDOFFD_MAX_CONNECTIONS": "7"]
+        )
+        #expect(configuration.listener.socketPath == "/run/flag.sock")
+        #expect(configuration.mock.messages == 3)
+        #expect(configuration.limits.maxConnections == 7)
+    }
+
+    @Test func zeroIsExpressibleWhereItMeansSomething() throws {
+        let configuration = try ConfigurationSource.resolve(
+            flags: ["socket": "/run/h.sock", "max-connections": "0", "drain-timeout-s": "0", "mock-interval-ms": "0", "linger-ms": "0"],
+            environment: [:]
+        )
+        #expect(configuration.limits.maxConnections == 0)
+        #expect(configuration.timeouts.drain == .zero)
+        #expect(configuration.mock.interval == .zero)
+    }
+
+    @Test(arguments: [
+        (["mock-messages": "many"], [String: String](), "--mock-messages"),
+        ([:], ["HANDOFFD_WRITE_TIMEOUT_S": "0"], "HANDOFFD_WRITE_TIMEOUT_S"),
+        (["socket-mode": "999"], [:], "--socket-mode"),
+        (["backend": "gpt"], [:], "--backend"),
+        (["max-handoff-bytes": "-1"], [:], "--max-handoff-bytes"),
+        (["socket-group": "no-such-group-here"], [:], "--socket-group"),
+    ])
+    func errorsNameTheKey(flags: [String: String], environment: [String: String], key: String) {
+        var all = flags
+        all["socket"] = "/run/h.sock"
+        let error = #expect(throws: ConfigurationError.self) { _ = try ConfigurationSource.resolve(flags: all, environment: environment) }
+        #expect(error?.key == key)
+    }
+
+    @Test func socketIsRequiredAndAbsolute() {
+        #expect(throws: ConfigurationError.self) { _ = try ConfigurationSource.resolve(flags: [:], environment: [:]) }
+        #expect(throws: ConfigurationError.self) { _ = try ConfigurationSource.resolve(flags: ["socket": "relative.sock"], environment: [:]) }
+    }
+}

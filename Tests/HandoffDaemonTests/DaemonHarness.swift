@@ -1,0 +1,56 @@
+import HandoffDaemon
+import HandoffTestSupport
+import HandoffWire
+import Logging
+import MetricsTestKit
+
+/// A daemon running in-process on a temporary socket, shut down gracefully after `body`.
+func withDaemon(
+    _ adjust: (inout DaemonConfiguration) -> Void = { _ in },
+    _ body: (HandoffDaemon, TestMetrics) async throws -> Void
+) async throws {
+    try await withTemporaryUnixSocketPath { path in
+        var configuration = DaemonConfiguration(listener: .init(socketPath: path), mock: .init(messages: 3, interval: .milliseconds(10)))
+        configuration.timeouts.linger = .milliseconds(300)
+        adjust(&configuration)
+        let metrics = TestMetrics()
+        var logger = Logger(label: "handoffd-test")
+        logger.logLevel = .warning
+        let daemon = try HandoffDaemon(configuration: configuration, logger: logger, metricsFactory: metrics)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await daemon.run() }
+            do {
+                try await body(daemon, metrics)
+            } catch {
+                await daemon.triggerGracefulShutdown()
+                throw error
+            }
+            await daemon.triggerGracefulShutdown()
+            try await group.waitForAll()
+        }
+    }
+}
+
+/// Hands off `payload` with a fresh loopback TCP client and returns what the client receives.
+func exchange(_ daemon: HandoffDaemon, payload: [UInt8], timeoutMilliseconds: Int = 5000) async throws -> (response: ParsedResponse?, closed: Bool, raw: [UInt8]) {
+    let (client, server) = try FakeApache.tcpConnection()
+    defer { client.closeIfOpen() }
+    try FakeApache.handOff(to: daemon.socketPath, payload: payload, descriptors: [server.rawValue])
+    server.closeIfOpen()
+    let (bytes, closed) = try await FakeApache.response(from: client.rawValue, timeoutMilliseconds: timeoutMilliseconds)
+    return (ParsedResponse(bytes), closed, bytes)
+}
+
+func exchange(_ daemon: HandoffDaemon, json: String) async throws -> (response: ParsedResponse?, closed: Bool, raw: [UInt8]) {
+    try await exchange(daemon, payload: Array(json.utf8))
+}
+
+/// Waits until `condition` holds or `milliseconds` pass; returns whether it held.
+func eventually(within milliseconds: Int = 3000, _ condition: () -> Bool) async -> Bool {
+    let deadline = FakeApache.monotonicMilliseconds() + milliseconds
+    while FakeApache.monotonicMilliseconds() < deadline {
+        if condition() { return true }
+        try? await Task.sleep(for: .milliseconds(10))
+    }
+    return condition()
+}

@@ -1,0 +1,706 @@
+/*
+ * mod_socket_handoff: hand the client's TCP connection to a streaming daemon.
+ *
+ * An application (PHP, CGI, a proxied backend) answers a request with
+ *
+ *     X-Socket-Handoff: /run/handoffd/handoffd.sock
+ *     X-Handoff-Data: {"prompt":"...","user_id":42}
+ *
+ * and this output filter, instead of sending that response, connects to the named
+ * AF_UNIX/SOCK_SEQPACKET socket and sends one message: the data header's bytes (a single NUL
+ * when there is none) with the client socket attached as SCM_RIGHTS. The daemon now owns the
+ * connection and writes the whole HTTP response itself; the Apache worker is free at once.
+ *
+ * Once sendmsg() has succeeded the handoff is committed: Apache never writes to the client
+ * again. The client's descriptor number is pointed at a dead stand-in socket with dup2(), so
+ * whatever Apache still does with "its" socket (lingering close, shutdown) cannot touch the
+ * daemon's connection.
+ *
+ * Before that point every failure gets a real answer: 403 for a socket path outside
+ * SocketHandoffAllowedPrefix, 503 when the daemon cannot be reached within the deadline,
+ * 500 for internal failures and for requests that cannot be handed off (HTTP/2, TLS).
+ * The two handoff headers never reach the client.
+ */
+
+#include "httpd.h"
+#include "http_config.h"
+#include "http_connection.h"
+#include "http_core.h"
+#include "http_log.h"
+#include "http_protocol.h"
+#include "http_request.h"
+#include "http_ssl.h"
+#include "util_filter.h"
+
+#include "apr_portable.h"
+#include "apr_strings.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <pwd.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+module AP_MODULE_DECLARE_DATA socket_handoff_module;
+
+
+#define HANDOFF_FILTER "SOCKET_HANDOFF"
+#define HDR_SOCKET "X-Socket-Handoff"
+#define HDR_DATA "X-Handoff-Data"
+
+#define UNSET -1
+#define HANDOFF_DEFAULT_PREFIX "/run/"
+#define DEFAULT_CONNECT_TIMEOUT_MS 100
+#define DEFAULT_SEND_TIMEOUT_MS 200
+#define DEFAULT_MAX_RETRIES 2
+#define FIRST_BACKOFF_MS 10
+
+typedef struct {
+    int enabled;              /* On/Off, UNSET when not configured here */
+    const char *prefix;       /* normalised, ends with '/'; NULL when unset */
+    int connect_timeout_ms;   /* 1..60000 */
+    int send_timeout_ms;      /* 1..60000 */
+    int max_retries;          /* 0..10 */
+    int daemon_uid;           /* required peer uid, UNSET when not checked */
+    const char *daemon_user;  /* for messages */
+} handoff_config;
+
+typedef enum {
+    STATE_DISCARD = 1         /* handed off or answered: drop everything that follows */
+} filter_state;
+
+typedef struct {
+    filter_state state;
+} filter_ctx;
+
+/* ------------------------------------------------------------------------------------------
+ * Configuration
+ * ---------------------------------------------------------------------------------------- */
+
+static void *create_config(apr_pool_t *p, char *dir)
+{
+    handoff_config *conf = apr_pcalloc(p, sizeof(*conf));
+    (void)dir;
+    conf->enabled = UNSET;
+    conf->prefix = NULL;
+    conf->connect_timeout_ms = UNSET;
+    conf->send_timeout_ms = UNSET;
+    conf->max_retries = UNSET;
+    conf->daemon_uid = UNSET;
+    conf->daemon_user = NULL;
+    return conf;
+}
+
+static void *create_server_config(apr_pool_t *p, server_rec *s)
+{
+    (void)s;
+    return create_config(p, NULL);
+}
+
+static void *merge_config(apr_pool_t *p, void *base_conf, void *add_conf)
+{
+    const handoff_config *base = base_conf;
+    const handoff_config *add = add_conf;
+    handoff_config *conf = apr_pcalloc(p, sizeof(*conf));
+    conf->enabled = add->enabled != UNSET ? add->enabled : base->enabled;
+    conf->prefix = add->prefix != NULL ? add->prefix : base->prefix;
+    conf->connect_timeout_ms =
+        add->connect_timeout_ms != UNSET ? add->connect_timeout_ms : base->connect_timeout_ms;
+    conf->send_timeout_ms = add->send_timeout_ms != UNSET ? add->send_timeout_ms : base->send_timeout_ms;
+    conf->max_retries = add->max_retries != UNSET ? add->max_retries : base->max_retries;
+    if (add->daemon_uid != UNSET) {
+        conf->daemon_uid = add->daemon_uid;
+        conf->daemon_user = add->daemon_user;
+    } else {
+        conf->daemon_uid = base->daemon_uid;
+        conf->daemon_user = base->daemon_user;
+    }
+    return conf;
+}
+
+/* The effective configuration of a request: per-directory, then virtual host, then defaults. */
+static handoff_config effective_config(const request_rec *r)
+{
+    const handoff_config *dir = ap_get_module_config(r->per_dir_config, &socket_handoff_module);
+    const handoff_config *srv = ap_get_module_config(r->server->module_config, &socket_handoff_module);
+    handoff_config conf = *(const handoff_config *)merge_config(r->pool, (void *)srv, (void *)dir);
+    if (conf.enabled == UNSET) conf.enabled = 1;
+    if (conf.prefix == NULL) conf.prefix = HANDOFF_DEFAULT_PREFIX;
+    if (conf.connect_timeout_ms == UNSET) conf.connect_timeout_ms = DEFAULT_CONNECT_TIMEOUT_MS;
+    if (conf.send_timeout_ms == UNSET) conf.send_timeout_ms = DEFAULT_SEND_TIMEOUT_MS;
+    if (conf.max_retries == UNSET) conf.max_retries = DEFAULT_MAX_RETRIES;
+    return conf;
+}
+
+/* Server-scope directives store into the server config, directory-scope ones into the
+ * directory config; the request merges both (see effective_config). */
+static handoff_config *config_for(cmd_parms *cmd, void *mconfig)
+{
+    if (cmd->path == NULL) {
+        return ap_get_module_config(cmd->server->module_config, &socket_handoff_module);
+    }
+    return mconfig;
+}
+
+static const char *parse_int(cmd_parms *cmd, const char *arg, int min, int max, int *out)
+{
+    char *end = NULL;
+    long value;
+    if (arg == NULL || *arg == '\0') {
+        return apr_psprintf(cmd->pool, "%s needs a number from %d to %d", cmd->cmd->name, min, max);
+    }
+    errno = 0;
+    value = strtol(arg, &end, 10);
+    if (errno != 0 || end == arg || *end != '\0' || value < min || value > max) {
+        return apr_psprintf(cmd->pool, "%s must be a whole number from %d to %d, got '%s'",
+                            cmd->cmd->name, min, max, arg);
+    }
+    *out = (int)value;
+    return NULL;
+}
+
+static const char *set_enabled(cmd_parms *cmd, void *mconfig, int flag)
+{
+    config_for(cmd, mconfig)->enabled = flag ? 1 : 0;
+    return NULL;
+}
+
+static const char *set_connect_timeout(cmd_parms *cmd, void *mconfig, const char *arg)
+{
+    return parse_int(cmd, arg, 1, 60000, &config_for(cmd, mconfig)->connect_timeout_ms);
+}
+
+static const char *set_send_timeout(cmd_parms *cmd, void *mconfig, const char *arg)
+{
+    return parse_int(cmd, arg, 1, 60000, &config_for(cmd, mconfig)->send_timeout_ms);
+}
+
+static const char *set_max_retries(cmd_parms *cmd, void *mconfig, const char *arg)
+{
+    return parse_int(cmd, arg, 0, 10, &config_for(cmd, mconfig)->max_retries);
+}
+
+/* Resolves "." and ".." and repeated slashes in an absolute path, without touching the
+ * filesystem. Returns NULL for a relative path or one that climbs above "/". */
+static char *normalise_path(apr_pool_t *p, const char *path)
+{
+    size_t len = strlen(path);
+    char *out = apr_palloc(p, len + 2);
+    size_t used = 0;
+    const char *cursor = path;
+
+    if (path[0] != '/') return NULL;
+    out[used++] = '/';
+    while (*cursor != '\0') {
+        const char *segment;
+        size_t seglen;
+        while (*cursor == '/') cursor++;
+        segment = cursor;
+        while (*cursor != '\0' && *cursor != '/') cursor++;
+        seglen = (size_t)(cursor - segment);
+        if (seglen == 0 || (seglen == 1 && segment[0] == '.')) continue;
+        if (seglen == 2 && segment[0] == '.' && segment[1] == '.') {
+            if (used == 1) return NULL;
+            used--; /* drop the trailing slash, then the segment */
+            while (used > 1 && out[used - 1] != '/') used--;
+            continue;
+        }
+        memcpy(out + used, segment, seglen);
+        used += seglen;
+        out[used++] = '/';
+    }
+    if (used > 1 && path[len - 1] != '/') used--; /* keep a trailing slash only if given */
+    out[used] = '\0';
+    return out;
+}
+
+static const char *set_prefix(cmd_parms *cmd, void *mconfig, const char *arg)
+{
+    char *normal;
+    if (arg == NULL || arg[0] != '/') {
+        return apr_psprintf(cmd->pool, "%s must be an absolute directory path, got '%s'",
+                            cmd->cmd->name, arg ? arg : "");
+    }
+    normal = normalise_path(cmd->pool, arg);
+    if (normal == NULL) {
+        return apr_psprintf(cmd->pool, "%s: '%s' climbs above /", cmd->cmd->name, arg);
+    }
+    if (normal[strlen(normal) - 1] != '/') normal = apr_pstrcat(cmd->pool, normal, "/", NULL);
+    config_for(cmd, mconfig)->prefix = normal;
+    return NULL;
+}
+
+static const char *set_daemon_user(cmd_parms *cmd, void *mconfig, const char *arg)
+{
+    handoff_config *conf = config_for(cmd, mconfig);
+    char *end = NULL;
+    long uid;
+
+    if (arg == NULL || *arg == '\0') {
+        return apr_psprintf(cmd->pool, "%s needs a user name or uid", cmd->cmd->name);
+    }
+    errno = 0;
+    uid = strtol(arg, &end, 10);
+    if (errno == 0 && end != arg && *end == '\0' && uid >= 0 && uid <= INT_MAX) {
+        conf->daemon_uid = (int)uid;
+    } else {
+        const struct passwd *pw = getpwnam(arg);
+        if (pw == NULL) {
+            return apr_psprintf(cmd->pool, "%s: no user named '%s'", cmd->cmd->name, arg);
+        }
+        conf->daemon_uid = (int)pw->pw_uid;
+    }
+    conf->daemon_user = apr_pstrdup(cmd->pool, arg);
+    return NULL;
+}
+
+static const command_rec handoff_commands[] = {
+    AP_INIT_FLAG("SocketHandoffEnabled", set_enabled, NULL, RSRC_CONF | ACCESS_CONF,
+                 "On (default) to hand off requests that ask for it; Off only strips the headers"),
+    AP_INIT_TAKE1("SocketHandoffAllowedPrefix", set_prefix, NULL, RSRC_CONF | ACCESS_CONF,
+                  "Directory every handoff socket must live under (default /run/)"),
+    AP_INIT_TAKE1("SocketHandoffConnectTimeoutMs", set_connect_timeout, NULL, RSRC_CONF | ACCESS_CONF,
+                  "Milliseconds for connecting, retries and backoff included, 1-60000 (default 100)"),
+    AP_INIT_TAKE1("SocketHandoffSendTimeoutMs", set_send_timeout, NULL, RSRC_CONF | ACCESS_CONF,
+                  "Milliseconds for sending the handoff once connected, 1-60000 (default 200)"),
+    AP_INIT_TAKE1("SocketHandoffMaxRetries", set_max_retries, NULL, RSRC_CONF | ACCESS_CONF,
+                  "Retries after a transient connect failure, 0-10 (default 2)"),
+    AP_INIT_TAKE1("SocketHandoffDaemonUser", set_daemon_user, NULL, RSRC_CONF | ACCESS_CONF,
+                  "Only hand off to a daemon running as this user (checked with SO_PEERCRED)"),
+    {NULL}
+};
+
+/* ------------------------------------------------------------------------------------------
+ * Socket path validation
+ * ---------------------------------------------------------------------------------------- */
+
+static int under_prefix(const char *path, const char *prefix)
+{
+    size_t plen = strlen(prefix);
+    return strncmp(path, prefix, plen) == 0 && path[plen] != '\0';
+}
+
+/* Returns the path to connect to, or NULL (and a reason) when the path is not allowed.
+ * The lexical check catches "..". When the path exists, realpath(3) resolves every symlink
+ * and the result must still lie under the prefix resolved the same way; we then connect to
+ * the resolved path, so a symlink swapped in after the check is not followed. */
+static const char *checked_socket_path(request_rec *r, const char *requested, const char *prefix,
+                                       const char **reason)
+{
+    char resolved[PATH_MAX];
+    const char *normal;
+    const char *cursor;
+    struct sockaddr_un probe;
+
+    for (cursor = requested; *cursor != '\0'; cursor++) {
+        if ((unsigned char)*cursor < 0x20 || *cursor == 0x7f) {
+            *reason = "contains a control character";
+            return NULL;
+        }
+    }
+    if (requested[0] != '/') {
+        *reason = "is not absolute";
+        return NULL;
+    }
+    normal = normalise_path(r->pool, requested);
+    if (normal == NULL || !under_prefix(normal, prefix)) {
+        *reason = "is outside the allowed prefix";
+        return NULL;
+    }
+    if (realpath(normal, resolved) != NULL) {
+        char resolved_prefix[PATH_MAX];
+        size_t len;
+        if (realpath(prefix, resolved_prefix) == NULL) {
+            *reason = "exists but the allowed prefix cannot be resolved";
+            return NULL;
+        }
+        len = strlen(resolved_prefix);
+        if (len == 0 || resolved_prefix[len - 1] != '/') {
+            if (len + 1 >= sizeof(resolved_prefix)) {
+                *reason = "has an over-long prefix";
+                return NULL;
+            }
+            resolved_prefix[len] = '/';
+            resolved_prefix[len + 1] = '\0';
+        }
+        if (!under_prefix(resolved, resolved_prefix)) {
+            *reason = "resolves (through a symlink) outside the allowed prefix";
+            return NULL;
+        }
+        normal = apr_pstrdup(r->pool, resolved);
+    }
+    if (strlen(normal) >= sizeof(probe.sun_path)) {
+        *reason = "is too long for a Unix socket";
+        return NULL;
+    }
+    return normal;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Connecting and sending, all under one deadline
+ * ---------------------------------------------------------------------------------------- */
+
+static int remaining_ms(apr_time_t deadline)
+{
+    apr_time_t left = deadline - apr_time_now();
+    if (left <= 0) return 0;
+    return (int)((left + 999) / 1000);
+}
+
+static int is_transient(int error)
+{
+    /* ENOENT: the daemon is (re)starting; ECONNREFUSED: stale socket, daemon not yet
+     * listening; EAGAIN: Linux's answer to a full SEQPACKET listen backlog. */
+    return error == ENOENT || error == ECONNREFUSED || error == EAGAIN;
+}
+
+/* Waits for `events` on fd until the deadline. Returns 0, or an errno value. */
+static int wait_for(int fd, short events, apr_time_t deadline)
+{
+    for (;;) {
+        struct pollfd pfd;
+        int ready;
+        int timeout = remaining_ms(deadline);
+        if (timeout == 0) return ETIMEDOUT;
+        pfd.fd = fd;
+        pfd.events = events;
+        pfd.revents = 0;
+        ready = poll(&pfd, 1, timeout);
+        if (ready > 0) return 0;
+        if (ready == 0) return ETIMEDOUT;
+        if (errno != EINTR) return errno;
+    }
+}
+
+/* One connection attempt. Returns a connected descriptor, or -1 with *error set. */
+static int connect_once(const struct sockaddr_un *addr, apr_time_t deadline, int *error)
+{
+    int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        *error = errno;
+        return -1;
+    }
+    if (connect(fd, (const struct sockaddr *)addr, sizeof(*addr)) == 0) return fd;
+    *error = errno;
+    if (*error == EINPROGRESS || *error == EINTR) {
+        int so_error = 0;
+        socklen_t len = sizeof(so_error);
+        *error = wait_for(fd, POLLOUT, deadline);
+        if (*error == 0 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &so_error, &len) != 0) *error = errno;
+        if (*error == 0) *error = so_error;
+        if (*error == 0) return fd;
+    }
+    close(fd);
+    return -1;
+}
+
+/* Connects with retries and exponential backoff, never past connect_deadline.
+ * Returns a connected descriptor or -1 with *error set and *attempts counted. */
+static int connect_with_retries(const char *path, const handoff_config *conf, apr_time_t connect_deadline,
+                                int *error, int *attempts)
+{
+    struct sockaddr_un addr;
+    apr_interval_time_t backoff = apr_time_from_msec(FIRST_BACKOFF_MS);
+
+    memset(&addr, 0, sizeof(addr));
+    addr.sun_family = AF_UNIX;
+    apr_cpystrn(addr.sun_path, path, sizeof(addr.sun_path));
+    *attempts = 0;
+    for (;;) {
+        int fd;
+        apr_interval_time_t left;
+        (*attempts)++;
+        fd = connect_once(&addr, connect_deadline, error);
+        if (fd >= 0) return fd;
+        if (!is_transient(*error) || *attempts > conf->max_retries) return -1;
+        left = connect_deadline - apr_time_now();
+        if (left <= 0) {
+            *error = ETIMEDOUT;
+            return -1;
+        }
+        apr_sleep(backoff < left ? backoff : left);
+        backoff *= 2;
+        if (apr_time_now() >= connect_deadline) {
+            *error = ETIMEDOUT;
+            return -1;
+        }
+    }
+}
+
+/* Sends the payload with the client descriptor attached. Returns 0 or an errno value; on
+ * any error nothing was sent (SEQPACKET messages are atomic). */
+static int send_handoff(int sock, const char *payload, size_t length, int client_fd, apr_time_t deadline)
+{
+    struct msghdr msg;
+    struct iovec iov;
+    union {
+        struct cmsghdr align;
+        char buffer[CMSG_SPACE(sizeof(int))];
+    } control;
+    struct cmsghdr *cmsg;
+
+    memset(&msg, 0, sizeof(msg));
+    memset(&control, 0, sizeof(control));
+    iov.iov_base = (void *)payload;
+    iov.iov_len = length;
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.buffer;
+    msg.msg_controllen = sizeof(control.buffer);
+    cmsg = CMSG_FIRSTHDR(&msg);
+    cmsg->cmsg_level = SOL_SOCKET;
+    cmsg->cmsg_type = SCM_RIGHTS;
+    cmsg->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(cmsg), &client_fd, sizeof(int));
+
+    for (;;) {
+        int rc;
+        if (sendmsg(sock, &msg, MSG_NOSIGNAL | MSG_DONTWAIT) >= 0) return 0;
+        if (errno == EINTR) continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK) return errno;
+        rc = wait_for(sock, POLLOUT, deadline);
+        if (rc != 0) return rc;
+    }
+}
+
+static int peer_is(int sock, int uid, int *actual)
+{
+    struct ucred cred;
+    socklen_t len = sizeof(cred);
+    if (getsockopt(sock, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
+        *actual = -1;
+        return 0;
+    }
+    *actual = (int)cred.uid;
+    return (int)cred.uid == uid;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Responses
+ * ---------------------------------------------------------------------------------------- */
+
+static void strip_handoff_headers(request_rec *r)
+{
+    apr_table_unset(r->headers_out, HDR_SOCKET);
+    apr_table_unset(r->headers_out, HDR_DATA);
+    apr_table_unset(r->err_headers_out, HDR_SOCKET);
+    apr_table_unset(r->err_headers_out, HDR_DATA);
+}
+
+/* Replaces whatever the application produced with a small HTML error page. */
+static apr_status_t send_error(ap_filter_t *f, int status, const char *explanation)
+{
+    request_rec *r = f->r;
+    conn_rec *c = r->connection;
+    apr_bucket_brigade *out = apr_brigade_create(r->pool, c->bucket_alloc);
+    const char *line = ap_get_status_line(status);
+    const char *body = apr_psprintf(r->pool,
+                                    "<!DOCTYPE html>\n<html><head><title>%s</title></head>"
+                                    "<body><h1>%s</h1><p>%s</p></body></html>\n",
+                                    line + 4, line + 4, explanation);
+    size_t length = strlen(body);
+
+    r->status = status;
+    r->status_line = line;
+    apr_table_unset(r->headers_out, "Content-Length");
+    apr_table_unset(r->headers_out, "Content-Encoding");
+    apr_table_unset(r->headers_out, "Last-Modified");
+    apr_table_unset(r->headers_out, "ETag");
+    apr_table_setn(r->headers_out, "Cache-Control", "no-store");
+    ap_set_content_type(r, "text/html; charset=utf-8");
+    ap_set_content_length(r, (apr_off_t)length);
+    if (status == HTTP_SERVICE_UNAVAILABLE) apr_table_setn(r->headers_out, "Retry-After", "1");
+    r->connection->keepalive = AP_CONN_CLOSE;
+
+    if (r->header_only) {
+        APR_BRIGADE_INSERT_TAIL(out, apr_bucket_eos_create(c->bucket_alloc));
+    } else {
+        APR_BRIGADE_INSERT_TAIL(out, apr_bucket_pool_create(body, length, r->pool, c->bucket_alloc));
+        APR_BRIGADE_INSERT_TAIL(out, apr_bucket_eos_create(c->bucket_alloc));
+    }
+    return ap_pass_brigade(f->next, out);
+}
+
+/* ------------------------------------------------------------------------------------------
+ * The filter
+ * ---------------------------------------------------------------------------------------- */
+
+/* Performs the handoff. Returns OK when the connection now belongs to the daemon, or the
+ * HTTP status to answer with (nothing has left the process in that case). */
+static int hand_off(request_rec *r, const handoff_config *conf, const char *requested, const char *data,
+                    const char **explanation)
+{
+    conn_rec *c = r->connection;
+    apr_socket_t *csd = ap_get_conn_socket(c);
+    apr_os_sock_t client_fd = -1;
+    apr_time_t start = apr_time_now();
+    apr_time_t connect_deadline = start + apr_time_from_msec(conf->connect_timeout_ms);
+    apr_time_t deadline = connect_deadline + apr_time_from_msec(conf->send_timeout_ms);
+    const char *reason = NULL;
+    const char *path;
+    const char *payload = data != NULL ? data : "";
+    size_t length = data != NULL ? strlen(data) : 1; /* a lone NUL when there is no data */
+    int standin[2] = {-1, -1};
+    int sock;
+    int error = 0;
+    int attempts = 0;
+    int peer = -1;
+
+    /* The stand-in first: once the descriptor may have left, nothing else may fail. */
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, standin) != 0) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, errno, r, "socket handoff: cannot create stand-in socket");
+        *explanation = "The server could not hand off this request.";
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    close(standin[1]);
+
+    if (r->proto_num >= 2000 || c->master != NULL) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
+                      "socket handoff refused on an HTTP/2 request: its connection carries other streams");
+        *explanation = "This request cannot be handed off over HTTP/2.";
+        close(standin[0]);
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    if (ap_ssl_conn_is_ssl(c)) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
+                      "socket handoff refused on a TLS connection: the daemon would write plaintext "
+                      "into it; terminate TLS in front of this server or serve this route over HTTP");
+        *explanation = "This request cannot be handed off over TLS.";
+        close(standin[0]);
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    if (csd == NULL || apr_os_sock_get(&client_fd, csd) != APR_SUCCESS || client_fd < 0) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "socket handoff: the client socket is not available");
+        *explanation = "The server could not hand off this request.";
+        close(standin[0]);
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    path = checked_socket_path(r, requested, conf->prefix, &reason);
+    if (path == NULL) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "socket handoff refused: socket path '%s' %s (prefix %s)",
+                      requested, reason, conf->prefix);
+        *explanation = "The handoff target is not allowed.";
+        close(standin[0]);
+        return HTTP_FORBIDDEN;
+    }
+
+    sock = connect_with_retries(path, conf, connect_deadline, &error, &attempts);
+    if (sock < 0) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, error, r,
+                      "socket handoff: daemon at %s unreachable after %d attempt(s) in %" APR_TIME_T_FMT " ms",
+                      path, attempts, apr_time_as_msec(apr_time_now() - start));
+        *explanation = "The streaming service is unavailable. Please retry shortly.";
+        close(standin[0]);
+        return HTTP_SERVICE_UNAVAILABLE;
+    }
+    if (conf->daemon_uid != UNSET && !peer_is(sock, conf->daemon_uid, &peer)) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
+                      "socket handoff refused: %s is served by uid %d, not SocketHandoffDaemonUser %s",
+                      path, peer, conf->daemon_user);
+        *explanation = "The streaming service is unavailable. Please retry shortly.";
+        close(sock);
+        close(standin[0]);
+        return HTTP_SERVICE_UNAVAILABLE;
+    }
+
+    error = send_handoff(sock, payload, length, client_fd, deadline);
+    close(sock);
+    if (error != 0) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, error, r, "socket handoff: sending to %s failed (%lu bytes)",
+                      path, (unsigned long)length);
+        *explanation = "The streaming service is unavailable. Please retry shortly.";
+        close(standin[0]);
+        return HTTP_SERVICE_UNAVAILABLE;
+    }
+
+    /* Committed: the daemon owns the connection. Point our descriptor number at the dead
+     * stand-in so Apache's own close/shutdown cannot reach the client. */
+    while (dup2(standin[0], client_fd) < 0 && errno == EINTR) {
+    }
+    close(standin[0]);
+    c->aborted = 1;
+    c->keepalive = AP_CONN_CLOSE;
+    ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "socket handoff to %s (%lu bytes of data, %d attempt(s))", path,
+                  (unsigned long)(data != NULL ? length : 0), attempts);
+    return OK;
+}
+
+static apr_status_t handoff_filter(ap_filter_t *f, apr_bucket_brigade *bb)
+{
+    request_rec *r = f->r;
+    filter_ctx *ctx = f->ctx;
+    const char *requested;
+    const char *data;
+    const char *explanation = NULL;
+    handoff_config conf;
+    int status;
+
+    if (ctx != NULL) {
+        apr_brigade_cleanup(bb);
+        return APR_SUCCESS;
+    }
+
+    requested = apr_table_get(r->headers_out, HDR_SOCKET);
+    if (requested == NULL) requested = apr_table_get(r->err_headers_out, HDR_SOCKET);
+    data = apr_table_get(r->headers_out, HDR_DATA);
+    if (data == NULL) data = apr_table_get(r->err_headers_out, HDR_DATA);
+    if (requested == NULL) {
+        if (data != NULL) strip_handoff_headers(r);
+        ap_remove_output_filter(f);
+        return ap_pass_brigade(f->next, bb);
+    }
+    /* Copy before stripping: the table owns the strings. */
+    requested = apr_pstrdup(r->pool, requested);
+    data = data != NULL ? apr_pstrdup(r->pool, data) : NULL;
+    strip_handoff_headers(r);
+
+    conf = effective_config(r);
+    if (!conf.enabled) {
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
+                      "socket handoff requested but SocketHandoffEnabled is Off here; headers stripped");
+        ap_remove_output_filter(f);
+        return ap_pass_brigade(f->next, bb);
+    }
+
+    ctx = f->ctx = apr_pcalloc(r->pool, sizeof(*ctx));
+    ctx->state = STATE_DISCARD;
+    apr_brigade_cleanup(bb); /* the application's body never reaches the client */
+
+    status = hand_off(r, &conf, requested, data, &explanation);
+    if (status == OK) return APR_SUCCESS;
+    return send_error(f, status, explanation);
+}
+
+static void insert_filter(request_rec *r)
+{
+    /* Main requests only; a subrequest's headers are not the response's. */
+    if (r->main != NULL) return;
+    ap_add_output_filter(HANDOFF_FILTER, NULL, r, r->connection);
+}
+
+static void register_hooks(apr_pool_t *p)
+{
+    (void)p;
+    ap_register_output_filter(HANDOFF_FILTER, handoff_filter, NULL, AP_FTYPE_CONTENT_SET);
+    ap_hook_insert_filter(insert_filter, NULL, NULL, APR_HOOK_LAST);
+}
+
+AP_DECLARE_MODULE(socket_handoff) = {
+    STANDARD20_MODULE_STUFF,
+    create_config,        /* per-directory config */
+    merge_config,         /* merge per-directory */
+    create_server_config, /* per-server config */
+    merge_config,         /* merge per-server */
+    handoff_commands,
+    register_hooks,
+#if defined(AP_MODULE_FLAG_ALWAYS_MERGE)
+    AP_MODULE_FLAG_NONE
+#endif
+};

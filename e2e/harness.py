@@ -1,0 +1,492 @@
+"""End-to-end harness: a private Apache (prefork + mod_php, or event + php-fpm),
+the handoffd daemon, and a raw-socket HTTP client that returns the exact bytes.
+
+Everything runs from a temp dir under /tmp, on a free loopback port, and is
+stopped by pid. Paths can be overridden with HANDOFFD_BIN and HANDOFF_MODULE.
+"""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+PHP_SRC = Path(__file__).resolve().parent / "php"
+HANDOFFD_BIN = Path(os.environ.get("HANDOFFD_BIN", REPO / ".build/debug/handoffd"))
+MODULE_PATH = Path(os.environ.get("HANDOFF_MODULE", REPO / "apache/.libs/mod_socket_handoff.so"))
+APACHE_BIN = os.environ.get("APACHE_BIN", "/usr/sbin/apache2")
+APACHE_MODULES = Path("/usr/lib/apache2/modules")
+PHP_FPM_BIN = os.environ.get("PHP_FPM_BIN", "/usr/sbin/php-fpm8.2")
+IS_ROOT = os.geteuid() == 0
+RUN_USER = "www-data"  # Debian's user for Apache children and php-fpm workers
+
+# Server-scope settings plus per-location overrides, so one Apache covers several configs:
+#   /            ConnectTimeoutMs 300, MaxRetries 2 (default)
+#   /deadline/   MaxRetries 10: the 300 ms deadline, not the retry count, ends the attempts
+#   /patient/    ConnectTimeoutMs 3000, MaxRetries 10: waits for a daemon that starts late
+#   /off/        SocketHandoffEnabled Off
+MAIN_CONF = [
+    "SocketHandoffConnectTimeoutMs 300",
+    'Alias /deadline/ "{docroot}/"',
+    '<Location "/deadline/">', "    SocketHandoffMaxRetries 10", "</Location>",
+    'Alias /patient/ "{docroot}/"',
+    '<Location "/patient/">', "    SocketHandoffConnectTimeoutMs 3000",
+    "    SocketHandoffMaxRetries 10", "</Location>",
+    'Alias /off/ "{docroot}/"',
+    '<Location "/off/">', "    SocketHandoffEnabled Off", "</Location>",
+]
+
+
+def free_port():
+    """Return a currently free TCP port on 127.0.0.1 (from the ephemeral, high range)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate, timeout, what, proc=None):
+    """Poll `predicate` until true; raise if `timeout` passes or `proc` exits first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{what}: process exited with {proc.returncode}")
+        time.sleep(0.02)
+    raise RuntimeError(f"timed out after {timeout}s waiting for {what}")
+
+
+def stop_process(proc, timeout=10.0):
+    """SIGTERM our child by pid, wait; SIGKILL its process group after `timeout`."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        # start_new_session=True made the child a group leader: pgid == its pid.
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(5)
+
+
+def make_temp_dir(prefix="/tmp/hoe."):
+    """A temp dir that Apache's children (www-data) can traverse."""
+    d = Path(tempfile.mkdtemp(prefix=prefix))
+    d.chmod(0o755)
+    return d
+
+
+def mkdir_public(path):
+    """mkdir -p with mode 0755, so www-data can reach sockets inside."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    path.chmod(0o755)
+    return path
+
+
+def ensure_module():
+    """Return the module path, building it with `make -C apache` if it is missing."""
+    if not MODULE_PATH.exists():
+        r = subprocess.run(["make", "-C", str(REPO / "apache")], capture_output=True,
+                           text=True, timeout=300)
+        if r.returncode != 0 or not MODULE_PATH.exists():
+            raise RuntimeError(f"building the module failed:\n{r.stdout}\n{r.stderr}")
+    return MODULE_PATH
+
+
+def seqpacket_accepts(path):
+    """True if a SOCK_SEQPACKET listener accepts a connection at `path`."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    try:
+        s.connect(str(path))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+class Daemon:
+    """handoffd on a SEQPACKET socket at `socket_path`; stderr goes to `<socket>.log`."""
+
+    def __init__(self, socket_path, *args, mock_messages=5, mock_interval_ms=10):
+        self.socket_path = Path(socket_path)
+        self.log_path = self.socket_path.with_name(self.socket_path.name + ".log")
+        self.args = ["--socket", str(self.socket_path), "--socket-mode", "0666",
+                     "--mock-messages", str(mock_messages),
+                     "--mock-interval-ms", str(mock_interval_ms),
+                     "--drain-timeout-s", "1", "--log-level", "info", *map(str, args)]
+        self.proc = None
+
+    def start(self, timeout=10.0):
+        """Start and wait until the socket accepts."""
+        mkdir_public(self.socket_path.parent)
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen([str(HANDOFFD_BIN), *self.args], stdin=subprocess.DEVNULL,
+                                         stdout=log, stderr=log, start_new_session=True)
+        try:
+            wait_for(lambda: seqpacket_accepts(self.socket_path), timeout,
+                     f"handoffd on {self.socket_path}", self.proc)
+        except RuntimeError as e:
+            self.stop()
+            raise RuntimeError(f"{e}\n--- handoffd log ---\n{self.log()}") from None
+        return self
+
+    def stop(self):
+        stop_process(self.proc)
+
+    def log(self):
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+class SeqpacketProbe:
+    """A SEQPACKET listener that only records who connects (a 'daemon' that must not be reached)."""
+
+    def __init__(self, path):
+        self.path = str(path)
+        self.connections = 0
+        self.payloads = []
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self._sock.bind(self.path)
+        os.chmod(self.path, 0o666)
+        self._sock.listen(16)
+        self._sock.settimeout(0.1)
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        while not self._stop:
+            try:
+                conn, _ = self._sock.accept()
+            except (socket.timeout, OSError):
+                continue
+            self.connections += 1
+            with conn:
+                conn.settimeout(1.0)
+                try:
+                    msg, fds, _, _ = socket.recv_fds(conn, 256 * 1024, 4)
+                    self.payloads.append(msg)
+                    for fd in fds:
+                        os.close(fd)
+                except OSError:
+                    pass
+
+    def close(self):
+        self._stop = True
+        self._thread.join(2)
+        self._sock.close()
+        if os.path.exists(self.path):
+            os.unlink(self.path)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class PhpFpm:
+    """A private php-fpm master (foreground) with one static pool on a unix socket in `root`."""
+
+    def __init__(self, root, children=4):
+        self.root = Path(root)
+        self.socket_path = self.root / "php-fpm.sock"
+        self.conf = self.root / "php-fpm.conf"
+        self.log_path = self.root / "logs/php-fpm.log"
+        user = f"user = {RUN_USER}\ngroup = {RUN_USER}\n" if IS_ROOT else ""
+        self.conf.write_text(
+            "[global]\n"
+            f"error_log = {self.log_path}\n"
+            "daemonize = no\n"
+            "[e2e]\n"
+            f"{user}"
+            f"listen = {self.socket_path}\n"
+            "listen.mode = 0666\n"
+            "pm = static\n"
+            f"pm.max_children = {children}\n"
+            "catch_workers_output = yes\n")
+        self.proc = None
+
+    def start(self, timeout=15.0):
+        with open(self.root / "logs/php-fpm.stderr", "ab") as err:
+            self.proc = subprocess.Popen([PHP_FPM_BIN, "-F", "-y", str(self.conf)],
+                                         stdin=subprocess.DEVNULL, stdout=err, stderr=err,
+                                         start_new_session=True)
+        try:
+            wait_for(self.socket_path.exists, timeout, "php-fpm socket", self.proc)
+        except RuntimeError as e:
+            self.stop()
+            raise RuntimeError(f"{e}\n{_read(self.log_path)}{_read(self.root / 'logs/php-fpm.stderr')}") from None
+        return self
+
+    def stop(self):
+        stop_process(self.proc)
+
+
+def _read(path):
+    path = Path(path)
+    return path.read_text(errors="replace") if path.exists() else ""
+
+
+class Apache:
+    """A private Apache on 127.0.0.1:<free port>.
+
+    mpm='prefork' runs PHP with mod_php; mpm='event' runs it with a private php-fpm
+    through proxy_fcgi. `run_dir` (<root>/run/) is the SocketHandoffAllowedPrefix.
+    `conf` lines are appended to the server config (e.g. SocketHandoff* directives);
+    `{docroot}`, `{run}` and `{root}` in them are replaced by those paths.
+    """
+
+    def __init__(self, mpm="prefork", workers=8, conf=(), h2=False, module=MODULE_PATH):
+        assert mpm in ("prefork", "event")
+        self.mpm, self.workers, self.h2, self.module = mpm, workers, h2, module
+        self.root = make_temp_dir()
+        self.run_dir = mkdir_public(self.root / "run")
+        self.docroot = self.root / "htdocs"
+        shutil.copytree(PHP_SRC, self.docroot)
+        for p in [self.docroot, *self.docroot.rglob("*")]:
+            p.chmod(0o755 if p.is_dir() else 0o644)
+        (self.root / "logs").mkdir()
+        (self.root / "runtime").mkdir()
+        self.port = free_port()
+        self.error_log = self.root / "logs/error.log"
+        self.access_log = self.root / "logs/access.log"
+        self.fpm = PhpFpm(self.root, children=max(workers, 4)) if mpm == "event" else None
+        self.conf_path = self.root / "httpd.conf"
+        self.conf_path.write_text(self._config(conf))
+        self.proc = None
+
+    def _config(self, extra):
+        mods = ["mpm_" + self.mpm, "authz_core", "mime", "dir", "alias"]  # log_config, unixd: built in
+        if self.mpm == "event":
+            mods += ["proxy", "proxy_fcgi"]
+        if self.h2:
+            mods.append("http2")
+        lines = [f'LoadModule {m}_module "{APACHE_MODULES}/mod_{m}.so"' for m in mods]
+        if self.mpm == "prefork":
+            lines.append(f'LoadModule php_module "{APACHE_MODULES}/libphp8.2.so"')
+        loglevel = "info"
+        if self.module:
+            lines.append(f'LoadModule socket_handoff_module "{self.module}"')
+            loglevel += " socket_handoff:debug"
+        w = self.workers
+        if self.mpm == "prefork":
+            mpm = (f"StartServers {w}\nMinSpareServers 1\nMaxSpareServers {w}\n"
+                   f"ServerLimit {w}\nMaxRequestWorkers {w}\n")
+            php = "SetHandler application/x-httpd-php"
+        else:
+            tpc = min(w, 25)
+            servers = -(-w // tpc)
+            mpm = (f"StartServers {servers}\nServerLimit {servers}\nThreadsPerChild {tpc}\n"
+                   f"ThreadLimit {tpc}\nMaxRequestWorkers {servers * tpc}\n"
+                   f"MinSpareThreads 1\nMaxSpareThreads {servers * tpc + tpc}\n")
+            php = f'SetHandler "proxy:unix:{self.fpm.socket_path}|fcgi://localhost"'
+        user = f"User {RUN_USER}\nGroup {RUN_USER}\n" if IS_ROOT else ""
+        handoff = f'SocketHandoffAllowedPrefix "{self.run_dir}/"\n' if self.module else ""
+        return "\n".join(lines) + f"""
+ServerRoot "{self.root}"
+ServerName 127.0.0.1
+Listen 127.0.0.1:{self.port}
+PidFile "{self.root}/httpd.pid"
+DefaultRuntimeDir "{self.root}/runtime"
+ErrorLog "{self.error_log}"
+LogLevel {loglevel}
+{user}{mpm}MaxConnectionsPerChild 0
+Timeout 30
+TypesConfig /etc/mime.types
+LogFormat "%h %t \\"%r\\" %>s %b %D" e2e
+CustomLog "{self.access_log}" e2e
+DocumentRoot "{self.docroot}"
+DirectoryIndex index.html
+<Directory "{self.docroot}">
+    Require all granted
+</Directory>
+<FilesMatch "\\.php$">
+    {php}
+</FilesMatch>
+{"Protocols h2c http/1.1" if self.h2 else ""}
+{handoff}""" + "\n".join(line.format(docroot=self.docroot, run=self.run_dir, root=self.root)
+                                  for line in extra) + "\n"
+
+    def start(self, timeout=20.0):
+        """Start in the foreground (own session) and wait for the port to accept."""
+        if self.fpm:
+            self.fpm.start()
+        stderr = self.root / "logs/stderr.log"
+        with open(stderr, "ab") as err:
+            self.proc = subprocess.Popen([APACHE_BIN, "-d", str(self.root), "-f", str(self.conf_path),
+                                          "-DFOREGROUND"], stdin=subprocess.DEVNULL,
+                                         stdout=err, stderr=err, start_new_session=True)
+
+        def listening():
+            try:
+                socket.create_connection(("127.0.0.1", self.port), 0.2).close()
+                return True
+            except OSError:
+                return False
+        try:
+            wait_for(listening, timeout, f"apache ({self.mpm}) on port {self.port}", self.proc)
+        except RuntimeError as e:
+            self.stop()
+            raise RuntimeError(f"{e}\n--- stderr ---\n{_read(stderr)}"
+                               f"--- error.log ---\n{self.error_log_text()}") from None
+        return self
+
+    def stop(self):
+        stop_process(self.proc)
+        if self.fpm:
+            self.fpm.stop()
+
+    def cleanup(self):
+        """Stop everything and remove the temp dir."""
+        self.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def error_log_text(self):
+        return _read(self.error_log)
+
+    def access_log_entries(self):
+        """Access-log lines as (request line, status, bytes, %D µs)."""
+        out = []
+        for line in _read(self.access_log).splitlines():
+            req = line.split('"')[1]
+            status, nbytes, micros = line.rsplit('"', 1)[1].split()
+            out.append((req, status, nbytes, int(micros)))
+        return out
+
+    def request(self, *args, **kwargs):
+        return http_request(self.port, *args, **kwargs)
+
+    def __enter__(self):
+        try:
+            return self.start()
+        except BaseException:
+            self.cleanup()
+            raise
+
+    def __exit__(self, *exc):
+        self.cleanup()
+
+
+@dataclass
+class Response:
+    """What the client saw: the exact bytes plus a parsed view."""
+    raw: bytes
+    status: int = 0
+    reason: str = ""
+    headers: list = field(default_factory=list)   # [(name, value)] in wire order
+    body: bytes = b""
+
+    def header(self, name):
+        """Value of the first header `name` (case-insensitive) or None."""
+        for k, v in self.headers:
+            if k.lower() == name.lower():
+                return v
+        return None
+
+    def names(self):
+        return {k.lower() for k, _ in self.headers}
+
+    def events(self):
+        """The `data:` payloads of the SSE body, one string per event."""
+        return sse_data(self.body)
+
+
+def parse_response(raw):
+    """Split a complete HTTP/1.x response (read to EOF) into a Response."""
+    resp = Response(raw=raw)
+    head, sep, body = raw.partition(b"\r\n\r\n")
+    if not sep:
+        return resp
+    lines = head.decode("utf-8", "surrogateescape").split("\r\n")
+    _, code, *reason = lines[0].split(" ", 2)
+    resp.status, resp.reason = int(code), (reason[0] if reason else "")
+    for line in lines[1:]:
+        k, _, v = line.partition(":")
+        resp.headers.append((k.strip(), v.strip()))
+    if (resp.header("Transfer-Encoding") or "").lower() == "chunked":
+        body = dechunk(body)
+    resp.body = body
+    return resp
+
+
+def dechunk(data):
+    out, pos = b"", 0
+    while True:
+        end = data.index(b"\r\n", pos)
+        size = int(data[pos:end].split(b";")[0], 16)
+        if size == 0:
+            return out
+        out += data[end + 2:end + 2 + size]
+        pos = end + 2 + size + 2
+
+
+def http_request(port, path, method="GET", headers=None, body=b"", timeout=10.0):
+    """Send one HTTP/1.1 request (Connection: close) over a raw socket, read to EOF.
+
+    Every byte the server sent is kept in Response.raw. Raises TimeoutError if the
+    response does not end within `timeout` seconds overall.
+    """
+    if isinstance(body, str):
+        body = body.encode()
+    hdrs = {"Host": f"127.0.0.1:{port}", "Connection": "close", **(headers or {})}
+    if body or method == "POST":
+        hdrs["Content-Length"] = str(len(body))
+    req = f"{method} {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in hdrs.items())
+    deadline = time.monotonic() + timeout
+    chunks = []
+    with socket.create_connection(("127.0.0.1", port), timeout) as s:
+        s.sendall(req.encode() + b"\r\n" + body)
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"response not complete after {timeout}s: {b''.join(chunks)[:500]!r}")
+            s.settimeout(left)
+            try:
+                d = s.recv(65536)
+            except socket.timeout:
+                continue
+            except ConnectionResetError:
+                break
+            if not d:
+                break
+            chunks.append(d)
+    return parse_response(b"".join(chunks))
+
+
+def post_json(port, path, obj, **kw):
+    """POST `obj` as a JSON body."""
+    return http_request(port, path, "POST", {"Content-Type": "application/json"},
+                        json.dumps(obj, ensure_ascii=False).encode(), **kw)
+
+
+def sse_data(body):
+    """The data payloads of an SSE body (LF-separated events, as handoffd writes them)."""
+    text = body.decode("utf-8")
+    events = []
+    for block in text.split("\n\n"):
+        data = [line[5:].removeprefix(" ") for line in block.split("\n") if line.startswith("data:")]
+        if data:
+            events.append("\n".join(data))
+    return events
+
+
+def curl(*args, timeout=20):
+    """Run curl; returns (returncode, stdout bytes, stderr text)."""
+    r = subprocess.run(["curl", "-sS", "--max-time", str(timeout), *args],
+                       capture_output=True, timeout=timeout + 5)
+    return r.returncode, r.stdout, r.stderr.decode(errors="replace")
