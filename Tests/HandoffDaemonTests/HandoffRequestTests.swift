@@ -63,7 +63,7 @@ import Testing
     }
 
     // Foundation's decoder tolerates one trailing comma in an object; everything else is RFC 8259.
-    @Test(arguments: ["{", "not json", "[]", "\"s\"", "[1,]", "{\"a\":01}", "{'a':1}", "{\"a\":1} x", "{\"prompt\":\"\\ud800\"}"])
+    @Test(arguments: ["{", "not json", "[]", "\"s\"", "[1,]", "{\"max_tokens\":01}", "{'a':1}", "{\"a\":1} x", "{\"prompt\":\"\\ud800\"}"])
     func invalidJSON(json: String) {
         let error = #expect(throws: HandoffRequestError.self) { _ = try self.decode(json) }
         #expect(error?.reason == .invalidJSON)
