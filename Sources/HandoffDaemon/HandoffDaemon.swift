@@ -27,6 +27,8 @@ public final class HandoffDaemon: Sendable {
     ///   - logger: the daemon's logger.
     ///   - metricsFactory: where metrics go; the global one by default.
     ///   - eventLoopGroup: the loops streams run on; one per core when `nil`.
+    ///   - renderMetrics: the metrics exposition text for `/metrics` (the executable passes
+    ///     Prometheus's); without it `/metrics` is empty.
     ///   - signals: SIGTERM/SIGINT start a graceful shutdown; off for tests. (The executable
     ///     handles a second signal with ``endAllStreamsNow()``.)
     public init(
@@ -34,6 +36,7 @@ public final class HandoffDaemon: Sendable {
         logger: Logger,
         metricsFactory: any MetricsFactory = MetricsSystem.factory,
         eventLoopGroup: MultiThreadedEventLoopGroup? = nil,
+        renderMetrics: @escaping @Sendable () -> [UInt8] = { [] },
         signals: Bool = false
     ) throws {
         try configuration.validate()
@@ -77,7 +80,22 @@ public final class HandoffDaemon: Sendable {
             dispatch: { launcher.launch($0) }
         )
         // Shutdown runs in reverse: stop taking handoffs, then drain streams.
-        let services: [any Service] = [StreamsService(environment: self.environment), AcceptorService(acceptor: acceptor)]
+        var services: [any Service] = []
+        if let address = configuration.metricsAddress {
+            let environment = self.environment
+            services.append(
+                MetricsServer(
+                    host: address.host,
+                    port: address.port,
+                    group: self.group,
+                    render: renderMetrics,
+                    health: { environment.draining.load(ordering: .relaxed) ? .draining : .serving },
+                    logger: logger
+                )
+            )
+        }
+        services.append(StreamsService(environment: self.environment))
+        services.append(AcceptorService(acceptor: acceptor, environment: self.environment))
         self.serviceGroup = ServiceGroup(
             configuration: .init(
                 services: services.map { .init(service: $0) },

@@ -2,6 +2,8 @@ import ArgumentParser
 import Foundation
 import HandoffDaemon
 import Logging
+import Metrics
+import Prometheus
 import UnixSignals
 
 /// The handoffd executable: flags → configuration → logging → the daemon's services.
@@ -35,6 +37,7 @@ struct HandoffdCommand: AsyncParsableCommand {
     @Option(name: .customLong("drain-timeout-s"), help: .init(Self.help("drain-timeout-s"), valueName: "s")) var drainTimeoutS: String?
     @Option(name: .customLong("linger-ms"), help: .init(Self.help("linger-ms"), valueName: "ms")) var lingerMs: String?
     @Option(help: .init(Self.help("backlog"), valueName: "n")) var backlog: String?
+    @Option(name: .customLong("metrics-address"), help: .init(Self.help("metrics-address"), valueName: "host:port")) var metricsAddress: String?
     @Option(name: .customLong("log-level"), help: .init(Self.help("log-level"), valueName: "level")) var logLevel: String?
 
     static func help(_ key: String) -> String {
@@ -51,6 +54,7 @@ struct HandoffdCommand: AsyncParsableCommand {
             ("max-handoff-bytes", self.maxHandoffBytes), ("handoff-timeout-ms", self.handoffTimeoutMs),
             ("write-timeout-s", self.writeTimeoutS), ("drain-timeout-s", self.drainTimeoutS),
             ("linger-ms", self.lingerMs), ("backlog", self.backlog), ("log-level", self.logLevel),
+            ("metrics-address", self.metricsAddress),
         ]
         return Dictionary(uniqueKeysWithValues: pairs.compactMap { key, value in value.map { (key, $0) } })
     }
@@ -79,9 +83,17 @@ struct HandoffdCommand: AsyncParsableCommand {
             configuration.listener.inheritedDescriptor = inherited
         }
 
+        let registry = PrometheusCollectorRegistry()
+        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+
         let daemon: HandoffDaemon
         do {
-            daemon = try HandoffDaemon(configuration: configuration, logger: logger, signals: true)
+            daemon = try HandoffDaemon(
+                configuration: configuration,
+                logger: logger,
+                renderMetrics: { registry.emitToBuffer() },
+                signals: true
+            )
         } catch {
             logger.critical("handoffd cannot start", metadata: ["error": "\(error)"])
             throw ExitCode(1)

@@ -30,6 +30,7 @@ public enum ConfigurationSource {
         Key(name: "drain-timeout-s", environment: "HANDOFFD_DRAIN_TIMEOUT_S", help: "Seconds running streams may continue after SIGTERM (0 ends them at once). Default 120."),
         Key(name: "linger-ms", environment: "HANDOFFD_LINGER_MS", help: "Milliseconds to wait for the client to close after the response (0 closes at once). Default 2000."),
         Key(name: "backlog", environment: "HANDOFFD_BACKLOG", help: "listen(2) backlog of the handoff socket. Default 4096."),
+        Key(name: "metrics-address", environment: "HANDOFFD_METRICS_ADDRESS", help: "host:port for /metrics and /healthz, or 'off'. Default 127.0.0.1:9464."),
         Key(name: "log-level", environment: "HANDOFFD_LOG_LEVEL", help: "trace, debug, info, notice, warning, error or critical. Default info."),
     ]
 
@@ -70,8 +71,23 @@ public enum ConfigurationSource {
         if let seconds = try values.integer("write-timeout-s", in: 1...86_400) { configuration.timeouts.write = .seconds(seconds) }
         if let seconds = try values.integer("drain-timeout-s", in: 0...86_400) { configuration.timeouts.drain = .seconds(seconds) }
         if let ms = try values.integer("linger-ms", in: 0...600_000) { configuration.timeouts.linger = .milliseconds(ms) }
+        configuration.metricsAddress = try Self.address(values.string("metrics-address") ?? "127.0.0.1:9464", key: values.sourceName("metrics-address"))
         try configuration.validate()
         return configuration
+    }
+
+    /// `host:port` or `[v6]:port`; `off` (or empty) means none.
+    static func address(_ raw: String, key: String) throws(ConfigurationError) -> DaemonConfiguration.HostAndPort? {
+        if raw.isEmpty || raw == "off" { return nil }
+        guard let colon = raw.lastIndex(of: ":") else {
+            throw ConfigurationError(key: key, message: "must be host:port (e.g. 127.0.0.1:9464) or off, got '\(raw)'")
+        }
+        var host = String(raw[..<colon])
+        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        guard !host.isEmpty, let port = Int(raw[raw.index(after: colon)...]), (1...65535).contains(port) else {
+            throw ConfigurationError(key: key, message: "must be host:port with a port from 1 to 65535, got '\(raw)'")
+        }
+        return .init(host: host, port: port)
     }
 
     /// The raw strings, looked up by precedence, remembering where each came from.

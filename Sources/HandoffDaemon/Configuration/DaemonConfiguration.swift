@@ -12,19 +12,37 @@ public struct DaemonConfiguration: Sendable {
     public var defaultBackend: BackendKind
     /// The built-in mock backend.
     public var mock: Mock
+    /// Where `/metrics` and `/healthz` are served; `nil` serves none. Default `nil` (the
+    /// executable's default is 127.0.0.1:9464).
+    public var metricsAddress: HostAndPort?
 
     public init(
         listener: Listener,
         limits: Limits = .init(),
         timeouts: Timeouts = .init(),
         defaultBackend: BackendKind = .mock,
-        mock: Mock = .init()
+        mock: Mock = .init(),
+        metricsAddress: HostAndPort? = nil
     ) {
         self.listener = listener
         self.limits = limits
         self.timeouts = timeouts
         self.defaultBackend = defaultBackend
         self.mock = mock
+        self.metricsAddress = metricsAddress
+    }
+
+    /// A TCP address to listen on.
+    public struct HostAndPort: Sendable, Hashable, CustomStringConvertible {
+        public var host: String
+        public var port: Int
+
+        public init(host: String, port: Int) {
+            self.host = host
+            self.port = port
+        }
+
+        public var description: String { self.host.contains(":") ? "[\(self.host)]:\(self.port)" : "\(self.host):\(self.port)" }
     }
 
     /// The handoff socket.

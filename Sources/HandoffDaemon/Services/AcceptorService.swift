@@ -6,10 +6,12 @@ import ServiceLifecycle
 /// answers 503) while running streams drain.
 struct AcceptorService: Service {
     let acceptor: HandoffAcceptor
+    let environment: StreamEnvironment
 
     func run() async throws {
         self.acceptor.start()
         try? await gracefulShutdown()
+        self.environment.draining.store(true, ordering: .relaxed)
         self.acceptor.stop()
         await self.acceptor.waitUntilStopped()
     }

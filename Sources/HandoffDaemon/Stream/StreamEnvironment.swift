@@ -1,3 +1,4 @@
+import Atomics
 import Logging
 import NIOCore
 
@@ -9,6 +10,8 @@ final class StreamEnvironment: Sendable {
     let logger: Logger
     let capacity: StreamCapacity
     let requestLimits: HandoffRequestLimits
+    /// Set when graceful shutdown begins; `/healthz` reports it.
+    let draining = ManagedAtomic(false)
     private let registries: [ObjectIdentifier: StreamRegistry]
 
     init(
