@@ -300,6 +300,16 @@ def test_8k_handoff_data_arrives_intact_through_php_fpm(apache, daemon):
     assert _echo_roundtrip(apache, daemon, prompt) == prompt
 
 
+@pytest.mark.parametrize("apache", ["event"], indirect=True)
+def test_handoff_data_over_fpm_header_limit_fails_cleanly(apache, daemon):
+    """Known limit, not the module's: proxy_fcgi rejects a header line over 8189 bytes with
+    its own 500 before any output filter runs. Nothing is handed off; nothing leaks."""
+    resp = handoff(apache, daemon.socket_path, json.dumps({"prompt": "z" * 9000}))
+    assert resp.status == 500, resp.raw[:2000]
+    assert_no_handoff_headers(resp)
+    assert b"text/event-stream" not in resp.raw
+
+
 def test_handoff_data_over_daemon_limit_gets_413(prefork, prefork_daemon):
     """160 KiB (over the daemon's 128 KiB default) is delivered; the daemon answers 413."""
     data = json.dumps({"prompt": "y" * (160 * 1024)})

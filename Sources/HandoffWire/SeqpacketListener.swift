@@ -14,7 +14,7 @@ public final class SeqpacketListener {
     /// Whether this listener created the path (and so may unlink it).
     public let ownsPath: Bool
     private let descriptor: OwnedDescriptor
-    private let identity: (device: UInt64, inode: UInt64)?
+    private let identity: FileIdentity?
 
     /// The listening descriptor, for epoll registration.
     public var rawDescriptor: CInt { self.descriptor.rawValue }
@@ -78,7 +78,7 @@ public final class SeqpacketListener {
         }
     }
 
-    private init(descriptor: OwnedDescriptor, path: String?, ownsPath: Bool, identity: (UInt64, UInt64)?) {
+    private init(descriptor: OwnedDescriptor, path: String?, ownsPath: Bool, identity: FileIdentity?) {
         self.descriptor = descriptor
         self.path = path
         self.ownsPath = ownsPath
@@ -137,12 +137,27 @@ public final class SeqpacketListener {
     }
 }
 
+/// Identifies one socket file: device and inode, plus the change time, because a freshly
+/// created socket often reuses the inode number of the one just unlinked. (The change time
+/// ticks every few milliseconds; a replacement instance starts far slower than that.)
+struct FileIdentity: Equatable {
+    var device: UInt64
+    var inode: UInt64
+    var changeSeconds: Int
+    var changeNanoseconds: Int
+}
+
 extension Syscall {
-    /// `(st_dev, st_ino)` of `path` (following symlinks), identifying one socket file.
-    static func fstatPath(_ path: String) throws -> (UInt64, UInt64) {
+    /// The ``FileIdentity`` of `path` itself (not following a symlink).
+    static func fstatPath(_ path: String) throws -> FileIdentity {
         guard let info = try Syscall.lstat(path) else {
             throw HandoffWireError.syscall("lstat", errno: ENOENT, context: path)
         }
-        return (UInt64(info.st_dev), UInt64(info.st_ino))
+        return FileIdentity(
+            device: UInt64(info.st_dev),
+            inode: UInt64(info.st_ino),
+            changeSeconds: Int(info.st_ctim.tv_sec),
+            changeNanoseconds: Int(info.st_ctim.tv_nsec)
+        )
     }
 }

@@ -50,6 +50,8 @@ import Testing
         try await withTemporaryUnixSocketPath { path in
             let first = try SeqpacketListener.bind(path: path)
             first.close()
+            // Change times tick coarsely (a few ms); a real restart takes far longer than that.
+            try await Task.sleep(for: .milliseconds(20))
             let second = try SeqpacketListener.bind(path: path)
             defer { second.close() }
             #expect(!first.unlinkPathIfOwned())
