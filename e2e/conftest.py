@@ -48,21 +48,14 @@ def prefork(module_path):
         yield a
 
 
-def _daemon(a, name="d.sock", **kw):
-    d = Daemon(a.run_dir / name, **kw).start()
-    return d
-
-
 @pytest.fixture(scope="module")
 def daemon(apache):
-    """handoffd with its socket inside the allowed prefix of `apache`."""
-    d = _daemon(apache)
-    yield d
-    d.stop()
+    """handoffd (5 mock messages, 10 ms apart) with its socket inside `apache`'s prefix."""
+    with Daemon(apache.run_dir / "d.sock") as d:
+        yield d
 
 
 @pytest.fixture(scope="module")
 def prefork_daemon(prefork):
-    d = _daemon(prefork)
-    yield d
-    d.stop()
+    with Daemon(prefork.run_dir / "d.sock") as d:
+        yield d

@@ -2,9 +2,11 @@
 the handoffd daemon, and a raw-socket HTTP client that returns the exact bytes.
 
 Everything runs from a temp dir under /tmp, on a free loopback port, and is
-stopped by pid. Paths can be overridden with HANDOFFD_BIN and HANDOFF_MODULE.
+stopped by pid. Paths can be overridden with HANDOFFD_BIN, HANDOFF_MODULE,
+APACHE_BIN and PHP_FPM_BIN. Run the suite with `python3 -m pytest -q e2e`.
 """
 
+import errno
 import json
 import os
 import shutil
@@ -94,6 +96,8 @@ def mkdir_public(path):
 def ensure_module():
     """Return the module path, building it with `make -C apache` if it is missing."""
     if not MODULE_PATH.exists():
+        if "HANDOFF_MODULE" in os.environ:
+            raise RuntimeError(f"HANDOFF_MODULE={MODULE_PATH} does not exist")
         r = subprocess.run(["make", "-C", str(REPO / "apache")], capture_output=True,
                            text=True, timeout=300)
         if r.returncode != 0 or not MODULE_PATH.exists():
@@ -129,8 +133,16 @@ class Daemon:
         """Start and wait until the socket accepts."""
         mkdir_public(self.socket_path.parent)
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen([str(HANDOFFD_BIN), *self.args], stdin=subprocess.DEVNULL,
-                                         stdout=log, stderr=log, start_new_session=True)
+            for attempt in range(50):
+                try:
+                    self.proc = subprocess.Popen([str(HANDOFFD_BIN), *self.args],
+                                                 stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                                 start_new_session=True)
+                    break
+                except OSError as e:  # ETXTBSY: a concurrent `swift build` is relinking it
+                    if e.errno != errno.ETXTBSY or attempt == 49:
+                        raise
+                    time.sleep(0.1)
         try:
             wait_for(lambda: seqpacket_accepts(self.socket_path), timeout,
                      f"handoffd on {self.socket_path}", self.proc)
@@ -143,7 +155,7 @@ class Daemon:
         stop_process(self.proc)
 
     def log(self):
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return _read(self.log_path)
 
     def __enter__(self):
         return self.start()
@@ -153,12 +165,14 @@ class Daemon:
 
 
 class SeqpacketProbe:
-    """A SEQPACKET listener that only records who connects (a 'daemon' that must not be reached)."""
+    """A SEQPACKET listener that records each handoff instead of serving it: the payload and,
+    per received fd, (family, type, peer address); the fds are closed unanswered."""
 
     def __init__(self, path):
         self.path = str(path)
         self.connections = 0
         self.payloads = []
+        self.fds = []   # one list of (family, type, peername) per message
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self._sock.bind(self.path)
         os.chmod(self.path, 0o666)
@@ -180,8 +194,7 @@ class SeqpacketProbe:
                 try:
                     msg, fds, _, _ = socket.recv_fds(conn, 256 * 1024, 4)
                     self.payloads.append(msg)
-                    for fd in fds:
-                        os.close(fd)
+                    self.fds.append([_describe_and_close(fd) for fd in fds])
                 except OSError:
                     pass
 
@@ -197,6 +210,15 @@ class SeqpacketProbe:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def _describe_and_close(fd):
+    with socket.socket(fileno=fd) as s:
+        try:
+            peer = s.getpeername()
+        except OSError:
+            peer = None
+        return s.family, s.type, peer
 
 
 class PhpFpm:
@@ -230,7 +252,8 @@ class PhpFpm:
             wait_for(self.socket_path.exists, timeout, "php-fpm socket", self.proc)
         except RuntimeError as e:
             self.stop()
-            raise RuntimeError(f"{e}\n{_read(self.log_path)}{_read(self.root / 'logs/php-fpm.stderr')}") from None
+            logs = _read(self.log_path) + _read(self.root / "logs/php-fpm.stderr")
+            raise RuntimeError(f"{e}\n{logs}") from None
         return self
 
     def stop(self):

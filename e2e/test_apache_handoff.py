@@ -9,6 +9,7 @@ import random
 import socket
 import threading
 import time
+import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -74,6 +75,15 @@ def test_handoff_streams_all_events_with_daemon_headers(apache, daemon):
     assert_no_handoff_headers(resp)
 
 
+def test_curl_keepalive_client_gets_the_stream(apache, daemon):
+    """A stock HTTP/1.1 client (curl, keep-alive, GET with a query string) sees the exact stream."""
+    query = urllib.parse.urlencode({"socket": daemon.socket_path,
+                                    "data": json.dumps({"prompt": "curl", "user_id": 5})})
+    rc, out, err = curl("-i", "-N", f"http://127.0.0.1:{apache.port}/handoff.php?{query}")
+    assert rc == 0, err
+    assert out == mock_stream(5, 5, "curl")
+
+
 def test_no_handoff_data_serves_anonymous_defaults(apache, daemon):
     """Without X-Handoff-Data the daemon gets a lone NUL and serves user 'anonymous'."""
     resp = handoff(apache, daemon.socket_path)
@@ -116,6 +126,24 @@ def test_symlink_inside_prefix_to_inside_is_allowed(apache, daemon):
     if not link.is_symlink():
         link.symlink_to(daemon.socket_path)
     assert handoff(apache, link).raw == mock_stream(5, "anonymous", "")
+
+
+@pytest.mark.parametrize("data", [None, '{"prompt":"Grüße 😀","user_id":3}'])
+def test_wire_message_is_header_bytes_plus_client_fd(apache, data):
+    """What the daemon receives: the X-Handoff-Data bytes verbatim (a lone NUL without the
+    header) and exactly one fd, the client's own TCP connection. After the commit Apache
+    writes nothing, even though this 'daemon' closes the fd unanswered."""
+    with SeqpacketProbe(apache.run_dir / "probe.sock") as probe:
+        params = {"socket": probe.path, **({"data": data} if data is not None else {})}
+        body = json.dumps(params).encode()
+        with socket.create_connection(("127.0.0.1", apache.port), 10) as s:
+            s.sendall(b"POST /handoff.php HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                      b"Content-Length: %d\r\n\r\n" % len(body) + body)
+            received = s.recv(65536)  # EOF once the probe has closed the last copy
+            client_addr = s.getsockname()
+    assert received == b""
+    assert probe.payloads == [data.encode() if data is not None else b"\x00"]
+    assert probe.fds == [[(socket.AF_INET, socket.SOCK_STREAM, client_addr)]]
 
 
 # --- requests without a handoff ---------------------------------------------------------------
@@ -372,3 +400,17 @@ def test_200_concurrent_streams_with_4_workers(module_path):
         times = [us for req, _, _, us in a.access_log_entries() if "handoff.php" in req]
         assert len(times) == n
         assert max(times) < 1_000_000, max(times)
+
+
+# --- configuration ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("line", ["SocketHandoffMaxRetries 11", "SocketHandoffConnectTimeoutMs 0",
+                                  "SocketHandoffSendTimeoutMs 60001", "SocketHandoffConnectTimeoutMs 10ms",
+                                  "SocketHandoffEnabled maybe", "SocketHandoffAllowedPrefix run/"])
+def test_bad_directive_value_stops_apache(module_path, line):
+    """Strict parsing: Apache refuses to start and names the directive."""
+    a = Apache("prefork", conf=[line], module=module_path)
+    with pytest.raises(RuntimeError) as err:
+        with a:
+            pass
+    assert line.split()[0] in str(err.value)

@@ -63,11 +63,13 @@ public final class HandoffDaemon: Sendable {
         )
         let metrics = DaemonMetrics(factory: metricsFactory)
         let loops = Array(self.group.makeIterator())
+        let backends = try Backends(configuration: configuration, eventLoops: loops, logger: logger)
         self.environment = StreamEnvironment(
             configuration: configuration,
             metrics: metrics,
             logger: logger,
             capacity: capacity,
+            backends: backends,
             eventLoops: loops
         )
         let launcher = StreamLauncher(group: self.group, environment: self.environment)
@@ -94,6 +96,7 @@ public final class HandoffDaemon: Sendable {
                 )
             )
         }
+        services.append(UpstreamService(backends: backends))
         services.append(StreamsService(environment: self.environment))
         services.append(AcceptorService(acceptor: acceptor, environment: self.environment))
         self.serviceGroup = ServiceGroup(
@@ -144,6 +147,9 @@ public final class HandoffDaemon: Sendable {
             try? await Task.sleep(for: .milliseconds(10))
         }
     }
+
+    /// Open upstream connections (all backends).
+    public var upstreamConnections: Int { self.environment.backends.openConnections }
 
     /// Streams running now.
     public var activeStreams: Int { self.environment.capacity.activeStreams }

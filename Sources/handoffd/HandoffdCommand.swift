@@ -14,7 +14,8 @@ struct HandoffdCommand: AsyncParsableCommand {
         abstract: "Streams HTTP responses on client sockets handed off by Apache's mod_socket_handoff.",
         discussion: """
             Every option can also be set with its environment variable; a flag wins over the
-            environment, which wins over the default.
+            environment, which wins over the default. OPENAI_BASE_URL and OPENAI_API_KEY are
+            honoured too.
 
             \(ConfigurationSource.keys.map { "  --\($0.name)\n      \($0.environment)" }.joined(separator: "\n"))
 
@@ -37,6 +38,21 @@ struct HandoffdCommand: AsyncParsableCommand {
     @Option(name: .customLong("drain-timeout-s"), help: .init(Self.help("drain-timeout-s"), valueName: "s")) var drainTimeoutS: String?
     @Option(name: .customLong("linger-ms"), help: .init(Self.help("linger-ms"), valueName: "ms")) var lingerMs: String?
     @Option(help: .init(Self.help("backlog"), valueName: "n")) var backlog: String?
+    @Option(name: .customLong("openai-base-url"), help: .init(Self.help("openai-base-url"), valueName: "url")) var openAIBaseURL: String?
+    @Option(name: .customLong("openai-api-key"), help: .init(Self.help("openai-api-key"), valueName: "key")) var openAIAPIKey: String?
+    @Option(name: .customLong("openai-api-key-file"), help: .init(Self.help("openai-api-key-file"), valueName: "path")) var openAIAPIKeyFile: String?
+    @Option(name: .customLong("openai-model"), help: .init(Self.help("openai-model"), valueName: "model")) var openAIModel: String?
+    @Option(name: .customLong("upstream-http"), help: .init(Self.help("upstream-http"), valueName: "version")) var upstreamHTTP: String?
+    @Option(name: .customLong("upstream-unix-socket"), help: .init(Self.help("upstream-unix-socket"), valueName: "path")) var upstreamUnixSocket: String?
+    @Flag(name: .customLong("upstream-insecure"), help: .init(Self.help("upstream-insecure"))) var upstreamInsecure = false
+    @Option(name: .customLong("upstream-ca-file"), help: .init(Self.help("upstream-ca-file"), valueName: "path")) var upstreamCAFile: String?
+    @Option(name: .customLong("upstream-max-connections"), help: .init(Self.help("upstream-max-connections"), valueName: "n")) var upstreamMaxConnections: String?
+    @Option(name: .customLong("upstream-connect-timeout-ms"), help: .init(Self.help("upstream-connect-timeout-ms"), valueName: "ms")) var upstreamConnectTimeoutMs: String?
+    @Option(name: .customLong("upstream-first-byte-timeout-ms"), help: .init(Self.help("upstream-first-byte-timeout-ms"), valueName: "ms")) var upstreamFirstByteTimeoutMs: String?
+    @Option(name: .customLong("upstream-idle-timeout-s"), help: .init(Self.help("upstream-idle-timeout-s"), valueName: "s")) var upstreamIdleTimeoutS: String?
+    @Option(name: .customLong("max-stream-duration-s"), help: .init(Self.help("max-stream-duration-s"), valueName: "s")) var maxStreamDurationS: String?
+    @Option(name: .customLong("keepalive-interval-s"), help: .init(Self.help("keepalive-interval-s"), valueName: "s")) var keepAliveIntervalS: String?
+    @Option(name: .customLong("access-log"), help: .init(Self.help("access-log"), valueName: "on|off")) var accessLog: String?
     @Option(name: .customLong("metrics-address"), help: .init(Self.help("metrics-address"), valueName: "host:port")) var metricsAddress: String?
     @Option(name: .customLong("log-level"), help: .init(Self.help("log-level"), valueName: "level")) var logLevel: String?
 
@@ -54,7 +70,15 @@ struct HandoffdCommand: AsyncParsableCommand {
             ("max-handoff-bytes", self.maxHandoffBytes), ("handoff-timeout-ms", self.handoffTimeoutMs),
             ("write-timeout-s", self.writeTimeoutS), ("drain-timeout-s", self.drainTimeoutS),
             ("linger-ms", self.lingerMs), ("backlog", self.backlog), ("log-level", self.logLevel),
-            ("metrics-address", self.metricsAddress),
+            ("metrics-address", self.metricsAddress), ("openai-base-url", self.openAIBaseURL),
+            ("openai-api-key", self.openAIAPIKey), ("openai-api-key-file", self.openAIAPIKeyFile),
+            ("openai-model", self.openAIModel), ("upstream-http", self.upstreamHTTP),
+            ("upstream-unix-socket", self.upstreamUnixSocket), ("upstream-insecure", self.upstreamInsecure ? "true" : nil),
+            ("upstream-ca-file", self.upstreamCAFile), ("upstream-max-connections", self.upstreamMaxConnections),
+            ("upstream-connect-timeout-ms", self.upstreamConnectTimeoutMs),
+            ("upstream-first-byte-timeout-ms", self.upstreamFirstByteTimeoutMs),
+            ("upstream-idle-timeout-s", self.upstreamIdleTimeoutS), ("max-stream-duration-s", self.maxStreamDurationS),
+            ("keepalive-interval-s", self.keepAliveIntervalS), ("access-log", self.accessLog),
         ]
         return Dictionary(uniqueKeysWithValues: pairs.compactMap { key, value in value.map { (key, $0) } })
     }

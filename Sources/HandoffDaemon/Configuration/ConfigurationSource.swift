@@ -12,6 +12,8 @@ public enum ConfigurationSource {
         public var name: String
         public var environment: String
         public var help: String
+        /// Conventional variables also honoured, after ``environment`` (e.g. `OPENAI_API_KEY`).
+        public var aliases: [String] = []
     }
 
     /// Every setting handoffd understands.
@@ -30,6 +32,21 @@ public enum ConfigurationSource {
         Key(name: "drain-timeout-s", environment: "HANDOFFD_DRAIN_TIMEOUT_S", help: "Seconds running streams may continue after SIGTERM (0 ends them at once). Default 120."),
         Key(name: "linger-ms", environment: "HANDOFFD_LINGER_MS", help: "Milliseconds to wait for the client to close after the response (0 closes at once). Default 2000."),
         Key(name: "backlog", environment: "HANDOFFD_BACKLOG", help: "listen(2) backlog of the handoff socket. Default 4096."),
+        Key(name: "openai-base-url", environment: "HANDOFFD_OPENAI_BASE_URL", help: "Base URL of an OpenAI-compatible API, e.g. https://api.openai.com/v1; enables the openai backend.", aliases: ["OPENAI_BASE_URL"]),
+        Key(name: "openai-api-key", environment: "HANDOFFD_OPENAI_API_KEY", help: "API key sent as Authorization: Bearer (prefer the environment or --openai-api-key-file).", aliases: ["OPENAI_API_KEY"]),
+        Key(name: "openai-api-key-file", environment: "HANDOFFD_OPENAI_API_KEY_FILE", help: "File holding the API key (trailing whitespace ignored)."),
+        Key(name: "openai-model", environment: "HANDOFFD_OPENAI_MODEL", help: "Model for handoffs that name none. Default gpt-4o-mini."),
+        Key(name: "upstream-http", environment: "HANDOFFD_UPSTREAM_HTTP", help: "h2 or http1.1. Default: h2 for https (ALPN), http1.1 for http; h2 over http is prior knowledge (h2c)."),
+        Key(name: "upstream-unix-socket", environment: "HANDOFFD_UPSTREAM_UNIX_SOCKET", help: "Connect to the upstream through this Unix socket (the URL still gives Host and path)."),
+        Key(name: "upstream-insecure", environment: "HANDOFFD_UPSTREAM_INSECURE", help: "Do not verify the upstream's TLS certificate (testing only). Default false."),
+        Key(name: "upstream-ca-file", environment: "HANDOFFD_UPSTREAM_CA_FILE", help: "PEM file of extra certificates to trust for the upstream."),
+        Key(name: "upstream-max-connections", environment: "HANDOFFD_UPSTREAM_MAX_CONNECTIONS", help: "Most HTTP/2 connections to the upstream. Default 64."),
+        Key(name: "upstream-connect-timeout-ms", environment: "HANDOFFD_UPSTREAM_CONNECT_TIMEOUT_MS", help: "Connecting to the upstream. Default 5000."),
+        Key(name: "upstream-first-byte-timeout-ms", environment: "HANDOFFD_UPSTREAM_FIRST_BYTE_TIMEOUT_MS", help: "From request to response head; then 504. Default 60000."),
+        Key(name: "upstream-idle-timeout-s", environment: "HANDOFFD_UPSTREAM_IDLE_TIMEOUT_S", help: "Longest upstream silence mid-stream. Default 120."),
+        Key(name: "max-stream-duration-s", environment: "HANDOFFD_MAX_STREAM_DURATION_S", help: "Longest stream. Default 1800."),
+        Key(name: "keepalive-interval-s", environment: "HANDOFFD_KEEPALIVE_INTERVAL_S", help: "A ': ping' comment after this much silence (0: never). Default 15."),
+        Key(name: "access-log", environment: "HANDOFFD_ACCESS_LOG", help: "on or off: one line per stream on stderr. Default on."),
         Key(name: "metrics-address", environment: "HANDOFFD_METRICS_ADDRESS", help: "host:port for /metrics and /healthz, or 'off'. Default 127.0.0.1:9464."),
         Key(name: "log-level", environment: "HANDOFFD_LOG_LEVEL", help: "trace, debug, info, notice, warning, error or critical. Default info."),
     ]
@@ -71,9 +88,59 @@ public enum ConfigurationSource {
         if let seconds = try values.integer("write-timeout-s", in: 1...86_400) { configuration.timeouts.write = .seconds(seconds) }
         if let seconds = try values.integer("drain-timeout-s", in: 0...86_400) { configuration.timeouts.drain = .seconds(seconds) }
         if let ms = try values.integer("linger-ms", in: 0...600_000) { configuration.timeouts.linger = .milliseconds(ms) }
+        if let ms = try values.integer("upstream-first-byte-timeout-ms", in: 1...3_600_000) { configuration.timeouts.upstreamFirstByte = .milliseconds(ms) }
+        if let seconds = try values.integer("upstream-idle-timeout-s", in: 1...86_400) { configuration.timeouts.upstreamIdle = .seconds(seconds) }
+        if let seconds = try values.integer("max-stream-duration-s", in: 1...604_800) { configuration.timeouts.maxStreamDuration = .seconds(seconds) }
+        if let seconds = try values.integer("keepalive-interval-s", in: 0...3600) { configuration.timeouts.keepAliveInterval = .seconds(seconds) }
+        configuration.accessLog = try values.bool("access-log") ?? true
+        if let url = values.string("openai-base-url") {
+            configuration.openAI = try Self.openAI(url: url, values: values)
+        } else if values.string("openai-api-key") != nil, values.flags["openai-api-key"] != nil {
+            throw ConfigurationError(key: "--openai-api-key", message: "needs --openai-base-url (or OPENAI_BASE_URL)")
+        }
         configuration.metricsAddress = try Self.address(values.string("metrics-address") ?? "127.0.0.1:9464", key: values.sourceName("metrics-address"))
         try configuration.validate()
         return configuration
+    }
+
+    static func openAI(url: String, values: Values) throws(ConfigurationError) -> OpenAIBackend {
+        let upstream = try Self.upstream(url: url, key: values.sourceName("openai-base-url"), values: values)
+        var apiKey = values.string("openai-api-key")
+        if let file = values.string("openai-api-key-file") {
+            guard let contents = try? String(contentsOfFile: file, encoding: .utf8) else {
+                throw ConfigurationError(key: values.sourceName("openai-api-key-file"), message: "cannot read '\(file)'")
+            }
+            apiKey = contents.trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        return OpenAIBackend(upstream: upstream, apiKey: apiKey, defaultModel: values.string("openai-model") ?? "gpt-4o-mini")
+    }
+
+    /// The connection settings shared by every upstream, from the `upstream-*` keys.
+    static func upstream(url: String, key: String, values: Values) throws(ConfigurationError) -> UpstreamSettings {
+        let endpoint: UpstreamEndpoint
+        do {
+            endpoint = try UpstreamEndpoint(url: url, unixSocketPath: values.string("upstream-unix-socket"))
+        } catch {
+            throw ConfigurationError(key: key, message: error.description)
+        }
+        var version: UpstreamSettings.HTTPVersion?
+        if let raw = values.string("upstream-http") {
+            guard let parsed = UpstreamSettings.HTTPVersion(rawValue: raw) else {
+                throw ConfigurationError(key: values.sourceName("upstream-http"), message: "must be h2 or http1.1, got '\(raw)'")
+            }
+            version = parsed
+        }
+        var settings = UpstreamSettings(endpoint: endpoint, httpVersion: version)
+        settings.verifyCertificates = !(try values.bool("upstream-insecure") ?? false)
+        if let file = values.string("upstream-ca-file") {
+            guard FileManager.default.isReadableFile(atPath: file) else {
+                throw ConfigurationError(key: values.sourceName("upstream-ca-file"), message: "cannot read '\(file)'")
+            }
+            settings.trustedCertificatesFile = file
+        }
+        if let max = try values.integer("upstream-max-connections", in: 1...10_000) { settings.maxConnections = max }
+        if let ms = try values.integer("upstream-connect-timeout-ms", in: 1...600_000) { settings.connectTimeout = .milliseconds(ms) }
+        return settings
     }
 
     /// `host:port` or `[v6]:port`; `off` (or empty) means none.
@@ -97,13 +164,30 @@ public enum ConfigurationSource {
 
         func string(_ name: String) -> String? {
             if let flag = self.flags[name] { return flag }
-            if let value = self.environment[ConfigurationSource.environmentVariable(for: name)], !value.isEmpty { return value }
+            return self.environmentEntry(name)?.value
+        }
+
+        private func environmentEntry(_ name: String) -> (variable: String, value: String)? {
+            let key = ConfigurationSource.keys.first { $0.name == name }
+            for variable in [ConfigurationSource.environmentVariable(for: name)] + (key?.aliases ?? []) {
+                if let value = self.environment[variable], !value.isEmpty { return (variable, value) }
+            }
             return nil
         }
 
         /// `--name` or the environment variable, whichever supplied the value.
         func sourceName(_ name: String) -> String {
-            self.flags[name] != nil ? "--\(name)" : ConfigurationSource.environmentVariable(for: name)
+            if self.flags[name] != nil { return "--\(name)" }
+            return self.environmentEntry(name)?.variable ?? ConfigurationSource.environmentVariable(for: name)
+        }
+
+        func bool(_ name: String) throws(ConfigurationError) -> Bool? {
+            guard let raw = self.string(name) else { return nil }
+            switch raw.lowercased() {
+            case "1", "true", "yes", "on": return true
+            case "0", "false", "no", "off": return false
+            default: throw ConfigurationError(key: self.sourceName(name), message: "must be on or off, got '\(raw)'")
+            }
         }
 
         func integer(_ name: String, in range: ClosedRange<Int>) throws(ConfigurationError) -> Int? {

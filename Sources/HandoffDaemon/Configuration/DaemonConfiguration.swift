@@ -12,6 +12,13 @@ public struct DaemonConfiguration: Sendable {
     public var defaultBackend: BackendKind
     /// The built-in mock backend.
     public var mock: Mock
+    /// The `openai` backend, when configured.
+    public var openAI: OpenAIBackend?
+    /// The `langgraph` backend's named profiles, when configured.
+    public var langGraph: LangGraphBackend?
+    /// Write one access-log line per stream (request id, user, backend, status, TTFB, duration,
+    /// bytes, events, finish reason, tokens). Default `false`; the executable turns it on.
+    public var accessLog: Bool = false
     /// Where `/metrics` and `/healthz` are served; `nil` serves none. Default `nil` (the
     /// executable's default is 127.0.0.1:9464).
     public var metricsAddress: HostAndPort?
@@ -115,19 +122,36 @@ public struct DaemonConfiguration: Sendable {
         /// After the write side is shut down, how long we wait for the client to close before we
         /// close, so the kernel does not reset away the response's tail. Default 2 s.
         public var linger: Duration
+        /// From starting an upstream request to its response head (connecting included); then
+        /// the client gets `504`. Default 60 s.
+        public var upstreamFirstByte: Duration
+        /// Longest upstream silence between events while streaming. Default 120 s.
+        public var upstreamIdle: Duration
+        /// Longest stream, start to end. Default 30 min.
+        public var maxStreamDuration: Duration
+        /// A `: ping` comment goes to the client after this much silence (0: never). Default 15 s.
+        public var keepAliveInterval: Duration
 
         public init(
             handoff: Duration = .seconds(5),
             write: Duration = .seconds(30),
             rejectionWrite: Duration = .seconds(2),
             drain: Duration = .seconds(120),
-            linger: Duration = .seconds(2)
+            linger: Duration = .seconds(2),
+            upstreamFirstByte: Duration = .seconds(60),
+            upstreamIdle: Duration = .seconds(120),
+            maxStreamDuration: Duration = .seconds(1800),
+            keepAliveInterval: Duration = .seconds(15)
         ) {
             self.handoff = handoff
             self.write = write
             self.rejectionWrite = rejectionWrite
             self.drain = drain
             self.linger = linger
+            self.upstreamFirstByte = upstreamFirstByte
+            self.upstreamIdle = upstreamIdle
+            self.maxStreamDuration = maxStreamDuration
+            self.keepAliveInterval = keepAliveInterval
         }
     }
 
@@ -149,4 +173,36 @@ public struct DaemonConfiguration: Sendable {
 public enum BackendKind: String, Sendable, Hashable, CaseIterable {
     /// Built-in scripted messages; no upstream.
     case mock
+    /// An OpenAI-compatible chat completions API.
+    case openai
+    /// A LangGraph Platform deployment, by named profile.
+    case langgraph
+}
+
+/// The `openai` backend.
+public struct OpenAIBackend: Sendable {
+    /// Where the API is and how to connect (base URL such as `https://api.openai.com/v1`).
+    public var upstream: UpstreamSettings
+    /// Sent as `Authorization: Bearer …`; from configuration or `OPENAI_API_KEY`, never a handoff.
+    public var apiKey: String?
+    /// The model when a handoff names none. Default `gpt-4o-mini`.
+    public var defaultModel: String
+
+    public init(upstream: UpstreamSettings, apiKey: String? = nil, defaultModel: String = "gpt-4o-mini") {
+        self.upstream = upstream
+        self.apiKey = apiKey
+        self.defaultModel = defaultModel
+    }
+}
+
+/// The `langgraph` backend: named profiles, chosen by the handoff's `profile`.
+public struct LangGraphBackend: Sendable {
+    public var profiles: [String: LangGraphProfile]
+    /// The profile for handoffs that name none.
+    public var defaultProfile: String?
+
+    public init(profiles: [String: LangGraphProfile], defaultProfile: String? = nil) {
+        self.profiles = profiles
+        self.defaultProfile = defaultProfile ?? (profiles.count == 1 ? profiles.keys.first : nil)
+    }
 }

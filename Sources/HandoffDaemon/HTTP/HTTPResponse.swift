@@ -14,6 +14,13 @@ public enum HTTPResponse {
         return buffer
     }()
 
+    /// `: ping` and its blank line, shared.
+    public static let pingComment: ByteBuffer = {
+        var buffer = ByteBufferAllocator().buffer(capacity: 8)
+        buffer.writeStaticString(HandoffEvents.ping)
+        return buffer
+    }()
+
     /// The head of a stream: the fixed headers, then `extraHeaders` (already filtered), then
     /// the blank line.
     public static func streamHead(extraHeaders: [HandoffRequest.ResponseHeader], allocator: ByteBufferAllocator) -> ByteBuffer {
@@ -38,11 +45,13 @@ public enum HTTPResponse {
     ///   - error: a stable machine-readable code, e.g. `invalid_json`.
     ///   - message: a human-readable explanation, safe to show the client.
     ///   - retryAfterSeconds: adds `Retry-After` when given.
+    ///   - upstreamStatus: adds `"upstream_status"` to the body when the upstream answered an error.
     public static func error(
         _ status: HTTPStatus,
         error: String,
         message: String,
         retryAfterSeconds: Int? = nil,
+        upstreamStatus: Int? = nil,
         allocator: ByteBufferAllocator
     ) -> ByteBuffer {
         var body = allocator.buffer(capacity: 64 + message.utf8.count)
@@ -50,6 +59,9 @@ public enum HTTPResponse {
         body.writeJSONString(error)
         body.writeStaticString(",\"message\":")
         body.writeJSONString(message)
+        if let upstreamStatus {
+            body.writeString(",\"upstream_status\":\(upstreamStatus)")
+        }
         body.writeStaticString("}\n")
         var buffer = allocator.buffer(capacity: 160 + body.readableBytes)
         buffer.writeString("HTTP/1.1 \(status.code) \(status.reason)\r\n")

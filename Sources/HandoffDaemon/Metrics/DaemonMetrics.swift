@@ -18,6 +18,8 @@ public final class DaemonMetrics: Sendable {
         public static let clientDisconnects = "handoffd_client_disconnects_total"
         public static let streamDuration = "handoffd_stream_duration_seconds"
         public static let timeToFirstByte = "handoffd_ttfb_seconds"
+        public static let upstreamResponses = "handoffd_upstream_responses_total"
+        public static let upstreamCancellations = "handoffd_upstream_cancellations_total"
     }
 
     /// Handoff records received with a client we could serve or answer.
@@ -35,10 +37,16 @@ public final class DaemonMetrics: Sendable {
     let clientDisconnects: Counter
     let streamDuration: Timer
     let timeToFirstByte: Timer
+    /// Upstream requests cancelled because the client left or the stream was ended.
+    let upstreamCancellations: Counter
+    private let upstreamResponses: [String: Counter]
 
     /// Reasons a handoff is counted as an error: the wire's and the request's.
     static let errorReasons: [String] =
-        HandoffRejection.allCases.map(\.rawValue) + ["invalid_json", "wrong_type", "invalid_value", "field_too_large", "unknown_backend", "over_capacity", "launch_failed"]
+        HandoffRejection.allCases.map(\.rawValue) + [
+            "invalid_json", "wrong_type", "invalid_value", "field_too_large", "unknown_backend", "over_capacity",
+            "launch_failed", "backend_not_configured", "profile_required", "unknown_profile",
+        ]
 
     static let rejectionStatuses = [400, 413, 429, 500, 501, 502, 503, 504]
 
@@ -63,6 +71,12 @@ public final class DaemonMetrics: Sendable {
         self.clientDisconnects = Counter(label: Name.clientDisconnects, factory: factory)
         self.streamDuration = Timer(label: Name.streamDuration, preferredDisplayUnit: .seconds, factory: factory)
         self.timeToFirstByte = Timer(label: Name.timeToFirstByte, preferredDisplayUnit: .seconds, factory: factory)
+        self.upstreamCancellations = Counter(label: Name.upstreamCancellations, factory: factory)
+        self.upstreamResponses = Dictionary(
+            uniqueKeysWithValues: ["2xx", "429", "4xx", "5xx", "other", "failed"].map {
+                ($0, Counter(label: Name.upstreamResponses, dimensions: [("status", $0)], factory: factory))
+            }
+        )
     }
 
     /// Counts a refused handoff.
@@ -73,6 +87,20 @@ public final class DaemonMetrics: Sendable {
     /// Counts an error response sent to a client.
     func rejection(status: Int) {
         self.rejections[status]?.increment()
+    }
+
+    /// Counts an upstream answer by status class, or a failure (`nil`).
+    func upstreamResponse(status: Int?) {
+        let key: String
+        switch status {
+        case .none: key = "failed"
+        case .some(200..<300): key = "2xx"
+        case .some(429): key = "429"
+        case .some(400..<500): key = "4xx"
+        case .some(500..<600): key = "5xx"
+        default: key = "other"
+        }
+        self.upstreamResponses[key]?.increment()
     }
 
     /// Counts a finished connection.

@@ -55,11 +55,31 @@ extension HandoffRequest {
             case requestID = "request_id"
             case testPattern = "test_pattern"
             case responseHeaders = "response_headers"
+            case profile
+            case threadID = "thread_id"
+            case assistantID = "assistant_id"
+            case streamMode = "stream_mode"
+            case langGraphInput = "langgraph_input"
+        }
+
+        /// Any key, to look for refused fields.
+        struct AnyKey: CodingKey {
+            var stringValue: String
+            var intValue: Int? { nil }
+            init(stringValue: String) { self.stringValue = stringValue }
+            init?(intValue: Int) { nil }
         }
 
         init(from decoder: any Decoder) throws {
             let limits = decoder.userInfo[Self.limitsKey] as? HandoffRequestLimits ?? .init()
             let container = try decoder.container(keyedBy: Key.self)
+            let all = try decoder.container(keyedBy: AnyKey.self)
+            if let refused = all.allKeys.first(where: { HandoffRequest.refusedFields.contains($0.stringValue) }) {
+                throw HandoffRequestError.invalidValue(
+                    refused.stringValue,
+                    "upstream URLs and credentials come from the server's configuration, never from a handoff"
+                )
+            }
             var request = HandoffRequest()
             request.prompt = try container.decodeIfPresent(String.self, forKey: .prompt)
             request.system = try container.decodeIfPresent(String.self, forKey: .system)
@@ -90,6 +110,25 @@ extension HandoffRequest {
                     messages.append(try ChatMessage.decode(from: &list, index: messages.count, limits: limits))
                 }
                 request.messages = messages
+            }
+            request.profile = try container.identifier(.profile, limits: limits)
+            request.threadID = try container.identifier(.threadID, limits: limits)
+            request.assistantID = try container.identifier(.assistantID, limits: limits)
+            if container.contains(.streamMode), try !container.decodeNil(forKey: .streamMode) {
+                if let single = try? container.decode(String.self, forKey: .streamMode) {
+                    request.streamMode = [single]
+                } else if let list = try? container.decode([String].self, forKey: .streamMode), list.count <= 8 {
+                    request.streamMode = list
+                } else {
+                    throw HandoffRequestError.wrongType("stream_mode", expected: "a string or an array of up to 8 strings")
+                }
+            }
+            if container.contains(.langGraphInput) {
+                let input = try container.decode(JSONValue.self, forKey: .langGraphInput)
+                guard case .object = input else {
+                    throw HandoffRequestError.wrongType("langgraph_input", expected: "an object")
+                }
+                request.langGraphInput = input
             }
             if let headers = try container.decodeIfPresent([String: String].self, forKey: .responseHeaders) {
                 request.responseHeaders = try ResponseHeaderFilter.filter(headers, limits: limits)

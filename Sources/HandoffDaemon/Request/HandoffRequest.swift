@@ -25,6 +25,16 @@ public struct HandoffRequest: Sendable, Equatable {
     public var testPattern: String?
     /// Extra response headers, filtered and in a deterministic order.
     public var responseHeaders: [ResponseHeader]
+    /// LangGraph: the named profile from configuration (never a URL or key from the handoff).
+    public var profile: String?
+    /// LangGraph: the thread to run on (created if missing when the profile allows it).
+    public var threadID: String?
+    /// LangGraph: the assistant (graph) to run; the profile's default when `nil`.
+    public var assistantID: String?
+    /// LangGraph: stream modes; the profile's default when `nil`.
+    public var streamMode: [String]?
+    /// LangGraph: the run input, forwarded unchanged; `{"messages":[…]}` from the prompt when `nil`.
+    public var langGraphInput: JSONValue?
 
     public init(
         prompt: String? = nil,
@@ -51,6 +61,13 @@ public struct HandoffRequest: Sendable, Equatable {
         self.testPattern = testPattern
         self.responseHeaders = responseHeaders
     }
+
+    /// Fields that would point the daemon at another host or credential; a handoff carrying
+    /// one is refused, because a per-request URL would send the configured key anywhere.
+    public static let refusedFields: Set<String> = [
+        "url", "base_url", "api_key", "api_base", "endpoint", "langgraph_url", "langgraph_api_key",
+        "openai_base_url", "openai_api_key", "headers", "upstream",
+    ]
 
     /// One extra response header, already validated.
     public struct ResponseHeader: Sendable, Equatable {

@@ -10,6 +10,9 @@ final class StreamEnvironment: Sendable {
     let logger: Logger
     let capacity: StreamCapacity
     let requestLimits: HandoffRequestLimits
+    let backends: Backends
+    /// One line per finished stream, when the access log is on.
+    let accessLogger: Logger?
     /// Set when graceful shutdown begins; `/healthz` reports it.
     let draining = ManagedAtomic(false)
     private let registries: [ObjectIdentifier: StreamRegistry]
@@ -19,8 +22,11 @@ final class StreamEnvironment: Sendable {
         metrics: DaemonMetrics,
         logger: Logger,
         capacity: StreamCapacity,
+        backends: Backends,
         eventLoops: [any EventLoop]
     ) {
+        self.backends = backends
+        self.accessLogger = configuration.accessLog ? Logger(label: "handoffd.access") : nil
         self.configuration = configuration
         self.metrics = metrics
         self.logger = logger

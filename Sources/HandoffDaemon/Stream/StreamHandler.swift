@@ -36,6 +36,8 @@ final class StreamHandler: ChannelInboundHandler, LoopTimerTarget {
     private var startedAt = NIODeadline.now()
     private var firstByteRecorded = false
     private var extraHeaders: [HandoffRequest.ResponseHeader] = []
+    /// Access-log fields, kept only while a stream runs.
+    private var log: AccessLogFields?
 
     /// Links of ``StreamRegistry``'s intrusive list.
     var registryPrevious: StreamHandler?
@@ -129,22 +131,106 @@ final class StreamHandler: ChannelInboundHandler, LoopTimerTarget {
             self.perform(self.machine.rejected(response))
             return
         }
+        let source: any StreamSource
+        do {
+            source = try self.makeSource(backend, request: request, eventLoop: context.eventLoop, allocator: context.channel.allocator)
+        } catch let refusal as Refusal {
+            self.environment.capacity.releaseStream()
+            self.environment.metrics.handoffError(refusal.response.error)
+            self.perform(self.machine.rejected(refusal.response))
+            return
+        } catch {
+            self.environment.capacity.releaseStream()
+            self.perform(self.machine.rejected(ErrorResponse(status: .internalServerError, error: "internal", message: "the stream could not start")))
+            return
+        }
         self.admittedAsStream = true
         self.extraHeaders = request.responseHeaders
+        self.log = AccessLogFields(request: request, backend: backend)
         self.environment.metrics.activeStreams.increment()
         self.environment.registry(for: context.eventLoop).insert(self)
-        switch backend {
-        case .mock:
-            let script = MockScript(request: request, configuration: self.environment.configuration.mock)
-            self.source = MockSource(handler: self, eventLoop: context.eventLoop, script: script)
+        self.source = source
+        source.start()
+    }
+
+    /// A handoff refused while choosing its source.
+    private struct Refusal: Error {
+        var response: ErrorResponse
+    }
+
+    private func makeSource(_ backend: BackendKind, request: HandoffRequest, eventLoop: any EventLoop, allocator: ByteBufferAllocator) throws -> any StreamSource {
+        let backends = self.environment.backends
+        let timeouts = self.environment.configuration.timeouts
+        func refused(_ status: HTTPStatus, _ error: String, _ message: String) -> Refusal {
+            Refusal(response: ErrorResponse(status: status, error: error, message: message))
         }
-        self.source?.start()
+        do {
+            switch backend {
+            case .mock:
+                let script = MockScript(request: request, configuration: self.environment.configuration.mock)
+                return MockSource(handler: self, eventLoop: eventLoop, script: script)
+            case .openai:
+                guard let (settings, transport) = backends.openAI else {
+                    throw refused(.notImplemented, "backend_not_configured", "the openai backend is not configured on this server")
+                }
+                let dialect = OpenAIDialect(pathPrefix: settings.upstream.endpoint.pathPrefix, apiKey: settings.apiKey, defaultModel: settings.defaultModel)
+                let upstreamRequest = try dialect.makeRequest(for: request, allocator: allocator)
+                return UpstreamSource(handler: self, eventLoop: eventLoop, transport: transport, dialect: dialect, request: upstreamRequest, timeouts: timeouts)
+            case .langgraph:
+                guard let name = request.profile ?? backends.defaultLangGraphProfile else {
+                    throw refused(.badRequest, "profile_required", "name a langgraph profile; this server has: \(backends.langGraph.keys.sorted().joined(separator: ", "))")
+                }
+                guard let (profile, transport) = backends.langGraph[name] else {
+                    throw refused(.badRequest, "unknown_profile", "no langgraph profile named '\(name)'")
+                }
+                let dialect = LangGraphDialect(profile: profile)
+                let upstreamRequest = try dialect.makeRequest(for: request, allocator: allocator)
+                return UpstreamSource(handler: self, eventLoop: eventLoop, transport: transport, dialect: dialect, request: upstreamRequest, timeouts: timeouts)
+            }
+        } catch let error as HandoffRequestError {
+            throw Refusal(response: ErrorResponse(status: .badRequest, error: error.reason.description, message: error.description))
+        }
     }
 
     // MARK: Source reports
 
-    func sourceResponded() {
+    /// The source's upstream answered `2xx`. `flush`: send the head now rather than with the
+    /// first event (an upstream may take a while to its first token).
+    func sourceResponded(flush: Bool = false) {
         self.perform(self.machine.sourceResponded())
+        if flush { self.context?.flush() }
+    }
+
+    /// A native event to pass through unchanged (LangGraph).
+    func sourceProducedEvent(_ event: SSEEvent) {
+        guard self.machine.sourceProducedEvent() == .writeEvent, let context = self.context else { return }
+        var buffer = context.channel.allocator.buffer(capacity: event.data.utf8.count + 32)
+        SSEEncoder.writeEvent(event.data, event: event.event, id: event.id, into: &buffer)
+        self.environment.metrics.eventsSent.increment()
+        self.log?.events += 1
+        self.write(buffer, context: context)
+    }
+
+    /// The upstream answered with `status`, or failed before answering (`nil`).
+    func recordUpstreamResponse(status: Int?) {
+        self.environment.metrics.upstreamResponse(status: status)
+        self.log?.upstreamStatus = status
+    }
+
+    /// A `: ping` comment during upstream silence.
+    func sourceProducedKeepAlive() {
+        guard self.machine.sourceProducedEvent() == .writeEvent, let context = self.context else { return }
+        self.write(HTTPResponse.pingComment, context: context)
+    }
+
+    /// The source failed: before the head the client gets `response`, after it an error event.
+    func sourceFailed(response: ErrorResponse, message: String, reason: String, detail: String?, upstreamStatus: Int?) {
+        self.environment.logger.debug(
+            "stream failed",
+            metadata: ["reason": "\(reason)", "detail": "\(detail ?? "")", "upstream_status": "\(upstreamStatus.map(String.init) ?? "")"]
+        )
+        self.log?.failure = reason
+        self.perform(self.machine.sourceFailed(response: response, message: message, reason: reason))
     }
 
     func sourceProducedContent(_ content: String) {
@@ -152,6 +238,7 @@ final class StreamHandler: ChannelInboundHandler, LoopTimerTarget {
         var buffer = context.channel.allocator.buffer(capacity: content.utf8.count + 24)
         HandoffEvents.writeContent(content, into: &buffer)
         self.environment.metrics.eventsSent.increment()
+        self.log?.events += 1
         self.write(buffer, context: context)
     }
 
@@ -182,9 +269,15 @@ final class StreamHandler: ChannelInboundHandler, LoopTimerTarget {
             let head = HTTPResponse.streamHead(extraHeaders: self.extraHeaders, allocator: context.channel.allocator)
             self.extraHeaders = []
             self.environment.metrics.bytesSent.increment(by: head.readableBytes)
+            self.log?.bytes += head.readableBytes
+            self.log?.status = 200
             context.write(self.wrapOutboundOut(head), promise: nil)
         case .writeFinal(let bytes, let cancelSource):
-            if cancelSource { self.cancelSource() }
+            if cancelSource {
+                self.cancelSource()
+            } else if let source = self.source {
+                self.summary = source.summary
+            }
             self.source = nil
             self.writeFinal(bytes)
         case .shutdownOutput:
@@ -193,7 +286,11 @@ final class StreamHandler: ChannelInboundHandler, LoopTimerTarget {
             context.close(mode: .output, promise: nil)
             self.armTimer(.linger, after: self.environment.configuration.timeouts.linger)
         case .close(let cancelSource):
-            if cancelSource { self.cancelSource() }
+            if cancelSource {
+                self.cancelSource()
+            } else if let source = self.source {
+                self.summary = source.summary
+            }
             self.source = nil
             self.cancelTimer()
             self.context?.close(promise: nil)
@@ -203,9 +300,12 @@ final class StreamHandler: ChannelInboundHandler, LoopTimerTarget {
     private func write(_ buffer: ByteBuffer, context: ChannelHandlerContext) {
         if !self.firstByteRecorded {
             self.firstByteRecorded = true
-            self.environment.metrics.timeToFirstByte.recordNanoseconds((NIODeadline.now() - self.startedAt).nanoseconds)
+            let elapsed = (NIODeadline.now() - self.startedAt).nanoseconds
+            self.environment.metrics.timeToFirstByte.recordNanoseconds(elapsed)
+            self.log?.timeToFirstByteNanoseconds = elapsed
         }
         self.environment.metrics.bytesSent.increment(by: buffer.readableBytes)
+        self.log?.bytes += buffer.readableBytes
         context.writeAndFlush(self.wrapOutboundOut(buffer), promise: nil)
         if !context.channel.isWritable, self.timerPurpose == .none {
             self.armTimer(.writeProgress, after: self.environment.configuration.timeouts.write)
@@ -224,6 +324,7 @@ final class StreamHandler: ChannelInboundHandler, LoopTimerTarget {
             buffer = context.channel.allocator.buffer(capacity: 64 + message.utf8.count)
             HandoffEvents.writeError(message, reason: reason, into: &buffer)
         case .errorResponse(let response):
+            self.log?.status = response.status.code
             timeout = min(timeout, self.environment.configuration.timeouts.rejectionWrite)
             self.environment.metrics.rejection(status: response.status.code)
             buffer = HTTPResponse.error(
@@ -231,6 +332,7 @@ final class StreamHandler: ChannelInboundHandler, LoopTimerTarget {
                 error: response.error,
                 message: response.message,
                 retryAfterSeconds: response.retryAfterSeconds,
+                upstreamStatus: response.upstreamStatus,
                 allocator: context.channel.allocator
             )
         }
@@ -249,9 +351,13 @@ final class StreamHandler: ChannelInboundHandler, LoopTimerTarget {
 
     private func cancelSource() {
         guard let source = self.source else { return }
+        self.summary = source.summary
         self.source = nil
         source.cancel()
+        if source is any UpstreamCancellable { self.environment.metrics.upstreamCancellations.increment() }
     }
+
+    private var summary = StreamSummary()
 
     // MARK: Timer
 
@@ -296,5 +402,12 @@ final class StreamHandler: ChannelInboundHandler, LoopTimerTarget {
         let outcome = self.machine.outcome ?? .clientDisconnected
         if outcome == .clientDisconnected { self.environment.metrics.clientDisconnects.increment() }
         self.environment.metrics.stream(outcome: outcome)
+        if let accessLogger = self.environment.accessLogger, var log = self.log {
+            log.summary = self.summary
+            log.outcome = outcome
+            log.durationNanoseconds = (NIODeadline.now() - self.startedAt).nanoseconds
+            log.emit(to: accessLogger)
+        }
+        self.log = nil
     }
 }

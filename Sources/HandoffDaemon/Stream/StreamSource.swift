@@ -9,4 +9,10 @@ protocol StreamSource: AnyObject {
     func cancel()
     /// The client can take more again after a pause (the handler checked writability).
     func resume()
+    /// Facts for the access log.
+    var summary: StreamSummary { get }
+}
+
+extension StreamSource {
+    var summary: StreamSummary { StreamSummary() }
 }

@@ -181,4 +181,14 @@ struct ErrorResponse: Sendable, Equatable {
     var message: String
     /// `Retry-After` seconds, when the client should retry.
     var retryAfterSeconds: Int?
+    /// The upstream's status, when it answered with an error.
+    var upstreamStatus: Int?
+
+    init(status: HTTPStatus, error: String, message: String, retryAfterSeconds: Int? = nil, upstreamStatus: Int? = nil) {
+        self.status = status
+        self.error = error
+        self.message = message
+        self.retryAfterSeconds = retryAfterSeconds
+        self.upstreamStatus = upstreamStatus
+    }
 }
