@@ -51,6 +51,7 @@ module AP_MODULE_DECLARE_DATA socket_handoff_module;
 
 
 #define HANDOFF_FILTER "SOCKET_HANDOFF"
+#define STRIP_FILTER "SOCKET_HANDOFF_STRIP"
 #define HDR_SOCKET "X-Socket-Handoff"
 #define HDR_DATA "X-Handoff-Data"
 
@@ -544,8 +545,10 @@ static int hand_off(request_rec *r, const handoff_config *conf, const char *requ
     apr_time_t deadline = connect_deadline + apr_time_from_msec(conf->send_timeout_ms);
     const char *reason = NULL;
     const char *path;
-    const char *payload = data != NULL ? data : "";
-    size_t length = data != NULL ? strlen(data) : 1; /* a lone NUL when there is no data */
+    /* A lone NUL when there is no (or an empty) data header: a zero-length SEQPACKET record
+     * reads like end-of-stream to a daemon. */
+    const char *payload = data != NULL && data[0] != '\0' ? data : "";
+    size_t length = data != NULL && data[0] != '\0' ? strlen(data) : 1;
     int standin[2] = {-1, -1};
     int sock;
     int error = 0;
@@ -628,7 +631,7 @@ static int hand_off(request_rec *r, const handoff_config *conf, const char *requ
     c->aborted = 1;
     c->keepalive = AP_CONN_CLOSE;
     ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "socket handoff to %s (%lu bytes of data, %d attempt(s))", path,
-                  (unsigned long)(data != NULL ? length : 0), attempts);
+                  (unsigned long)(payload[0] != '\0' ? length : 0), attempts);
     return OK;
 }
 
@@ -673,9 +676,30 @@ static apr_status_t handoff_filter(ap_filter_t *f, apr_bucket_brigade *bb)
     ctx->state = STATE_DISCARD;
     apr_brigade_cleanup(bb); /* the application's body never reaches the client */
 
+    if (r->header_only) {
+        /* HEAD: the daemon cannot know the method and would send a body. Answer with the
+         * head a streamed GET would get, without handing off. */
+        apr_bucket_brigade *out = apr_brigade_create(r->pool, r->connection->bucket_alloc);
+        apr_table_unset(r->headers_out, "Content-Length");
+        apr_table_setn(r->headers_out, "Cache-Control", "no-cache");
+        ap_set_content_type(r, "text/event-stream");
+        APR_BRIGADE_INSERT_TAIL(out, apr_bucket_eos_create(r->connection->bucket_alloc));
+        ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "socket handoff: HEAD request answered without a handoff");
+        return ap_pass_brigade(f->next, out);
+    }
+
     status = hand_off(r, &conf, requested, data, &explanation);
     if (status == OK) return APR_SUCCESS;
     return send_error(f, status, explanation);
+}
+
+/* Runs just before the HTTP header filter: whatever a later content filter (mod_headers'
+ * "Header always set", say) added, the handoff headers never reach the client. */
+static apr_status_t strip_filter(ap_filter_t *f, apr_bucket_brigade *bb)
+{
+    strip_handoff_headers(f->r);
+    ap_remove_output_filter(f);
+    return ap_pass_brigade(f->next, bb);
 }
 
 static void insert_filter(request_rec *r)
@@ -683,13 +707,22 @@ static void insert_filter(request_rec *r)
     /* Main requests only; a subrequest's headers are not the response's. */
     if (r->main != NULL) return;
     ap_add_output_filter(HANDOFF_FILTER, NULL, r, r->connection);
+    ap_add_output_filter(STRIP_FILTER, NULL, r, r->connection);
+}
+
+static void insert_error_filter(request_rec *r)
+{
+    if (r->main != NULL) return;
+    ap_add_output_filter(STRIP_FILTER, NULL, r, r->connection);
 }
 
 static void register_hooks(apr_pool_t *p)
 {
     (void)p;
     ap_register_output_filter(HANDOFF_FILTER, handoff_filter, NULL, AP_FTYPE_CONTENT_SET);
+    ap_register_output_filter(STRIP_FILTER, strip_filter, NULL, (ap_filter_type)(AP_FTYPE_PROTOCOL - 1));
     ap_hook_insert_filter(insert_filter, NULL, NULL, APR_HOOK_LAST);
+    ap_hook_insert_error_filter(insert_error_filter, NULL, NULL, APR_HOOK_LAST);
 }
 
 AP_DECLARE_MODULE(socket_handoff) = {

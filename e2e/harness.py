@@ -43,6 +43,9 @@ MAIN_CONF = [
     "    SocketHandoffMaxRetries 10", "</Location>",
     'Alias /off/ "{docroot}/"',
     '<Location "/off/">', "    SocketHandoffEnabled Off", "</Location>",
+    'Alias /injected/ "{docroot}/"',
+    '<Location "/injected/">', '    Header always set X-Socket-Handoff "/run/injected.sock"',
+    '    Header always set X-Handoff-Data "{{\\"leak\\":1}}"', "</Location>",
 ]
 
 
@@ -294,7 +297,7 @@ class Apache:
         self.proc = None
 
     def _config(self, extra):
-        mods = ["mpm_" + self.mpm, "authz_core", "mime", "dir", "alias"]  # log_config, unixd: built in
+        mods = ["mpm_" + self.mpm, "authz_core", "mime", "dir", "alias", "headers"]  # log_config, unixd: built in
         if self.mpm == "event":
             mods += ["proxy", "proxy_fcgi"]
         if self.h2:

@@ -128,7 +128,7 @@ def test_symlink_inside_prefix_to_inside_is_allowed(apache, daemon):
     assert handoff(apache, link).raw == mock_stream(5, "anonymous", "")
 
 
-@pytest.mark.parametrize("data", [None, '{"prompt":"Grüße 😀","user_id":3}'])
+@pytest.mark.parametrize("data", [None, "", '{"prompt":"Grüße 😀","user_id":3}'])
 def test_wire_message_is_header_bytes_plus_client_fd(apache, data):
     """What the daemon receives: the X-Handoff-Data bytes verbatim (a lone NUL without the
     header) and exactly one fd, the client's own TCP connection. After the commit Apache
@@ -142,8 +142,29 @@ def test_wire_message_is_header_bytes_plus_client_fd(apache, data):
             received = s.recv(65536)  # EOF once the probe has closed the last copy
             client_addr = s.getsockname()
     assert received == b""
-    assert probe.payloads == [data.encode() if data is not None else b"\x00"]
+    # No header, or an empty one, is a lone NUL: a zero-length record would read as EOF.
+    assert probe.payloads == [data.encode() if data else b"\x00"]
     assert probe.fds == [[(socket.AF_INET, socket.SOCK_STREAM, client_addr)]]
+
+
+def test_head_request_gets_the_stream_head_without_a_handoff(apache):
+    """HEAD cannot be handed off (the daemon would send a body): Apache answers with the head a
+    streamed GET gets, and nothing reaches the daemon."""
+    with SeqpacketProbe(apache.run_dir / "head-probe.sock") as probe:
+        query = urllib.parse.urlencode({"socket": probe.path, "data": '{"prompt":"x"}'})
+        resp = apache.request(f"/handoff.php?{query}", method="HEAD")
+    assert resp.status == 200, resp.raw
+    assert resp.header("Content-Type") == "text/event-stream"
+    assert resp.body == b""
+    assert_no_handoff_headers(resp)
+    assert probe.payloads == []
+
+
+def test_handoff_headers_from_apache_config_never_leak(apache):
+    """`Header always set X-Socket-Handoff …` (mod_headers) asks for a handoff like PHP would: here
+    to a socket outside the prefix, so 403, and neither header reaches the client."""
+    resp = apache.request("/injected/plain.php")
+    assert_error_page(resp, 403)
 
 
 # --- requests without a handoff ---------------------------------------------------------------
