@@ -129,7 +129,8 @@ class Daemon:
         self.args = ["--socket", str(self.socket_path), "--socket-mode", "0666",
                      "--mock-messages", str(mock_messages),
                      "--mock-interval-ms", str(mock_interval_ms),
-                     "--drain-timeout-s", "1", "--log-level", "info", *map(str, args)]
+                     "--drain-timeout-s", "1", "--log-level", "info", "--metrics-address", "off",
+                     *map(str, args)]
         self.proc = None
 
     def start(self, timeout=10.0):
