@@ -29,10 +29,10 @@ test: deps build module
 	$(PYTHON) -m pytest -q e2e
 
 demo: deps build module
-	$(PYTHON) -m e2e.demo start
+	$(PYTHON) e2e/demo.py start
 
 demo-stop:
-	$(PYTHON) -m e2e.demo stop
+	$(PYTHON) e2e/demo.py stop
 
 clean:
 	$(SWIFT) package clean

@@ -12,16 +12,19 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import threading
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 PHP_SRC = Path(__file__).resolve().parent / "php"
 HANDOFFD_BIN = Path(os.environ.get("HANDOFFD_BIN", REPO / ".build/debug/handoffd"))
+MOCK_LLM_BIN = Path(os.environ.get("MOCK_LLM_BIN", REPO / ".build/debug/handoff-mock-llm"))
 MODULE_PATH = Path(os.environ.get("HANDOFF_MODULE", REPO / "apache/.libs/mod_socket_handoff.so"))
 APACHE_BIN = os.environ.get("APACHE_BIN", "/usr/sbin/apache2")
 APACHE_MODULES = Path("/usr/lib/apache2/modules")
@@ -168,6 +171,64 @@ class Daemon:
         self.stop()
 
 
+class MockLLM:
+    """handoff-mock-llm on 127.0.0.1:<free port>; with `tls`, a self-signed certificate whose
+    PEM is at `cert_path` (so clients can verify it). `url` is the OpenAI base URL."""
+
+    def __init__(self, root, tls=True, chunk_count=5, chunk_delay_ms=20, args=()):
+        self.root = Path(root)
+        self.tls = tls
+        self.cert_path = self.root / "mock-llm.pem"
+        self.port_file = self.root / "mock-llm.port"
+        self.log_path = self.root / "mock-llm.log"
+        self.args = ["--listen", "127.0.0.1:0", "--port-file", str(self.port_file),
+                     "--chunk-count", str(chunk_count), "--chunk-delay-ms", str(chunk_delay_ms),
+                     *(["--tls", "--tls-cert-out", str(self.cert_path)] if tls else []), *args]
+        self.proc = None
+        self.port = None
+
+    def start(self, timeout=10.0):
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.port_file.unlink(missing_ok=True)
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen([str(MOCK_LLM_BIN), *self.args], stdin=subprocess.DEVNULL,
+                                         stdout=log, stderr=log, start_new_session=True)
+        wait_for(lambda: self.port_file.exists() and self.port_file.read_text().strip(), timeout,
+                 "handoff-mock-llm", self.proc)
+        self.port = int(self.port_file.read_text())
+        return self
+
+    @property
+    def origin(self):
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
+
+    @property
+    def url(self):
+        return self.origin + "/v1"
+
+    def stats(self):
+        """The mock's /stats counters."""
+        return json.loads(self._get("/stats"))
+
+    def reset_stats(self):
+        self._get("/stats/reset", method="POST")
+
+    def _get(self, path, method="GET"):
+        context = ssl.create_default_context(cafile=str(self.cert_path)) if self.tls else None
+        request = urllib.request.Request(self.origin + path, method=method, data=b"" if method == "POST" else None)
+        with urllib.request.urlopen(request, timeout=5, context=context) as response:
+            return response.read()
+
+    def stop(self):
+        stop_process(self.proc)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
 class SeqpacketProbe:
     """A SEQPACKET listener that records each handoff instead of serving it: the payload and,
     per received fd, (family, type, peer address); the fds are closed unanswered."""
@@ -278,18 +339,19 @@ class Apache:
     `{docroot}`, `{run}` and `{root}` in them are replaced by those paths.
     """
 
-    def __init__(self, mpm="prefork", workers=8, conf=(), h2=False, module=MODULE_PATH):
+    def __init__(self, mpm="prefork", workers=8, conf=(), h2=False, module=MODULE_PATH,
+                 docroot_src=PHP_SRC, port=None, root=None):
         assert mpm in ("prefork", "event")
         self.mpm, self.workers, self.h2, self.module = mpm, workers, h2, module
-        self.root = make_temp_dir()
+        self.root = Path(root) if root else make_temp_dir()
         self.run_dir = mkdir_public(self.root / "run")
         self.docroot = self.root / "htdocs"
-        shutil.copytree(PHP_SRC, self.docroot)
+        shutil.copytree(docroot_src, self.docroot)
         for p in [self.docroot, *self.docroot.rglob("*")]:
             p.chmod(0o755 if p.is_dir() else 0o644)
         (self.root / "logs").mkdir()
         (self.root / "runtime").mkdir()
-        self.port = free_port()
+        self.port = port or free_port()
         self.error_log = self.root / "logs/error.log"
         self.access_log = self.root / "logs/access.log"
         self.fpm = PhpFpm(self.root, children=max(workers, 4)) if mpm == "event" else None
@@ -298,7 +360,7 @@ class Apache:
         self.proc = None
 
     def _config(self, extra):
-        mods = ["mpm_" + self.mpm, "authz_core", "mime", "dir", "alias", "headers"]  # log_config, unixd: built in
+        mods = ["mpm_" + self.mpm, "authz_core", "mime", "dir", "alias", "headers", "env"]  # log_config, unixd: built in
         if self.mpm == "event":
             mods += ["proxy", "proxy_fcgi"]
         if self.h2:
