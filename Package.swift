@@ -12,6 +12,7 @@ let package = Package(
     products: [
         .executable(name: "handoffd", targets: ["handoffd"]),
         .executable(name: "handoff-mock-llm", targets: ["handoff-mock-llm"]),
+        .executable(name: "handoff-bench", targets: ["handoff-bench"]),
         .library(name: "HandoffWire", targets: ["HandoffWire"]),
         .library(name: "HandoffSSE", targets: ["HandoffSSE"]),
         .library(name: "HandoffDaemon", targets: ["HandoffDaemon"]),
@@ -29,6 +30,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-certificates", from: "1.21.1"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
         .package(url: "https://github.com/apple/swift-asn1", from: "1.7.4"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
     ],
     targets: [
         // `CMSG_*`, `struct ucred` and packed `epoll_event`: what Swift cannot import directly.
@@ -112,16 +114,51 @@ let package = Package(
             swiftSettings: strict
         ),
 
-        // Shared by every test target: socketpairs, temporary socket paths, a fake Apache.
+        // Plays Apache and the browser: client connections, handoffs exactly as the module sends
+        // them, responses read and parsed. Used by the tests, the load generator and the
+        // conformance runner.
+        .target(
+            name: "HandoffClientKit",
+            dependencies: ["HandoffWire", "HandoffSSE"],
+            swiftSettings: strict
+        ),
+
+        // The load generator and the conformance runner, as a library.
+        .target(
+            name: "HandoffBench",
+            dependencies: [
+                "HandoffWire",
+                "HandoffSSE",
+                "HandoffClientKit",
+                "HandoffMockLLM",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "handoff-bench",
+            dependencies: [
+                "HandoffBench",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: strict
+        ),
+
+        // Shared by every test target: socketpairs, temporary socket paths, blocking I/O off the pool.
         .target(
             name: "HandoffTestSupport",
-            dependencies: ["HandoffWire"],
+            dependencies: ["HandoffWire", "HandoffClientKit"],
             swiftSettings: strict
         ),
 
         .testTarget(
             name: "HandoffWireTests",
-            dependencies: ["HandoffWire", "HandoffTestSupport"],
+            dependencies: ["HandoffWire", "HandoffClientKit", "HandoffTestSupport"],
             swiftSettings: strict
         ),
         .testTarget(
@@ -134,6 +171,7 @@ let package = Package(
             dependencies: [
                 "HandoffDaemon",
                 "HandoffWire",
+                "HandoffClientKit",
                 "HandoffTestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

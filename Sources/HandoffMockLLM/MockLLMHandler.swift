@@ -68,7 +68,8 @@ final class MockLLMHandler: ChannelInboundHandler {
         }
         switch (head.method, path) {
         case (.GET, "/health"):
-            self.respond(context, status: .ok, json: #"{"status":"ok"}"#)
+            let delay = self.configuration.chunkDelay.nanoseconds / 1_000_000
+            self.respond(context, status: .ok, json: #"{"status":"ok","chunk_count":\#(self.configuration.chunkCount),"chunk_delay_ms":\#(delay)}"#)
         case (.GET, "/stats"):
             self.respond(context, status: .ok, bytes: self.stats.json())
         case (.POST, "/stats/reset"):

@@ -1,3 +1,4 @@
+public import HandoffClientKit
 import Foundation
 
 /// Runs blocking work (a `poll`, a blocking `read`) on a thread of its own, so async tests never

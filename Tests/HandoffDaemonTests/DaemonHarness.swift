@@ -1,4 +1,5 @@
 import HandoffDaemon
+import HandoffClientKit
 import HandoffTestSupport
 import HandoffWire
 import Logging
@@ -32,16 +33,16 @@ func withDaemon(
 }
 
 /// Hands off `payload` with a fresh loopback TCP client and returns what the client receives.
-func exchange(_ daemon: HandoffDaemon, payload: [UInt8], timeoutMilliseconds: Int = 5000) async throws -> (response: ParsedResponse?, closed: Bool, raw: [UInt8]) {
+func exchange(_ daemon: HandoffDaemon, payload: [UInt8], timeoutMilliseconds: Int = 5000) async throws -> (response: ReceivedResponse?, closed: Bool, raw: [UInt8]) {
     let (client, server) = try FakeApache.tcpConnection()
     defer { client.closeIfOpen() }
     try FakeApache.handOff(to: daemon.socketPath, payload: payload, descriptors: [server.rawValue])
     server.closeIfOpen()
     let (bytes, closed) = try await FakeApache.response(from: client.rawValue, timeoutMilliseconds: timeoutMilliseconds)
-    return (ParsedResponse(bytes), closed, bytes)
+    return (ReceivedResponse(bytes), closed, bytes)
 }
 
-func exchange(_ daemon: HandoffDaemon, json: String) async throws -> (response: ParsedResponse?, closed: Bool, raw: [UInt8]) {
+func exchange(_ daemon: HandoffDaemon, json: String) async throws -> (response: ReceivedResponse?, closed: Bool, raw: [UInt8]) {
     try await exchange(daemon, payload: Array(json.utf8))
 }
 

@@ -1,5 +1,6 @@
 import Foundation
 import HandoffDaemon
+import HandoffClientKit
 import HandoffTestSupport
 import HandoffWire
 import Logging

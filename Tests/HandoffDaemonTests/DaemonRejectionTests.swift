@@ -1,5 +1,6 @@
 import Foundation
 import HandoffDaemon
+import HandoffClientKit
 import HandoffTestSupport
 import HandoffWire
 import MetricsTestKit
@@ -12,7 +13,7 @@ import Glibc
 /// Every malformed handoff is refused and counted; a client we hold gets a real HTTP answer;
 /// the daemon keeps serving and holds no descriptor afterwards.
 @Suite struct DaemonRejectionTests {
-    private func errorBody(_ response: ParsedResponse) throws -> [String: String] {
+    private func errorBody(_ response: ReceivedResponse) throws -> [String: String] {
         try #require(JSONSerialization.jsonObject(with: Data(response.body.utf8)) as? [String: String])
     }
 
@@ -103,7 +104,7 @@ import Glibc
             try FakeApache.handOff(to: daemon.socketPath, payload: Array("{}".utf8), descriptors: [server.rawValue, extraServer.rawValue])
             server.closeIfOpen()
             extraServer.closeIfOpen()
-            let response = try #require(ParsedResponse(try await FakeApache.response(from: client.rawValue).bytes))
+            let response = try #require(ReceivedResponse(try await FakeApache.response(from: client.rawValue).bytes))
             #expect(response.status == 400)
             #expect(try self.errorBody(response)["error"] == "extra_fds")
             let extra = try await FakeApache.response(from: extraClient.rawValue, timeoutMilliseconds: 2000)

@@ -1,5 +1,6 @@
 import Foundation
 import HandoffDaemon
+import HandoffClientKit
 import HandoffTestSupport
 import HandoffWire
 import MetricsTestKit
@@ -87,7 +88,7 @@ import Testing
 
     @Test func manyConcurrentStreamsAllComplete() async throws {
         try await withDaemon({ $0.mock = .init(messages: 5, interval: .milliseconds(20)) }) { daemon, _ in
-            try await withThrowingTaskGroup(of: ParsedResponse?.self) { group in
+            try await withThrowingTaskGroup(of: ReceivedResponse?.self) { group in
                 for index in 0..<100 {
                     group.addTask { try await exchange(daemon, json: #"{"user_id":\#(index)}"#).response }
                 }

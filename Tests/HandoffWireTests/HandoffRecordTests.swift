@@ -1,4 +1,5 @@
 import Foundation
+import HandoffClientKit
 import HandoffTestSupport
 import HandoffWire
 import Testing

@@ -1,5 +1,8 @@
+import Foundation
+public import HandoffSSE
+
 /// An HTTP/1.1 response as a client received it, split for assertions.
-public struct ParsedResponse: Sendable {
+public struct ReceivedResponse: Sendable {
     /// The status code from the status line.
     public var status: Int
     /// The whole status line, e.g. `HTTP/1.1 200 OK`.
@@ -31,10 +34,20 @@ public struct ParsedResponse: Sendable {
         self.headers.first { $0.name.lowercased() == name.lowercased() }?.value
     }
 
+    /// The body's events, parsed as a browser would (`nil` if the body breaks the parser's bounds).
+    public var events: [SSEEvent]? {
+        var parser = SSEParser()
+        var events: [SSEEvent] = []
+        do {
+            try parser.feed(Array(self.body.utf8)) { events.append($0) }
+        } catch {
+            return nil
+        }
+        return events
+    }
+
     /// The body's Server-Sent Events as raw blocks (text between blank lines).
     public var eventBlocks: [String] {
         self.body.components(separatedBy: "\n\n").filter { !$0.isEmpty }
     }
 }
-
-import Foundation
