@@ -3,7 +3,7 @@
 # As root it installs them; otherwise it names them and stops.
 set -euo pipefail
 
-packages=(apache2 apache2-dev libapache2-mod-php php-fpm php-cli curl cppcheck)
+packages=(apache2 apache2-dev libapache2-mod-php php-fpm php-cli curl cppcheck chromium chromium-driver)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed' || missing+=("$package")
@@ -14,9 +14,11 @@ if ! command -v swift >/dev/null 2>&1; then
     exit 1
 fi
 
-if ! python3 -c 'import pytest' >/dev/null 2>&1; then
-    python3 -m pip install --quiet pytest
-fi
+for module in pytest selenium; do
+    if ! python3 -c "import $module" >/dev/null 2>&1; then
+        python3 -m pip install --quiet --root-user-action=ignore "$module"
+    fi
+done
 
 if [ ${#missing[@]} -eq 0 ]; then
     exit 0

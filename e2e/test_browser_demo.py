@@ -1,0 +1,81 @@
+"""The browser demo: a person types a prompt into the page served by the private Apache and
+watches the tokens arrive. Driven in headless Chromium (Debian's chromium + chromium-driver)."""
+
+import shutil
+
+import pytest
+
+from harness import REPO, Apache, Daemon, MockLLM
+
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.ui import Select, WebDriverWait
+
+# scripts/install-deps.sh installs chromium, chromium-driver and selenium; no silent skip.
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory, module_path):
+    mock = MockLLM(tmp_path_factory.mktemp("demo-llm"), chunk_count=8, chunk_delay_ms=30).start()
+    apache = Apache("prefork", workers=4, module=module_path, docroot_src=REPO / "demo",
+                    conf=['SetEnv HANDOFF_SOCKET "{run}/handoffd.sock"'])
+    daemon = Daemon(apache.run_dir / "handoffd.sock", "--openai-base-url", mock.url,
+                    "--upstream-ca-file", mock.cert_path, mock_messages=6, mock_interval_ms=40).start()
+    apache.start()
+    try:
+        yield apache
+    finally:
+        apache.cleanup()
+        daemon.stop()
+        mock.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    options = webdriver.ChromeOptions()
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(20)
+    yield driver
+    driver.quit()
+
+
+def ask(browser, demo, prompt, backend):
+    browser.get(f"http://127.0.0.1:{demo.port}/")
+    box = browser.find_element(By.ID, "prompt")
+    box.clear()
+    box.send_keys(prompt)
+    Select(browser.find_element(By.ID, "backend")).select_by_value(backend)
+    browser.find_element(By.ID, "send").click()
+    WebDriverWait(browser, 20).until(
+        lambda d: d.find_element(By.ID, "status").get_attribute("data-state") in ("done", "error", "truncated"))
+    return (browser.find_element(By.ID, "output").text,
+            browser.find_element(By.ID, "status").get_attribute("data-state"))
+
+
+def test_typed_prompt_streams_tokens_from_the_builtin_mock(browser, demo):
+    text, state = ask(browser, demo, "Tell me about sockets", "mock")
+    assert state == "done"
+    assert text.startswith('Mock message 1 of 6 for user demo-user about "Tell me about sockets".')
+    assert "Mock message 6 of 6" in text
+
+
+def test_typed_prompt_streams_tokens_from_the_openai_upstream(browser, demo):
+    text, state = ask(browser, demo, "Hello there", "openai")
+    assert state == "done"
+    assert text == "".join(f"Mock token {i} " for i in range(1, 9))
+
+
+def test_tokens_appear_while_the_stream_is_running(browser, demo):
+    """The page shows partial text before the stream ends: the tokens really stream."""
+    browser.get(f"http://127.0.0.1:{demo.port}/")
+    browser.find_element(By.ID, "prompt").send_keys("Stream slowly")
+    browser.find_element(By.ID, "send").click()
+    WebDriverWait(browser, 10).until(expected_conditions.text_to_be_present_in_element((By.ID, "output"), "Mock message 1"))
+    partial = browser.find_element(By.ID, "output").text
+    assert "Mock message 6 of 6" not in partial
+    WebDriverWait(browser, 20).until(lambda d: d.find_element(By.ID, "status").get_attribute("data-state") == "done")
