@@ -10,35 +10,7 @@ public enum FakeApache {
     /// A real loopback TCP connection: `client` is the browser's end, `server` the end Apache
     /// accepted and hands off.
     public static func tcpConnection() throws -> (client: OwnedDescriptor, server: OwnedDescriptor) {
-        let listener = OwnedDescriptor(taking: Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0))
-        defer { listener.closeIfOpen() }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
-        address.sin_port = 0
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        try withUnsafeMutablePointer(to: &address) { pointer in
-            try pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { raw in
-                try check(Glibc.bind(listener.rawValue, raw, length), "bind")
-                try check(Glibc.listen(listener.rawValue, 1), "listen")
-                try check(Glibc.getsockname(listener.rawValue, raw, &length), "getsockname")
-            }
-        }
-        let client = OwnedDescriptor(taking: Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0))
-        do {
-            try withUnsafePointer(to: &address) { pointer in
-                try pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { raw in
-                    try check(Glibc.connect(client.rawValue, raw, length), "connect")
-                }
-            }
-            guard let server = try Syscall.accept(listener.rawValue) else {
-                throw HandoffWireError.syscall("accept4", errno: EAGAIN)
-            }
-            return (client, OwnedDescriptor(taking: server))
-        } catch {
-            client.closeIfOpen()
-            throw error
-        }
+        try LoopbackListener(backlog: 1).connectedPair()
     }
 
     /// Connects to `path`, sends one handoff record and closes, like the module.
@@ -114,9 +86,6 @@ public enum FakeApache {
         return now.tv_sec * 1000 + now.tv_nsec / 1_000_000
     }
 
-    private static func check(_ result: CInt, _ name: String) throws {
-        if result < 0 { throw HandoffWireError.syscall(name, errno: errno) }
-    }
 }
 
 extension Array where Element == UInt8 {

@@ -6,6 +6,6 @@ struct HandoffBenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "handoff-bench",
         abstract: "Plays Apache against a handoff daemon: conformance scenarios and load.",
-        subcommands: [ConformanceCommand.self]
+        subcommands: [LoadCommand.self, HTTPCommand.self, ConformanceCommand.self, WorkerCommand.self]
     )
 }
