@@ -64,7 +64,7 @@ public final class HandoffDaemon: Sendable {
         let metrics = DaemonMetrics(factory: metricsFactory)
         let loops = Array(self.group.makeIterator())
         let backends = try Backends(configuration: configuration, eventLoops: loops, logger: logger)
-        self.environment = StreamEnvironment(
+        self.environment = try StreamEnvironment(
             configuration: configuration,
             metrics: metrics,
             logger: logger,
@@ -72,7 +72,7 @@ public final class HandoffDaemon: Sendable {
             backends: backends,
             eventLoops: loops
         )
-        let launcher = StreamLauncher(group: self.group, environment: self.environment)
+        let launcher = StreamLauncher(environment: self.environment)
         let acceptor = try HandoffAcceptor(
             listener: listener,
             configuration: configuration,

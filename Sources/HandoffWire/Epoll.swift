@@ -14,6 +14,7 @@ public final class Epoll {
         public static let error = Events(rawValue: handoff_EPOLLERR)
         public static let hangup = Events(rawValue: handoff_EPOLLHUP)
         public static let readHangup = Events(rawValue: handoff_EPOLLRDHUP)
+        public static let edgeTriggered = Events(rawValue: handoff_EPOLLET)
     }
 
     private let descriptor: OwnedDescriptor

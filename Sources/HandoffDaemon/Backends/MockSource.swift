@@ -6,7 +6,7 @@ import NIOCore
 /// Test patterns (`test_pattern`): `echo` streams the prompt back unchanged in 4 KiB
 /// pieces, so a client can check that large handoff data arrived intact.
 final class MockSource: StreamSource, LoopTimerTarget {
-    private unowned let handler: StreamHandler
+    private unowned let session: StreamSession
     private let eventLoop: any EventLoop
     private let script: MockScript
     private var next = 0
@@ -14,14 +14,14 @@ final class MockSource: StreamSource, LoopTimerTarget {
     private var paused = false
     private var cancelled = false
 
-    init(handler: StreamHandler, eventLoop: any EventLoop, script: MockScript) {
-        self.handler = handler
+    init(session: StreamSession, eventLoop: any EventLoop, script: MockScript) {
+        self.session = session
         self.eventLoop = eventLoop
         self.script = script
     }
 
     func start() {
-        self.handler.sourceResponded()
+        self.session.sourceResponded()
         self.produce()
     }
 
@@ -47,20 +47,20 @@ final class MockSource: StreamSource, LoopTimerTarget {
         guard !self.cancelled else { return }
         guard self.next < self.script.count else {
             self.cancelled = true
-            self.handler.sourceFinished()
+            self.session.sourceFinished()
             return
         }
-        guard self.handler.isWritable else {
+        guard self.session.isWritable else {
             self.paused = true
             return
         }
         let content = self.script.content(at: self.next)
         self.next += 1
-        self.handler.sourceProducedContent(content)
+        self.session.sourceProducedContent(content)
         guard !self.cancelled else { return }
         if self.next == self.script.count {
             self.cancelled = true
-            self.handler.sourceFinished()
+            self.session.sourceFinished()
         } else {
             self.timer = LoopTimer.schedule(self, on: self.eventLoop, in: self.script.interval)
         }

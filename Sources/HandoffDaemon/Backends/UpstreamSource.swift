@@ -9,7 +9,7 @@ import NIOCore
 /// Before the upstream's head the client has seen nothing, so failures become real statuses
 /// (`502`, `504`, `429`); after it they become an `event: error`.
 final class UpstreamSource<Dialect: UpstreamDialect>: StreamSource, UpstreamResponseDelegate, LoopTimerTarget {
-    private unowned let handler: StreamHandler
+    private unowned let session: StreamSession
     private let eventLoop: any EventLoop
     private let transport: any UpstreamTransport
     private var dialect: Dialect
@@ -26,14 +26,14 @@ final class UpstreamSource<Dialect: UpstreamDialect>: StreamSource, UpstreamResp
     private var lastClientWrite = NIODeadline.now()
 
     init(
-        handler: StreamHandler,
+        session: StreamSession,
         eventLoop: any EventLoop,
         transport: any UpstreamTransport,
         dialect: Dialect,
         request: UpstreamRequest,
         timeouts: DaemonConfiguration.Timeouts
     ) {
-        self.handler = handler
+        self.session = session
         self.eventLoop = eventLoop
         self.transport = transport
         self.dialect = dialect
@@ -74,12 +74,12 @@ final class UpstreamSource<Dialect: UpstreamDialect>: StreamSource, UpstreamResp
     func upstreamResponded(status: Int, headers: [(String, String)]) {
         guard !self.finished else { return }
         self.lastActivity = .now()
-        self.handler.recordUpstreamResponse(status: status)
+        self.session.recordUpstreamResponse(status: status)
         switch status {
         case 200..<300:
             self.responded = true
             self.lastClientWrite = .now()
-            self.handler.sourceResponded(flush: true)
+            self.session.sourceResponded(flush: true)
         case 429:
             let retryAfter = headers.first { $0.0.lowercased() == "retry-after" }.flatMap { Int($0.1) }
             self.failBeforeHead(
@@ -105,7 +105,7 @@ final class UpstreamSource<Dialect: UpstreamDialect>: StreamSource, UpstreamResp
             self.failMidStream(UpstreamError(.malformed, "\(error)"))
             return
         }
-        if !self.finished, !self.handler.isWritable, !self.paused {
+        if !self.finished, !self.session.isWritable, !self.paused {
             self.paused = true
             self.call?.setReading(false)
         }
@@ -122,7 +122,7 @@ final class UpstreamSource<Dialect: UpstreamDialect>: StreamSource, UpstreamResp
         if self.dialect.canFinish {
             self.finished = true
             self.timer?.cancel()
-            self.handler.sourceFinished()
+            self.session.sourceFinished()
         } else {
             self.failMidStream(UpstreamError(.truncated, "the body ended before the stream's end marker"))
         }
@@ -134,7 +134,7 @@ final class UpstreamSource<Dialect: UpstreamDialect>: StreamSource, UpstreamResp
         if self.responded {
             self.failMidStream(error)
         } else {
-            self.handler.recordUpstreamResponse(status: nil)
+            self.session.recordUpstreamResponse(status: nil)
             let timedOut = error.kind == .connectTimeout || error.kind == .firstByteTimeout
             self.failBeforeHead(
                 ErrorResponse(
@@ -157,10 +157,10 @@ final class UpstreamSource<Dialect: UpstreamDialect>: StreamSource, UpstreamResp
             return
         case .content(let text):
             self.lastClientWrite = .now()
-            self.handler.sourceProducedContent(text)
+            self.session.sourceProducedContent(text)
         case .passThrough(let event):
             self.lastClientWrite = .now()
-            self.handler.sourceProducedEvent(event)
+            self.session.sourceProducedEvent(event)
         case .failure(let error):
             self.failMidStream(error)
         }
@@ -172,7 +172,7 @@ final class UpstreamSource<Dialect: UpstreamDialect>: StreamSource, UpstreamResp
         let call = self.call
         self.call = nil
         call?.cancel()
-        self.handler.sourceFailed(response: response, message: response.message, reason: response.error, detail: detail, upstreamStatus: upstreamStatus)
+        self.session.sourceFailed(response: response, message: response.message, reason: response.error, detail: detail, upstreamStatus: upstreamStatus)
     }
 
     private func failMidStream(_ error: UpstreamError) {
@@ -191,7 +191,7 @@ final class UpstreamSource<Dialect: UpstreamDialect>: StreamSource, UpstreamResp
         default: message = "the model provider's stream failed"
         }
         let response = ErrorResponse(status: .badGateway, error: error.kind.rawValue, message: message)
-        self.handler.sourceFailed(response: response, message: message, reason: error.kind.rawValue, detail: error.description, upstreamStatus: nil)
+        self.session.sourceFailed(response: response, message: message, reason: error.kind.rawValue, detail: error.description, upstreamStatus: nil)
     }
 
     // MARK: Timer
@@ -237,7 +237,7 @@ final class UpstreamSource<Dialect: UpstreamDialect>: StreamSource, UpstreamResp
             }
             if self.timeouts.keepAliveInterval > .zero, now >= self.lastClientWrite + TimeAmount(self.timeouts.keepAliveInterval) {
                 self.lastClientWrite = now
-                self.handler.sourceProducedKeepAlive()
+                self.session.sourceProducedKeepAlive()
             }
         }
         self.armTimer()

@@ -12,6 +12,8 @@ struct StreamsService: Service {
     static let endGrace: Duration = .seconds(3)
 
     func run() async throws {
+        self.environment.watcher.start()
+        defer { self.environment.watcher.stop() }
         try? await gracefulShutdown()
         let logger = self.environment.logger
         let active = self.environment.capacity.activeStreams

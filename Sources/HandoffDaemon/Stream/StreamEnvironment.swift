@@ -1,4 +1,5 @@
 import Atomics
+import HandoffWire
 import Logging
 import NIOCore
 
@@ -11,6 +12,10 @@ final class StreamEnvironment: Sendable {
     let capacity: StreamCapacity
     let requestLimits: HandoffRequestLimits
     let backends: Backends
+    /// Each loop's client connections, by loop index.
+    let tables: [ClientTable]
+    /// Client socket readiness for every loop.
+    let watcher: ClientWatcher
     /// One line per finished stream, when the access log is on.
     let accessLogger: Logger?
     /// Set when graceful shutdown begins; `/healthz` reports it.
@@ -24,7 +29,10 @@ final class StreamEnvironment: Sendable {
         capacity: StreamCapacity,
         backends: Backends,
         eventLoops: [any EventLoop]
-    ) {
+    ) throws {
+        let descriptorSlots = (try? Syscall.openFileLimit()).map { min($0, 1 << 20) } ?? 65536
+        self.tables = eventLoops.enumerated().map { ClientTable(eventLoop: $1, index: $0, capacity: descriptorSlots) }
+        self.watcher = try ClientWatcher(tables: self.tables, logger: logger)
         self.backends = backends
         self.accessLogger = configuration.accessLog ? Logger(label: "handoffd.access") : nil
         self.configuration = configuration

@@ -1,6 +1,6 @@
 /// Produces one stream's content: the built-in mock, or an upstream request.
 ///
-/// Lives on the stream's event loop and reports to its ``StreamHandler``. The handler owns the
+/// Lives on the stream's event loop and reports to its ``StreamSession``. The handler owns the
 /// source; the source holds the handler `unowned` and must not call it after ``cancel()``.
 protocol StreamSource: AnyObject {
     /// Begins producing. The first report may come synchronously.

@@ -1,16 +1,14 @@
 import HandoffSSE
+import HandoffWire
 import Logging
 import NIOCore
 
-/// The one handler of a client connection's channel: it writes the whole HTTP response.
+/// One client connection from adoption to close: it writes the whole HTTP response.
 ///
-/// Reading is used only to notice the client leaving (EOF or reset); anything the client sends
-/// is discarded. Decisions come from ``StreamStateMachine``; this class performs them.
-final class StreamHandler: ChannelInboundHandler, LoopTimerTarget {
-    typealias InboundIn = ByteBuffer
-    typealias OutboundOut = ByteBuffer
-
-    /// What the acceptor decided before the connection reached us.
+/// Decisions come from ``StreamStateMachine``; this class performs them on its event loop,
+/// writing through a lean ``ClientConnection`` and running its ``StreamSource``.
+final class StreamSession: ClientConnectionDelegate, LoopTimerTarget {
+    /// What the acceptor decided before the connection reached a loop.
     enum Admission: Sendable {
         /// A well-formed handoff with this payload.
         case handoff(payload: [UInt8])
@@ -25,84 +23,63 @@ final class StreamHandler: ChannelInboundHandler, LoopTimerTarget {
     }
 
     private let environment: StreamEnvironment
-    private var admission: Admission?
+    let eventLoop: any EventLoop
+    private var connection: ClientConnection?
     private var machine = StreamStateMachine()
-    private var context: ChannelHandlerContext?
     private var source: (any StreamSource)?
     private var timer: NIOScheduledCallback?
     private var timerPurpose = TimerPurpose.none
     private var admittedAsStream = false
     private var finalized = false
-    private var startedAt = NIODeadline.now()
+    private let startedAt = NIODeadline.now()
     private var firstByteRecorded = false
     private var extraHeaders: [HandoffRequest.ResponseHeader] = []
+    private var summary = StreamSummary()
     /// Access-log fields, kept only while a stream runs.
     private var log: AccessLogFields?
 
     /// Links of ``StreamRegistry``'s intrusive list.
-    var registryPrevious: StreamHandler?
-    var registryNext: StreamHandler?
+    var registryPrevious: StreamSession?
+    var registryNext: StreamSession?
 
-    init(environment: StreamEnvironment, admission: Admission) {
+    /// Allocator for event buffers (NIO's default allocator is a thin wrapper over malloc).
+    static let allocator = ByteBufferAllocator()
+
+    private init(environment: StreamEnvironment, eventLoop: any EventLoop) {
         self.environment = environment
-        self.admission = admission
+        self.eventLoop = eventLoop
+    }
+
+    /// Adopts client descriptor `fd` on `table`'s loop (where this must run) and starts.
+    static func start(fd: CInt, admission: Admission, environment: StreamEnvironment, table: ClientTable) {
+        let session = StreamSession(environment: environment, eventLoop: table.eventLoop)
+        do {
+            let connection = try ClientConnection(fd: fd, table: table, watcher: environment.watcher)
+            connection.setDelegate(session)
+            session.connection = connection
+        } catch {
+            environment.logger.error("adopting a client connection failed", metadata: ["error": "\(error)", "fd": "\(fd)"])
+            environment.metrics.handoffError("launch_failed")
+            try? Syscall.close(fd)
+            environment.capacity.clientDescriptorClosed()
+            return
+        }
+        switch admission {
+        case .refused(let response, let reason):
+            environment.metrics.handoffError(reason)
+            session.perform(session.machine.rejected(response))
+        case .handoff(let payload):
+            environment.metrics.handoffs.increment()
+            session.begin(payload: payload)
+        }
     }
 
     /// Whether the client can take more bytes now.
-    var isWritable: Bool { self.context?.channel.isWritable ?? false }
-
-    // MARK: Channel events
-
-    func handlerAdded(context: ChannelHandlerContext) {
-        self.context = context
-    }
-
-    func channelActive(context: ChannelHandlerContext) {
-        self.startedAt = .now()
-        guard let admission = self.admission else { return }
-        self.admission = nil
-        switch admission {
-        case .refused(let response, let reason):
-            self.environment.metrics.handoffError(reason)
-            self.perform(self.machine.rejected(response))
-        case .handoff(let payload):
-            self.environment.metrics.handoffs.increment()
-            self.begin(payload: payload, context: context)
-        }
-    }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        // The request was Apache's; whatever else the client sends is not ours to read.
-    }
-
-    func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if context.channel.isWritable {
-            if self.timerPurpose == .writeProgress { self.cancelTimer() }
-            self.source?.resume()
-        } else if self.timerPurpose == .none {
-            self.armTimer(.writeProgress, after: self.environment.configuration.timeouts.write)
-        }
-        context.fireChannelWritabilityChanged()
-    }
-
-    func channelInactive(context: ChannelHandlerContext) {
-        self.perform(self.machine.connectionClosed())
-        self.finalize()
-    }
-
-    func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        self.environment.logger.debug("client connection error", metadata: ["error": "\(error)"])
-        context.close(promise: nil)
-    }
-
-    func handlerRemoved(context: ChannelHandlerContext) {
-        self.finalize()
-        self.context = nil
-    }
+    var isWritable: Bool { self.connection?.isWritable ?? false }
 
     // MARK: Start
 
-    private func begin(payload: [UInt8], context: ChannelHandlerContext) {
+    private func begin(payload: [UInt8]) {
         let request: HandoffRequest
         do {
             request = try HandoffRequest.decode(payload, limits: self.environment.requestLimits)
@@ -133,7 +110,7 @@ final class StreamHandler: ChannelInboundHandler, LoopTimerTarget {
         }
         let source: any StreamSource
         do {
-            source = try self.makeSource(backend, request: request, eventLoop: context.eventLoop, allocator: context.channel.allocator)
+            source = try self.makeSource(backend, request: request)
         } catch let refusal as Refusal {
             self.environment.capacity.releaseStream()
             self.environment.metrics.handoffError(refusal.response.error)
@@ -146,9 +123,9 @@ final class StreamHandler: ChannelInboundHandler, LoopTimerTarget {
         }
         self.admittedAsStream = true
         self.extraHeaders = request.responseHeaders
-        self.log = AccessLogFields(request: request, backend: backend)
+        if self.environment.accessLogger != nil { self.log = AccessLogFields(request: request, backend: backend) }
         self.environment.metrics.activeStreams.increment()
-        self.environment.registry(for: context.eventLoop).insert(self)
+        self.environment.registry(for: self.eventLoop).insert(self)
         self.source = source
         source.start()
     }
@@ -158,7 +135,7 @@ final class StreamHandler: ChannelInboundHandler, LoopTimerTarget {
         var response: ErrorResponse
     }
 
-    private func makeSource(_ backend: BackendKind, request: HandoffRequest, eventLoop: any EventLoop, allocator: ByteBufferAllocator) throws -> any StreamSource {
+    private func makeSource(_ backend: BackendKind, request: HandoffRequest) throws -> any StreamSource {
         let backends = self.environment.backends
         let timeouts = self.environment.configuration.timeouts
         func refused(_ status: HTTPStatus, _ error: String, _ message: String) -> Refusal {
@@ -168,14 +145,14 @@ final class StreamHandler: ChannelInboundHandler, LoopTimerTarget {
             switch backend {
             case .mock:
                 let script = MockScript(request: request, configuration: self.environment.configuration.mock)
-                return MockSource(handler: self, eventLoop: eventLoop, script: script)
+                return MockSource(session: self, eventLoop: self.eventLoop, script: script)
             case .openai:
                 guard let (settings, transport) = backends.openAI else {
                     throw refused(.notImplemented, "backend_not_configured", "the openai backend is not configured on this server")
                 }
                 let dialect = OpenAIDialect(pathPrefix: settings.upstream.endpoint.pathPrefix, apiKey: settings.apiKey, defaultModel: settings.defaultModel)
-                let upstreamRequest = try dialect.makeRequest(for: request, allocator: allocator)
-                return UpstreamSource(handler: self, eventLoop: eventLoop, transport: transport, dialect: dialect, request: upstreamRequest, timeouts: timeouts)
+                let upstreamRequest = try dialect.makeRequest(for: request, allocator: Self.allocator)
+                return UpstreamSource(session: self, eventLoop: self.eventLoop, transport: transport, dialect: dialect, request: upstreamRequest, timeouts: timeouts)
             case .langgraph:
                 guard let name = request.profile ?? backends.defaultLangGraphProfile else {
                     throw refused(.badRequest, "profile_required", "name a langgraph profile; this server has: \(backends.langGraph.keys.sorted().joined(separator: ", "))")
@@ -184,8 +161,8 @@ final class StreamHandler: ChannelInboundHandler, LoopTimerTarget {
                     throw refused(.badRequest, "unknown_profile", "no langgraph profile named '\(name)'")
                 }
                 let dialect = LangGraphDialect(profile: profile)
-                let upstreamRequest = try dialect.makeRequest(for: request, allocator: allocator)
-                return UpstreamSource(handler: self, eventLoop: eventLoop, transport: transport, dialect: dialect, request: upstreamRequest, timeouts: timeouts)
+                let upstreamRequest = try dialect.makeRequest(for: request, allocator: Self.allocator)
+                return UpstreamSource(session: self, eventLoop: self.eventLoop, transport: transport, dialect: dialect, request: upstreamRequest, timeouts: timeouts)
             }
         } catch let error as HandoffRequestError {
             throw Refusal(response: ErrorResponse(status: .badRequest, error: error.reason.description, message: error.description))
@@ -198,29 +175,38 @@ final class StreamHandler: ChannelInboundHandler, LoopTimerTarget {
     /// first event (an upstream may take a while to its first token).
     func sourceResponded(flush: Bool = false) {
         self.perform(self.machine.sourceResponded())
-        if flush { self.context?.flush() }
+        if flush { self.connection?.flush() }
+    }
+
+    func sourceProducedContent(_ content: String) {
+        guard self.machine.sourceProducedEvent() == .writeEvent else { return }
+        var buffer = Self.allocator.buffer(capacity: content.utf8.count + 24)
+        HandoffEvents.writeContent(content, into: &buffer)
+        self.environment.metrics.eventsSent.increment()
+        self.log?.events += 1
+        self.write(buffer)
     }
 
     /// A native event to pass through unchanged (LangGraph).
     func sourceProducedEvent(_ event: SSEEvent) {
-        guard self.machine.sourceProducedEvent() == .writeEvent, let context = self.context else { return }
-        var buffer = context.channel.allocator.buffer(capacity: event.data.utf8.count + 32)
+        guard self.machine.sourceProducedEvent() == .writeEvent else { return }
+        var buffer = Self.allocator.buffer(capacity: event.data.utf8.count + 32)
         SSEEncoder.writeEvent(event.data, event: event.event, id: event.id, into: &buffer)
         self.environment.metrics.eventsSent.increment()
         self.log?.events += 1
-        self.write(buffer, context: context)
+        self.write(buffer)
+    }
+
+    /// A `: ping` comment during upstream silence.
+    func sourceProducedKeepAlive() {
+        guard self.machine.sourceProducedEvent() == .writeEvent else { return }
+        self.write(HTTPResponse.pingComment)
     }
 
     /// The upstream answered with `status`, or failed before answering (`nil`).
     func recordUpstreamResponse(status: Int?) {
         self.environment.metrics.upstreamResponse(status: status)
         self.log?.upstreamStatus = status
-    }
-
-    /// A `: ping` comment during upstream silence.
-    func sourceProducedKeepAlive() {
-        guard self.machine.sourceProducedEvent() == .writeEvent, let context = self.context else { return }
-        self.write(HTTPResponse.pingComment, context: context)
     }
 
     /// The source failed: before the head the client gets `response`, after it an error event.
@@ -231,15 +217,6 @@ final class StreamHandler: ChannelInboundHandler, LoopTimerTarget {
         )
         self.log?.failure = reason
         self.perform(self.machine.sourceFailed(response: response, message: message, reason: reason))
-    }
-
-    func sourceProducedContent(_ content: String) {
-        guard self.machine.sourceProducedEvent() == .writeEvent, let context = self.context else { return }
-        var buffer = context.channel.allocator.buffer(capacity: content.utf8.count + 24)
-        HandoffEvents.writeContent(content, into: &buffer)
-        self.environment.metrics.eventsSent.increment()
-        self.log?.events += 1
-        self.write(buffer, context: context)
     }
 
     func sourceFinished() {
@@ -257,6 +234,30 @@ final class StreamHandler: ChannelInboundHandler, LoopTimerTarget {
         self.perform(self.machine.shutdownDeadlinePassed(response: response))
     }
 
+    // MARK: Connection events
+
+    func connectionDrained() {
+        if self.machine.state == .flushing {
+            self.perform(self.machine.finalWriteCompleted())
+            return
+        }
+        if self.timerPurpose == .writeProgress { self.cancelTimer() }
+        self.source?.resume()
+    }
+
+    func connectionProgressed() {
+        // Per-write progress: every step forward re-arms the write timeout.
+        if self.timerPurpose == .writeProgress {
+            self.armTimer(.writeProgress, after: self.writeTimeout)
+        }
+    }
+
+    func connectionClosed() {
+        self.connection = nil
+        self.perform(self.machine.connectionClosed())
+        self.finalize()
+    }
+
     // MARK: Actions
 
     private func perform(_ action: StreamStateMachine.Action) {
@@ -264,40 +265,43 @@ final class StreamHandler: ChannelInboundHandler, LoopTimerTarget {
         case .none, .writeEvent:
             return
         case .writeHead:
-            guard let context = self.context else { return }
-            // The head is not sent before the first event; both leave in one flush.
-            let head = HTTPResponse.streamHead(extraHeaders: self.extraHeaders, allocator: context.channel.allocator)
+            // Queued, not sent: it leaves with the first event in one syscall.
+            let head = HTTPResponse.streamHead(extraHeaders: self.extraHeaders, allocator: Self.allocator)
             self.extraHeaders = []
             self.environment.metrics.bytesSent.increment(by: head.readableBytes)
             self.log?.bytes += head.readableBytes
             self.log?.status = 200
-            context.write(self.wrapOutboundOut(head), promise: nil)
+            self.connection?.enqueue(head)
         case .writeFinal(let bytes, let cancelSource):
-            if cancelSource {
-                self.cancelSource()
-            } else if let source = self.source {
-                self.summary = source.summary
-            }
-            self.source = nil
+            self.releaseSource(cancel: cancelSource)
             self.writeFinal(bytes)
         case .shutdownOutput:
-            guard let context = self.context else { return }
             self.cancelTimer()
-            context.close(mode: .output, promise: nil)
-            self.armTimer(.linger, after: self.environment.configuration.timeouts.linger)
-        case .close(let cancelSource):
-            if cancelSource {
-                self.cancelSource()
-            } else if let source = self.source {
-                self.summary = source.summary
+            self.connection?.shutdownOutput()
+            let linger = self.environment.configuration.timeouts.linger
+            if linger > .zero {
+                self.armTimer(.linger, after: linger)
+            } else {
+                self.perform(self.machine.lingerTimedOut())
             }
-            self.source = nil
+        case .close(let cancelSource):
+            self.releaseSource(cancel: cancelSource)
             self.cancelTimer()
-            self.context?.close(promise: nil)
+            let connection = self.connection
+            self.connection = nil
+            connection?.close()
+            self.finalize()
         }
     }
 
-    private func write(_ buffer: ByteBuffer, context: ChannelHandlerContext) {
+    private var writeTimeout: Duration {
+        self.machine.outcome == .rejected
+            ? min(self.environment.configuration.timeouts.write, self.environment.configuration.timeouts.rejectionWrite)
+            : self.environment.configuration.timeouts.write
+    }
+
+    private func write(_ buffer: ByteBuffer) {
+        guard let connection = self.connection else { return }
         if !self.firstByteRecorded {
             self.firstByteRecorded = true
             let elapsed = (NIODeadline.now() - self.startedAt).nanoseconds
@@ -306,26 +310,24 @@ final class StreamHandler: ChannelInboundHandler, LoopTimerTarget {
         }
         self.environment.metrics.bytesSent.increment(by: buffer.readableBytes)
         self.log?.bytes += buffer.readableBytes
-        context.writeAndFlush(self.wrapOutboundOut(buffer), promise: nil)
-        if !context.channel.isWritable, self.timerPurpose == .none {
-            self.armTimer(.writeProgress, after: self.environment.configuration.timeouts.write)
+        connection.write(buffer)
+        if connection.hasPendingWrites, self.timerPurpose == .none {
+            self.armTimer(.writeProgress, after: self.writeTimeout)
         }
     }
 
     private func writeFinal(_ bytes: StreamStateMachine.FinalBytes) {
-        guard let context = self.context else { return }
+        guard let connection = self.connection else { return }
         var buffer: ByteBuffer
-        var timeout = self.environment.configuration.timeouts.write
         switch bytes {
         case .done:
-            buffer = context.channel.allocator.buffer(capacity: 16)
+            buffer = Self.allocator.buffer(capacity: 16)
             HandoffEvents.writeDone(into: &buffer)
         case .errorEvent(let message, let reason):
-            buffer = context.channel.allocator.buffer(capacity: 64 + message.utf8.count)
+            buffer = Self.allocator.buffer(capacity: 64 + message.utf8.count)
             HandoffEvents.writeError(message, reason: reason, into: &buffer)
         case .errorResponse(let response):
             self.log?.status = response.status.code
-            timeout = min(timeout, self.environment.configuration.timeouts.rejectionWrite)
             self.environment.metrics.rejection(status: response.status.code)
             buffer = HTTPResponse.error(
                 response.status,
@@ -333,39 +335,35 @@ final class StreamHandler: ChannelInboundHandler, LoopTimerTarget {
                 message: response.message,
                 retryAfterSeconds: response.retryAfterSeconds,
                 upstreamStatus: response.upstreamStatus,
-                allocator: context.channel.allocator
+                allocator: Self.allocator
             )
         }
         self.cancelTimer()
-        self.armTimer(.writeProgress, after: timeout)
         self.environment.metrics.bytesSent.increment(by: buffer.readableBytes)
-        let promise = context.eventLoop.makePromise(of: Void.self)
-        context.writeAndFlush(self.wrapOutboundOut(buffer), promise: promise)
-        promise.futureResult.assumeIsolated().whenComplete { result in
-            switch result {
-            case .success: self.perform(self.machine.finalWriteCompleted())
-            case .failure: self.perform(self.machine.connectionClosed())
-            }
+        guard connection.write(buffer) else { return }  // closed: connectionClosed did the rest
+        if connection.hasPendingWrites {
+            self.armTimer(.writeProgress, after: self.writeTimeout)
+        } else {
+            self.perform(self.machine.finalWriteCompleted())
         }
     }
 
-    private func cancelSource() {
+    private func releaseSource(cancel: Bool) {
         guard let source = self.source else { return }
         self.summary = source.summary
         self.source = nil
-        source.cancel()
-        if source is any UpstreamCancellable { self.environment.metrics.upstreamCancellations.increment() }
+        if cancel {
+            source.cancel()
+            if source is any UpstreamCancellable { self.environment.metrics.upstreamCancellations.increment() }
+        }
     }
-
-    private var summary = StreamSummary()
 
     // MARK: Timer
 
     private func armTimer(_ purpose: TimerPurpose, after duration: Duration) {
-        guard let context = self.context else { return }
         self.timer?.cancel()
         self.timerPurpose = purpose
-        self.timer = LoopTimer.schedule(self, on: context.eventLoop, in: TimeAmount(duration))
+        self.timer = LoopTimer.schedule(self, on: self.eventLoop, in: TimeAmount(duration))
     }
 
     private func cancelTimer() {
@@ -390,11 +388,11 @@ final class StreamHandler: ChannelInboundHandler, LoopTimerTarget {
     private func finalize() {
         guard !self.finalized else { return }
         self.finalized = true
-        self.cancelSource()
+        self.releaseSource(cancel: true)
         self.cancelTimer()
         self.environment.capacity.clientDescriptorClosed()
-        if self.admittedAsStream, let context = self.context {
-            self.environment.registry(for: context.eventLoop).remove(self)
+        if self.admittedAsStream {
+            self.environment.registry(for: self.eventLoop).remove(self)
             self.environment.capacity.releaseStream()
             self.environment.metrics.activeStreams.decrement()
             self.environment.metrics.streamDuration.recordNanoseconds((NIODeadline.now() - self.startedAt).nanoseconds)

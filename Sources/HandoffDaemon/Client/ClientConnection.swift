@@ -1,0 +1,200 @@
+import HandoffWire
+import NIOCore
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What a ``ClientConnection`` reports to its owner, on the connection's loop.
+protocol ClientConnectionDelegate: AnyObject {
+    /// Everything written so far has reached the kernel (the write buffer drained).
+    func connectionDrained()
+    /// Some bytes reached the kernel while more wait: the write made progress.
+    func connectionProgressed()
+    /// The client closed, reset, or a write failed. The connection is closed now.
+    func connectionClosed()
+}
+
+/// A client socket owned by the daemon, written from its event loop with plain `send`.
+///
+/// Writes go straight to the kernel; what it does not take waits in one buffer, and the
+/// watcher reports when there is room again. Reads only look for the end: whatever the client
+/// sends is discarded. Loop-bound.
+final class ClientConnection {
+    let fd: CInt
+    let generation: UInt32
+    private let table: ClientTable
+    private let watcher: ClientWatcher
+    // Strong: the connection keeps its session alive while open; closing breaks the cycle.
+    private var delegate: (any ClientConnectionDelegate)?
+    private var pending: ByteBuffer?
+    private var wantsWritable = false
+    private(set) var isClosed = false
+    private var outputShut = false
+
+    /// Bytes waiting for the kernel above which the owner should pause its source.
+    static let highWaterMark = 32 * 1024
+
+    /// Takes ownership of `fd` (a connected stream socket) and registers it with the watcher.
+    init(fd: CInt, table: ClientTable, watcher: ClientWatcher) throws {
+        self.fd = fd
+        self.table = table
+        self.watcher = watcher
+        self.generation = table.takeGeneration()
+        let flags = fcntl(fd, F_GETFL)
+        if flags >= 0, flags & O_NONBLOCK == 0 { _ = fcntl(fd, F_SETFL, flags | O_NONBLOCK) }
+        try watcher.register(fd: fd, loop: table.index, generation: self.generation)
+        table.insert(self)
+    }
+
+    /// The owner, kept until the connection closes.
+    func setDelegate(_ delegate: any ClientConnectionDelegate) {
+        self.delegate = delegate
+    }
+
+    /// Whether the owner may write more without growing the buffer past the high-water mark.
+    var isWritable: Bool { (self.pending?.readableBytes ?? 0) < Self.highWaterMark }
+
+    /// Whether bytes wait for the kernel.
+    var hasPendingWrites: Bool { (self.pending?.readableBytes ?? 0) > 0 }
+
+    /// Queues `buffer` without sending it yet (a head that should leave with the first event).
+    func enqueue(_ buffer: ByteBuffer) {
+        guard !self.isClosed, !self.outputShut else { return }
+        if self.pending == nil || self.pending!.readableBytes == 0 {
+            self.pending = buffer
+        } else {
+            var copy = buffer
+            self.pending!.writeBuffer(&copy)
+        }
+    }
+
+    /// Sends `buffer` (after anything queued). Returns `false` if the connection is closed.
+    @discardableResult
+    func write(_ buffer: ByteBuffer) -> Bool {
+        guard !self.isClosed, !self.outputShut else { return false }
+        if let pending = self.pending, pending.readableBytes > 0 {
+            self.enqueue(buffer)
+            return self.flush()
+        }
+        // Fast path: nothing waits, send straight from the caller's buffer.
+        var buffer = buffer
+        switch self.send(&buffer) {
+        case .failed:
+            self.closeNow()
+            return false
+        case .complete:
+            return true
+        case .partial:
+            self.pending = buffer
+            self.wantWritable(true)
+            return true
+        }
+    }
+
+    /// Sends what waits. Returns `false` if the connection is closed.
+    @discardableResult
+    func flush() -> Bool {
+        guard !self.isClosed, var pending = self.pending, pending.readableBytes > 0 else { return !self.isClosed }
+        let before = pending.readableBytes
+        let outcome = self.send(&pending)
+        switch outcome {
+        case .failed:
+            self.pending = nil
+            self.closeNow()
+            return false
+        case .complete:
+            self.pending = nil
+            self.wantWritable(false)
+        case .partial:
+            self.pending = pending
+            self.wantWritable(true)
+            if pending.readableBytes < before { self.delegate?.connectionProgressed() }
+        }
+        return true
+    }
+
+    private enum SendOutcome {
+        case complete, partial, failed
+    }
+
+    private func send(_ buffer: inout ByteBuffer) -> SendOutcome {
+        while buffer.readableBytes > 0 {
+            let sent = buffer.withUnsafeReadableBytes { Glibc.send(self.fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT)) }
+            if sent > 0 {
+                buffer.moveReaderIndex(forwardBy: sent)
+                continue
+            }
+            switch errno {
+            case EINTR: continue
+            case EAGAIN, EWOULDBLOCK: return .partial
+            default: return .failed
+            }
+        }
+        return .complete
+    }
+
+    private func wantWritable(_ wanted: Bool) {
+        guard wanted != self.wantsWritable, !self.isClosed else { return }
+        self.wantsWritable = wanted
+        try? self.watcher.modify(fd: self.fd, loop: self.table.index, generation: self.generation, wantWritable: wanted)
+    }
+
+    /// Shuts down the write side (after the last bytes reached the kernel), so the client sees
+    /// the end of the response; reading goes on until the client closes.
+    func shutdownOutput() {
+        guard !self.isClosed, !self.outputShut else { return }
+        self.outputShut = true
+        if Glibc.shutdown(self.fd, Int32(SHUT_WR)) != 0 { self.closeNow() }
+    }
+
+    /// Closes at once. The delegate hears `connectionClosed` only for closes it did not ask for.
+    func close() {
+        guard !self.isClosed else { return }
+        self.delegate = nil
+        self.closeNow()
+    }
+
+    private func closeNow() {
+        guard !self.isClosed else { return }
+        self.isClosed = true
+        self.pending = nil
+        self.table.remove(self)
+        self.watcher.deregister(fd: self.fd)
+        Glibc.close(self.fd)
+        let delegate = self.delegate
+        self.delegate = nil
+        delegate?.connectionClosed()
+    }
+
+    /// Watcher events, on the loop.
+    func handle(_ events: Epoll.Events) {
+        guard !self.isClosed else { return }
+        if events.contains(.writable) || events.contains(.error) {
+            if self.hasPendingWrites {
+                guard self.flush() else { return }
+                if !self.hasPendingWrites { self.delegate?.connectionDrained() }
+            }
+        }
+        guard !self.isClosed else { return }
+        if events.contains(.readable) || events.contains(.readHangup) || events.contains(.hangup) || events.contains(.error) {
+            self.drainInput()
+        }
+    }
+
+    /// Reads and discards until the kernel has nothing more; the end of input (or an error)
+    /// closes the connection.
+    private func drainInput() {
+        let scratch = self.table.scratch
+        while !self.isClosed {
+            let count = Glibc.recv(self.fd, scratch.baseAddress, scratch.count, Int32(MSG_DONTWAIT))
+            if count > 0 { continue }
+            if count < 0 {
+                if errno == EINTR { continue }
+                if errno == EAGAIN || errno == EWOULDBLOCK { return }
+            }
+            self.closeNow()
+            return
+        }
+    }
+}

@@ -1,0 +1,94 @@
+import Atomics
+import Foundation
+import HandoffWire
+import Logging
+import NIOCore
+
+/// Tells each event loop when one of its client sockets has something to say: the client sent
+/// bytes, closed, reset, or made room for more of our writes.
+///
+/// Client connections are not NIO channels: a channel (with its pipeline, contexts, promises
+/// and write queue) costs ~2.4 KB per stream, a ``ClientConnection`` a few hundred bytes. The
+/// price is this one thread with its own edge-triggered epoll. Events are rare (a stream that
+/// ends normally produces one, its client's close), so they are batched per loop and handed
+/// over with one `execute` per batch.
+///
+/// Tokens carry (fd, loop index, generation); a loop ignores events whose generation no longer
+/// matches the connection in that slot, so a reused descriptor number is never confused.
+// @unchecked Sendable: `epoll` and `wake` are used for epoll_ctl (thread-safe syscalls) from
+// the loops and for waiting only on the watcher thread; the rest is immutable or atomic.
+final class ClientWatcher: @unchecked Sendable {
+    private let epoll: Epoll
+    private let wake: OwnedDescriptor
+    private let tables: [ClientTable]
+    private let stopping = ManagedAtomic(false)
+    private let logger: Logger
+
+    init(tables: [ClientTable], logger: Logger) throws {
+        self.epoll = try Epoll(capacity: 256)
+        self.wake = OwnedDescriptor(taking: try Syscall.eventfd())
+        self.tables = tables
+        self.logger = logger
+        try self.epoll.add(self.wake.rawValue, events: .readable, token: UInt64.max)
+    }
+
+    /// Edge-triggered interest: input/close/reset always, output space when asked.
+    static func events(wantWritable: Bool) -> Epoll.Events {
+        var events: Epoll.Events = [.readable, .readHangup, .edgeTriggered]
+        if wantWritable { events.insert(.writable) }
+        return events
+    }
+
+    static func token(fd: CInt, loop: Int, generation: UInt32) -> UInt64 {
+        UInt64(UInt32(bitPattern: fd)) | UInt64(loop) << 32 | UInt64(generation & 0xFF_FFFF) << 40
+    }
+
+    func register(fd: CInt, loop: Int, generation: UInt32) throws {
+        try self.epoll.add(fd, events: Self.events(wantWritable: false), token: Self.token(fd: fd, loop: loop, generation: generation))
+    }
+
+    func modify(fd: CInt, loop: Int, generation: UInt32, wantWritable: Bool) throws {
+        try self.epoll.modify(fd, events: Self.events(wantWritable: wantWritable), token: Self.token(fd: fd, loop: loop, generation: generation))
+    }
+
+    func deregister(fd: CInt) {
+        try? self.epoll.remove(fd)
+    }
+
+    /// Starts the watcher thread.
+    func start() {
+        let thread = Thread { [self] in self.run() }
+        thread.name = "handoffd-clients"
+        thread.start()
+    }
+
+    /// Stops the thread (after the loops stopped using it).
+    func stop() {
+        self.stopping.store(true, ordering: .releasing)
+        var one: UInt64 = 1
+        _ = withUnsafeBytes(of: &one) { try? Syscall.write(self.wake.rawValue, $0) }
+    }
+
+    private func run() {
+        var batches = Array(repeating: [ClientTable.Event](), count: self.tables.count)
+        while !self.stopping.load(ordering: .acquiring) {
+            do {
+                try self.epoll.wait(timeoutMilliseconds: -1) { token, events in
+                    guard token != UInt64.max else { return }
+                    let loop = Int((token >> 32) & 0xFF)
+                    guard loop < batches.count else { return }
+                    batches[loop].append(
+                        ClientTable.Event(fd: CInt(bitPattern: UInt32(token & 0xFFFF_FFFF)), generation: UInt32(token >> 40), events: events)
+                    )
+                }
+            } catch {
+                self.logger.error("client watcher wait failed", metadata: ["error": "\(error)"])
+            }
+            for index in batches.indices where !batches[index].isEmpty {
+                self.tables[index].deliver(batches[index])
+                batches[index].removeAll(keepingCapacity: true)
+            }
+        }
+        self.wake.closeIfOpen()
+    }
+}
