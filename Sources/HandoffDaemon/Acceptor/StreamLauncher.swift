@@ -29,12 +29,12 @@ final class StreamLauncher: @unchecked Sendable {
 
     private func adopt(_ client: OwnedDescriptor, admission: StreamSession.Admission) {
         let environment = self.environment
-        let table = environment.tables[self.next]
-        self.next = (self.next + 1) % environment.tables.count
+        let loop = environment.loops[self.next]
+        self.next = (self.next + 1) % environment.loops.count
         environment.capacity.clientDescriptorTaken()
         let fd = client.takeDescriptorOwnership()
-        table.eventLoop.execute {
-            StreamSession.start(fd: fd, admission: admission, environment: environment, table: table)
+        loop.eventLoop.execute {
+            StreamSession.start(fd: fd, admission: admission, environment: environment, loop: loop)
         }
     }
 

@@ -5,18 +5,18 @@ import NIOCore
 ///
 /// Test patterns (`test_pattern`): `echo` streams the prompt back unchanged in 4 KiB
 /// pieces, so a client can check that large handoff data arrived intact.
-final class MockSource: StreamSource, LoopTimerTarget {
+final class MockSource: StreamSource, TimerWheelTarget {
     private unowned let session: StreamSession
-    private let eventLoop: any EventLoop
+    private let wheel: TimerWheel
     private let script: MockScript
     private var next = 0
-    private var timer: NIOScheduledCallback?
+    private var tickToken: UInt32 = 0
     private var paused = false
     private var cancelled = false
 
-    init(session: StreamSession, eventLoop: any EventLoop, script: MockScript) {
+    init(session: StreamSession, wheel: TimerWheel, script: MockScript) {
         self.session = session
-        self.eventLoop = eventLoop
+        self.wheel = wheel
         self.script = script
     }
 
@@ -27,8 +27,7 @@ final class MockSource: StreamSource, LoopTimerTarget {
 
     func cancel() {
         self.cancelled = true
-        self.timer?.cancel()
-        self.timer = nil
+        self.tickToken &+= 1
     }
 
     func resume() {
@@ -37,9 +36,8 @@ final class MockSource: StreamSource, LoopTimerTarget {
         self.produce()
     }
 
-    func loopTimerFired() {
-        self.timer = nil
-        guard !self.cancelled else { return }
+    func timerFired(token: UInt32) {
+        guard token == self.tickToken, !self.cancelled else { return }
         self.produce()
     }
 
@@ -62,7 +60,8 @@ final class MockSource: StreamSource, LoopTimerTarget {
             self.cancelled = true
             self.session.sourceFinished()
         } else {
-            self.timer = LoopTimer.schedule(self, on: self.eventLoop, in: self.script.interval)
+            self.tickToken &+= 1
+            self.wheel.schedule(self, token: self.tickToken, after: self.script.interval)
         }
     }
 }

@@ -8,16 +8,16 @@ import NIOCore
 ///
 /// Before the upstream's head the client has seen nothing, so failures become real statuses
 /// (`502`, `504`, `429`); after it they become an `event: error`.
-final class UpstreamSource<Dialect: UpstreamDialect>: StreamSource, UpstreamResponseDelegate, LoopTimerTarget {
+final class UpstreamSource<Dialect: UpstreamDialect>: StreamSource, UpstreamResponseDelegate, TimerWheelTarget {
     private unowned let session: StreamSession
-    private let eventLoop: any EventLoop
+    private let loop: EventLoopState
     private let transport: any UpstreamTransport
     private var dialect: Dialect
     private var request: UpstreamRequest?
     private let timeouts: DaemonConfiguration.Timeouts
     private var parser = SSEParser()
     private var call: (any UpstreamCall)?
-    private var timer: NIOScheduledCallback?
+    private var timerToken: UInt32 = 0
     private var responded = false
     private var finished = false
     private var paused = false
@@ -27,14 +27,14 @@ final class UpstreamSource<Dialect: UpstreamDialect>: StreamSource, UpstreamResp
 
     init(
         session: StreamSession,
-        eventLoop: any EventLoop,
+        loop: EventLoopState,
         transport: any UpstreamTransport,
         dialect: Dialect,
         request: UpstreamRequest,
         timeouts: DaemonConfiguration.Timeouts
     ) {
         self.session = session
-        self.eventLoop = eventLoop
+        self.loop = loop
         self.transport = transport
         self.dialect = dialect
         self.request = request
@@ -49,14 +49,13 @@ final class UpstreamSource<Dialect: UpstreamDialect>: StreamSource, UpstreamResp
     func start() {
         guard let request = self.request else { return }
         self.request = nil
-        self.call = self.transport.start(request, on: self.eventLoop, delegate: self)
+        self.call = self.transport.start(request, on: self.loop.eventLoop, delegate: self)
         self.armTimer()
     }
 
     func cancel() {
         self.finished = true
-        self.timer?.cancel()
-        self.timer = nil
+        self.timerToken &+= 1
         let call = self.call
         self.call = nil
         call?.cancel()
@@ -121,7 +120,7 @@ final class UpstreamSource<Dialect: UpstreamDialect>: StreamSource, UpstreamResp
         _ = self.parser.finish()
         if self.dialect.canFinish {
             self.finished = true
-            self.timer?.cancel()
+            self.timerToken &+= 1
             self.session.sourceFinished()
         } else {
             self.failMidStream(UpstreamError(.truncated, "the body ended before the stream's end marker"))
@@ -168,7 +167,7 @@ final class UpstreamSource<Dialect: UpstreamDialect>: StreamSource, UpstreamResp
 
     private func failBeforeHead(_ response: ErrorResponse, upstreamStatus: Int?, detail: String? = nil) {
         self.finished = true
-        self.timer?.cancel()
+        self.timerToken &+= 1
         let call = self.call
         self.call = nil
         call?.cancel()
@@ -177,7 +176,7 @@ final class UpstreamSource<Dialect: UpstreamDialect>: StreamSource, UpstreamResp
 
     private func failMidStream(_ error: UpstreamError) {
         self.finished = true
-        self.timer?.cancel()
+        self.timerToken &+= 1
         let call = self.call
         self.call = nil
         call?.cancel()
@@ -210,12 +209,12 @@ final class UpstreamSource<Dialect: UpstreamDialect>: StreamSource, UpstreamResp
         } else {
             next = min(next, self.startedAt + TimeAmount(self.timeouts.upstreamFirstByte))
         }
-        self.timer = LoopTimer.schedule(self, on: self.eventLoop, in: max(.milliseconds(1), next - now))
+        self.timerToken &+= 1
+        self.loop.wheel.schedule(self, token: self.timerToken, after: max(.milliseconds(1), next - now))
     }
 
-    func loopTimerFired() {
-        self.timer = nil
-        guard !self.finished else { return }
+    func timerFired(token: UInt32) {
+        guard token == self.timerToken, !self.finished else { return }
         let now = NIODeadline.now()
         if now >= self.startedAt + TimeAmount(self.timeouts.maxStreamDuration) {
             if self.responded {

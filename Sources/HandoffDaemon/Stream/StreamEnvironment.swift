@@ -12,15 +12,14 @@ final class StreamEnvironment: Sendable {
     let capacity: StreamCapacity
     let requestLimits: HandoffRequestLimits
     let backends: Backends
-    /// Each loop's client connections, by loop index.
-    let tables: [ClientTable]
+    /// Each loop's state (clients, streams, timers), by loop index.
+    let loops: [EventLoopState]
     /// Client socket readiness for every loop.
     let watcher: ClientWatcher
     /// One line per finished stream, when the access log is on.
     let accessLogger: Logger?
     /// Set when graceful shutdown begins; `/healthz` reports it.
     let draining = ManagedAtomic(false)
-    private let registries: [ObjectIdentifier: StreamRegistry]
 
     init(
         configuration: DaemonConfiguration,
@@ -31,8 +30,8 @@ final class StreamEnvironment: Sendable {
         eventLoops: [any EventLoop]
     ) throws {
         let descriptorSlots = (try? Syscall.openFileLimit()).map { min($0, 1 << 20) } ?? 65536
-        self.tables = eventLoops.enumerated().map { ClientTable(eventLoop: $1, index: $0, capacity: descriptorSlots) }
-        self.watcher = try ClientWatcher(tables: self.tables, logger: logger)
+        self.loops = eventLoops.enumerated().map { EventLoopState(index: $0, eventLoop: $1, descriptorSlots: descriptorSlots) }
+        self.watcher = try ClientWatcher(tables: self.loops.map(\.clients), logger: logger)
         self.backends = backends
         self.accessLogger = configuration.accessLog ? Logger(label: "handoffd.access") : nil
         self.configuration = configuration
@@ -40,14 +39,8 @@ final class StreamEnvironment: Sendable {
         self.logger = logger
         self.capacity = capacity
         self.requestLimits = HandoffRequestLimits()
-        self.registries = Dictionary(uniqueKeysWithValues: eventLoops.map { (ObjectIdentifier($0), StreamRegistry(eventLoop: $0)) })
-    }
-
-    /// The registry of `eventLoop`, which must be one of the daemon's loops.
-    func registry(for eventLoop: any EventLoop) -> StreamRegistry {
-        self.registries[ObjectIdentifier(eventLoop)]!
     }
 
     /// Every loop's registry.
-    var allRegistries: [StreamRegistry] { Array(self.registries.values) }
+    var allRegistries: [StreamRegistry] { self.loops.map(\.registry) }
 }

@@ -7,7 +7,7 @@ import NIOCore
 ///
 /// Decisions come from ``StreamStateMachine``; this class performs them on its event loop,
 /// writing through a lean ``ClientConnection`` and running its ``StreamSource``.
-final class StreamSession: ClientConnectionDelegate, LoopTimerTarget {
+final class StreamSession: ClientConnectionDelegate, TimerWheelTarget {
     /// What the acceptor decided before the connection reached a loop.
     enum Admission: Sendable {
         /// A well-formed handoff with this payload.
@@ -23,11 +23,13 @@ final class StreamSession: ClientConnectionDelegate, LoopTimerTarget {
     }
 
     private let environment: StreamEnvironment
-    let eventLoop: any EventLoop
+    /// The loop this stream lives on, with its timer wheel.
+    let loop: EventLoopState
+    var eventLoop: any EventLoop { self.loop.eventLoop }
     private var connection: ClientConnection?
     private var machine = StreamStateMachine()
     private var source: (any StreamSource)?
-    private var timer: NIOScheduledCallback?
+    private var timerToken: UInt32 = 0
     private var timerPurpose = TimerPurpose.none
     private var admittedAsStream = false
     private var finalized = false
@@ -45,16 +47,16 @@ final class StreamSession: ClientConnectionDelegate, LoopTimerTarget {
     /// Allocator for event buffers (NIO's default allocator is a thin wrapper over malloc).
     static let allocator = ByteBufferAllocator()
 
-    private init(environment: StreamEnvironment, eventLoop: any EventLoop) {
+    private init(environment: StreamEnvironment, loop: EventLoopState) {
         self.environment = environment
-        self.eventLoop = eventLoop
+        self.loop = loop
     }
 
-    /// Adopts client descriptor `fd` on `table`'s loop (where this must run) and starts.
-    static func start(fd: CInt, admission: Admission, environment: StreamEnvironment, table: ClientTable) {
-        let session = StreamSession(environment: environment, eventLoop: table.eventLoop)
+    /// Adopts client descriptor `fd` on `loop` (where this must run) and starts.
+    static func start(fd: CInt, admission: Admission, environment: StreamEnvironment, loop: EventLoopState) {
+        let session = StreamSession(environment: environment, loop: loop)
         do {
-            let connection = try ClientConnection(fd: fd, table: table, watcher: environment.watcher)
+            let connection = try ClientConnection(fd: fd, table: loop.clients, watcher: environment.watcher)
             connection.setDelegate(session)
             session.connection = connection
         } catch {
@@ -125,7 +127,7 @@ final class StreamSession: ClientConnectionDelegate, LoopTimerTarget {
         self.extraHeaders = request.responseHeaders
         if self.environment.accessLogger != nil { self.log = AccessLogFields(request: request, backend: backend) }
         self.environment.metrics.activeStreams.increment()
-        self.environment.registry(for: self.eventLoop).insert(self)
+        self.loop.registry.insert(self)
         self.source = source
         source.start()
     }
@@ -145,14 +147,14 @@ final class StreamSession: ClientConnectionDelegate, LoopTimerTarget {
             switch backend {
             case .mock:
                 let script = MockScript(request: request, configuration: self.environment.configuration.mock)
-                return MockSource(session: self, eventLoop: self.eventLoop, script: script)
+                return MockSource(session: self, wheel: self.loop.wheel, script: script)
             case .openai:
                 guard let (settings, transport) = backends.openAI else {
                     throw refused(.notImplemented, "backend_not_configured", "the openai backend is not configured on this server")
                 }
                 let dialect = OpenAIDialect(pathPrefix: settings.upstream.endpoint.pathPrefix, apiKey: settings.apiKey, defaultModel: settings.defaultModel)
                 let upstreamRequest = try dialect.makeRequest(for: request, allocator: Self.allocator)
-                return UpstreamSource(session: self, eventLoop: self.eventLoop, transport: transport, dialect: dialect, request: upstreamRequest, timeouts: timeouts)
+                return UpstreamSource(session: self, loop: self.loop, transport: transport, dialect: dialect, request: upstreamRequest, timeouts: timeouts)
             case .langgraph:
                 guard let name = request.profile ?? backends.defaultLangGraphProfile else {
                     throw refused(.badRequest, "profile_required", "name a langgraph profile; this server has: \(backends.langGraph.keys.sorted().joined(separator: ", "))")
@@ -162,7 +164,7 @@ final class StreamSession: ClientConnectionDelegate, LoopTimerTarget {
                 }
                 let dialect = LangGraphDialect(profile: profile)
                 let upstreamRequest = try dialect.makeRequest(for: request, allocator: Self.allocator)
-                return UpstreamSource(session: self, eventLoop: self.eventLoop, transport: transport, dialect: dialect, request: upstreamRequest, timeouts: timeouts)
+                return UpstreamSource(session: self, loop: self.loop, transport: transport, dialect: dialect, request: upstreamRequest, timeouts: timeouts)
             }
         } catch let error as HandoffRequestError {
             throw Refusal(response: ErrorResponse(status: .badRequest, error: error.reason.description, message: error.description))
@@ -361,20 +363,19 @@ final class StreamSession: ClientConnectionDelegate, LoopTimerTarget {
     // MARK: Timer
 
     private func armTimer(_ purpose: TimerPurpose, after duration: Duration) {
-        self.timer?.cancel()
+        self.timerToken &+= 1
         self.timerPurpose = purpose
-        self.timer = LoopTimer.schedule(self, on: self.eventLoop, in: TimeAmount(duration))
+        self.loop.wheel.schedule(self, token: self.timerToken, after: TimeAmount(duration))
     }
 
     private func cancelTimer() {
-        self.timer?.cancel()
-        self.timer = nil
+        self.timerToken &+= 1
         self.timerPurpose = .none
     }
 
-    func loopTimerFired() {
+    func timerFired(token: UInt32) {
+        guard token == self.timerToken else { return }
         let purpose = self.timerPurpose
-        self.timer = nil
         self.timerPurpose = .none
         switch purpose {
         case .none: return
@@ -392,7 +393,7 @@ final class StreamSession: ClientConnectionDelegate, LoopTimerTarget {
         self.cancelTimer()
         self.environment.capacity.clientDescriptorClosed()
         if self.admittedAsStream {
-            self.environment.registry(for: self.eventLoop).remove(self)
+            self.loop.registry.remove(self)
             self.environment.capacity.releaseStream()
             self.environment.metrics.activeStreams.decrement()
             self.environment.metrics.streamDuration.recordNanoseconds((NIODeadline.now() - self.startedAt).nanoseconds)
