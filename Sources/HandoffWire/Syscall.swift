@@ -245,3 +245,40 @@ public enum Syscall {
     /// `getpid(2)`.
     public static var processID: Int32 { Glibc.getpid() }
 }
+
+extension Syscall {
+    /// Starts `path` with `arguments` and `environment` via `posix_spawn`, with `descriptor`
+    /// (if given) available in the child as descriptor `target` (close-on-exec cleared there).
+    public static func spawn(path: String, arguments: [String], environment: [String: String], descriptor: CInt?, as target: CInt = 3) throws -> Int32 {
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        if let descriptor {
+            posix_spawn_file_actions_adddup2(&actions, descriptor, target)
+        }
+        let argv = ([path] + arguments).map { strdup($0) } + [nil]
+        let envp = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer {
+            argv.forEach { free($0) }
+            envp.forEach { free($0) }
+        }
+        var pid: pid_t = 0
+        let result = posix_spawn(&pid, path, &actions, nil, argv, envp)
+        guard result == 0 else { throw HandoffWireError.syscall("posix_spawn", errno: result, context: path) }
+        return pid
+    }
+
+    /// Reaps one exited child without blocking: its pid and whether it exited cleanly.
+    public static func reapChild() -> (pid: Int32, exitedCleanly: Bool)? {
+        var status: CInt = 0
+        let pid = waitpid(-1, &status, WNOHANG)
+        guard pid > 0 else { return nil }
+        // WIFEXITED/WEXITSTATUS are macros: exited normally when the low 7 bits are 0.
+        return (pid, status & 0x7F == 0 && (status >> 8) & 0xFF == 0)
+    }
+
+    /// Sends `signal` to `pid`.
+    public static func kill(_ pid: Int32, signal: CInt) {
+        _ = Glibc.kill(pid, signal)
+    }
+}

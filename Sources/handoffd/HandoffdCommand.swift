@@ -54,6 +54,7 @@ struct HandoffdCommand: AsyncParsableCommand {
     @Option(name: .customLong("keepalive-interval-s"), help: .init(Self.help("keepalive-interval-s"), valueName: "s")) var keepAliveIntervalS: String?
     @Option(name: .customLong("access-log"), help: .init(Self.help("access-log"), valueName: "on|off")) var accessLog: String?
     @Option(name: .customLong("metrics-address"), help: .init(Self.help("metrics-address"), valueName: "host:port")) var metricsAddress: String?
+    @Option(help: .init(Self.help("workers"), valueName: "n")) var workers: String?
     @Option(name: .customLong("log-level"), help: .init(Self.help("log-level"), valueName: "level")) var logLevel: String?
 
     static func help(_ key: String) -> String {
@@ -70,7 +71,7 @@ struct HandoffdCommand: AsyncParsableCommand {
             ("max-handoff-bytes", self.maxHandoffBytes), ("handoff-timeout-ms", self.handoffTimeoutMs),
             ("write-timeout-s", self.writeTimeoutS), ("drain-timeout-s", self.drainTimeoutS),
             ("linger-ms", self.lingerMs), ("backlog", self.backlog), ("log-level", self.logLevel),
-            ("metrics-address", self.metricsAddress), ("openai-base-url", self.openAIBaseURL),
+            ("metrics-address", self.metricsAddress), ("openai-base-url", self.openAIBaseURL), ("workers", self.workers),
             ("openai-api-key", self.openAIAPIKey), ("openai-api-key-file", self.openAIAPIKeyFile),
             ("openai-model", self.openAIModel), ("upstream-http", self.upstreamHTTP),
             ("upstream-unix-socket", self.upstreamUnixSocket), ("upstream-insecure", self.upstreamInsecure ? "true" : nil),
@@ -105,6 +106,26 @@ struct HandoffdCommand: AsyncParsableCommand {
         }
         if let inherited = SocketActivation.inheritedDescriptor(environment: environment) {
             configuration.listener.inheritedDescriptor = inherited
+        }
+
+        let workerCount = Int(flags["workers"] ?? environment["HANDOFFD_WORKERS"] ?? "1") ?? 0
+        guard (1...64).contains(workerCount) else {
+            throw ValidationError("--workers: must be a whole number from 1 to 64")
+        }
+        if let index = environment[WorkerSupervisor.workerIndexVariable].flatMap(Int.init),
+            let descriptor = environment[WorkerSupervisor.listenDescriptorVariable].flatMap(Int32.init)
+        {
+            // One of the supervisor's workers: serve on the shared socket.
+            configuration.listener.inheritedDescriptor = descriptor
+            configuration.listener.drainsInheritedBacklog = true
+            if var address = configuration.metricsAddress {
+                address.port += index
+                configuration.metricsAddress = address
+            }
+        } else if workerCount > 1 {
+            let supervisor = WorkerSupervisor(count: workerCount, configuration: configuration, arguments: Array(CommandLine.arguments.dropFirst()), logger: logger)
+            try await supervisor.run()
+            return
         }
 
         let registry = PrometheusCollectorRegistry()

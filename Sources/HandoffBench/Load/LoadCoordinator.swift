@@ -32,7 +32,7 @@ public struct LoadCoordinator: Sendable {
     }
 
     public func run() throws -> Report {
-        let idle = self.daemonPID.flatMap(ProcessSampler.residentKiB(of:))
+        let idle = self.daemonPID.flatMap(ProcessSampler.familyResidentKiB(of:))
         let sampler = self.daemonPID.map(ProcessSampler.init(pid:))
         sampler?.start()
         var timeline: [LoadProgress] = []

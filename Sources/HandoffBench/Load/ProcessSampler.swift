@@ -1,7 +1,8 @@
 public import Foundation
 
 /// Samples another process's resident memory and CPU from `/proc` once a second: the daemon's
-/// cost under load, measured independently of anything the daemon reports about itself.
+/// cost under load, measured independently of anything the daemon reports about itself. The
+/// process's children count too (a supervisor with `--workers`).
 public final class ProcessSampler: @unchecked Sendable {
     // @unchecked Sendable: `samples` is written by the sampling thread and read only after
     // `stop()` returned, which joins that thread through the lock.
@@ -25,6 +26,18 @@ public final class ProcessSampler: @unchecked Sendable {
 
     public init(pid: Int32) {
         self.pid = pid
+    }
+
+    /// `pid` and its direct children.
+    static func family(of pid: Int32) -> [Int32] {
+        let children = (try? String(contentsOfFile: "/proc/\(pid)/task/\(pid)/children", encoding: .utf8)) ?? ""
+        return [pid] + children.split(separator: " ").compactMap { Int32($0) }
+    }
+
+    /// RSS of `pid` and its children, in KiB; `nil` if `pid` is gone.
+    public static func familyResidentKiB(of pid: Int32) -> Int? {
+        guard let own = Self.residentKiB(of: pid) else { return nil }
+        return Self.family(of: pid).dropFirst().reduce(own) { $0 + (Self.residentKiB(of: $1) ?? 0) }
     }
 
     /// The process's current RSS in KiB, or `nil` if it is gone.
@@ -56,16 +69,22 @@ public final class ProcessSampler: @unchecked Sendable {
         let started = Date()
         let ticksPerSecond = Double(sysconf(Int32(_SC_CLK_TCK)))
         let thread = Thread { [self] in
-            var lastTicks = Self.cpuTicks(of: self.pid) ?? 0
+            func ticks() -> Int? {
+                let family = Self.family(of: self.pid)
+                guard let own = Self.cpuTicks(of: self.pid) else { return nil }
+                return family.dropFirst().reduce(own) { $0 + (Self.cpuTicks(of: $1) ?? 0) }
+            }
+            var lastTicks = ticks() ?? 0
             var lastTime = Date()
             while self.lock.withLock({ self.running }) {
                 Thread.sleep(forTimeInterval: interval)
-                guard let rss = Self.residentKiB(of: self.pid), let ticks = Self.cpuTicks(of: self.pid) else { continue }
+                guard let rss = Self.familyResidentKiB(of: self.pid), let ticks = ticks() else { continue }
                 let now = Date()
                 let cpu = Double(ticks - lastTicks) / ticksPerSecond / now.timeIntervalSince(lastTime) * 100
                 lastTicks = ticks
                 lastTime = now
-                let sample = Sample(elapsedSeconds: now.timeIntervalSince(started), rssKiB: rss, cpuPercent: cpu, openFiles: Self.openFiles(of: self.pid))
+                let files = Self.family(of: self.pid).reduce(0) { $0 + Self.openFiles(of: $1) }
+                let sample = Sample(elapsedSeconds: now.timeIntervalSince(started), rssKiB: rss, cpuPercent: max(0, cpu), openFiles: files)
                 self.lock.withLock { self.samples.append(sample) }
             }
         }

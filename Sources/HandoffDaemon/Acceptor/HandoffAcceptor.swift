@@ -271,7 +271,7 @@ final class HandoffAcceptor: @unchecked Sendable {
     /// Unlinks the path so new connections go elsewhere (or retry), takes what already sits in
     /// the backlog, finishes receiving on accepted connections, then closes the listener.
     private func finishStopping(epoll: Epoll) {
-        if self.listener.ownsPath {
+        if self.listener.ownsPath || self.configuration.listener.drainsInheritedBacklog {
             self.listener.unlinkPathIfOwned()
             // A connect that resolved the path just before the unlink lands in the backlog now.
             usleep(10_000)

@@ -48,6 +48,7 @@ public enum ConfigurationSource {
         Key(name: "keepalive-interval-s", environment: "HANDOFFD_KEEPALIVE_INTERVAL_S", help: "A ': ping' comment after this much silence (0: never). Default 15."),
         Key(name: "access-log", environment: "HANDOFFD_ACCESS_LOG", help: "on or off: one line per stream on stderr. Default on."),
         Key(name: "metrics-address", environment: "HANDOFFD_METRICS_ADDRESS", help: "host:port for /metrics and /healthz, or 'off'. Default 127.0.0.1:9464."),
+        Key(name: "workers", environment: "HANDOFFD_WORKERS", help: "Processes sharing the socket (each with its own open-file limit). Default 1."),
         Key(name: "log-level", environment: "HANDOFFD_LOG_LEVEL", help: "trace, debug, info, notice, warning, error or critical. Default info."),
     ]
 

@@ -69,6 +69,10 @@ public struct DaemonConfiguration: Sendable {
         /// A listening socket inherited through socket activation (`LISTEN_FDS`), used instead of
         /// binding ``socketPath``. Default `nil`.
         public var inheritedDescriptor: Int32?
+        /// At shutdown, take the handoffs already queued on an inherited socket before stopping
+        /// (workers of one supervisor, which unlinked the path). With systemd socket activation
+        /// they stay queued for the next instance instead. Default `false`.
+        public var drainsInheritedBacklog = false
 
         public init(
             socketPath: String,
