@@ -3,7 +3,7 @@
 SWIFT ?= swift
 PYTHON ?= python3
 
-.PHONY: all deps build module test unit e2e demo demo-stop clean
+.PHONY: all deps build module test unit e2e demo demo-stop bench clean
 
 all: build module
 
@@ -37,3 +37,7 @@ demo-stop:
 clean:
 	$(SWIFT) package clean
 	$(MAKE) -C apache clean
+
+# Benchmarks (release build; not part of `make test`): writes bench/results/REPORT.md.
+bench: deps module
+	$(PYTHON) bench/run.py

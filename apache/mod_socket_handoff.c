@@ -65,6 +65,8 @@ module AP_MODULE_DECLARE_DATA socket_handoff_module;
 typedef struct {
     int enabled;              /* On/Off, UNSET when not configured here */
     const char *prefix;       /* normalised, ends with '/'; NULL when unset */
+    const char *prefix_real;  /* the prefix after realpath(3) at startup, '/'-terminated; NULL
+                                 when it did not exist then (resolved per request instead) */
     int connect_timeout_ms;   /* 1..60000 */
     int send_timeout_ms;      /* 1..60000 */
     int max_retries;          /* 0..10 */
@@ -90,6 +92,7 @@ static void *create_config(apr_pool_t *p, char *dir)
     (void)dir;
     conf->enabled = UNSET;
     conf->prefix = NULL;
+    conf->prefix_real = NULL;
     conf->connect_timeout_ms = UNSET;
     conf->send_timeout_ms = UNSET;
     conf->max_retries = UNSET;
@@ -111,6 +114,7 @@ static void *merge_config(apr_pool_t *p, void *base_conf, void *add_conf)
     handoff_config *conf = apr_pcalloc(p, sizeof(*conf));
     conf->enabled = add->enabled != UNSET ? add->enabled : base->enabled;
     conf->prefix = add->prefix != NULL ? add->prefix : base->prefix;
+    conf->prefix_real = add->prefix != NULL ? add->prefix_real : base->prefix_real;
     conf->connect_timeout_ms =
         add->connect_timeout_ms != UNSET ? add->connect_timeout_ms : base->connect_timeout_ms;
     conf->send_timeout_ms = add->send_timeout_ms != UNSET ? add->send_timeout_ms : base->send_timeout_ms;
@@ -132,7 +136,10 @@ static handoff_config effective_config(const request_rec *r)
     const handoff_config *srv = ap_get_module_config(r->server->module_config, &socket_handoff_module);
     handoff_config conf = *(const handoff_config *)merge_config(r->pool, (void *)srv, (void *)dir);
     if (conf.enabled == UNSET) conf.enabled = 1;
-    if (conf.prefix == NULL) conf.prefix = HANDOFF_DEFAULT_PREFIX;
+    if (conf.prefix == NULL) {
+        conf.prefix = HANDOFF_DEFAULT_PREFIX;
+        conf.prefix_real = NULL;
+    }
     if (conf.connect_timeout_ms == UNSET) conf.connect_timeout_ms = DEFAULT_CONNECT_TIMEOUT_MS;
     if (conf.send_timeout_ms == UNSET) conf.send_timeout_ms = DEFAULT_SEND_TIMEOUT_MS;
     if (conf.max_retries == UNSET) conf.max_retries = DEFAULT_MAX_RETRIES;
@@ -234,6 +241,12 @@ static const char *set_prefix(cmd_parms *cmd, void *mconfig, const char *arg)
     }
     if (normal[strlen(normal) - 1] != '/') normal = apr_pstrcat(cmd->pool, normal, "/", NULL);
     config_for(cmd, mconfig)->prefix = normal;
+    {
+        /* Resolve once at startup; a prefix created later is resolved per request. */
+        char resolved[PATH_MAX];
+        config_for(cmd, mconfig)->prefix_real =
+            realpath(normal, resolved) != NULL ? apr_pstrcat(cmd->pool, resolved, resolved[strlen(resolved) - 1] == '/' ? "" : "/", NULL) : NULL;
+    }
     return NULL;
 }
 
@@ -292,7 +305,7 @@ static int under_prefix(const char *path, const char *prefix)
  * and the result must still lie under the prefix resolved the same way; we then connect to
  * the resolved path, so a symlink swapped in after the check is not followed. */
 static const char *checked_socket_path(request_rec *r, const char *requested, const char *prefix,
-                                       const char **reason)
+                                       const char *prefix_real, const char **reason)
 {
     char resolved[PATH_MAX];
     const char *normal;
@@ -316,19 +329,23 @@ static const char *checked_socket_path(request_rec *r, const char *requested, co
     }
     if (realpath(normal, resolved) != NULL) {
         char resolved_prefix[PATH_MAX];
-        size_t len;
-        if (realpath(prefix, resolved_prefix) == NULL) {
-            *reason = "exists but the allowed prefix cannot be resolved";
-            return NULL;
-        }
-        len = strlen(resolved_prefix);
-        if (len == 0 || resolved_prefix[len - 1] != '/') {
-            if (len + 1 >= sizeof(resolved_prefix)) {
-                *reason = "has an over-long prefix";
+        if (prefix_real != NULL) {
+            apr_cpystrn(resolved_prefix, prefix_real, sizeof(resolved_prefix));
+        } else {
+            size_t len;
+            if (realpath(prefix, resolved_prefix) == NULL) {
+                *reason = "exists but the allowed prefix cannot be resolved";
                 return NULL;
             }
-            resolved_prefix[len] = '/';
-            resolved_prefix[len + 1] = '\0';
+            len = strlen(resolved_prefix);
+            if (len == 0 || resolved_prefix[len - 1] != '/') {
+                if (len + 1 >= sizeof(resolved_prefix)) {
+                    *reason = "has an over-long prefix";
+                    return NULL;
+                }
+                resolved_prefix[len] = '/';
+                resolved_prefix[len + 1] = '\0';
+            }
         }
         if (!under_prefix(resolved, resolved_prefix)) {
             *reason = "resolves (through a symlink) outside the allowed prefix";
@@ -585,7 +602,7 @@ static int hand_off(request_rec *r, const handoff_config *conf, const char *requ
         return HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    path = checked_socket_path(r, requested, conf->prefix, &reason);
+    path = checked_socket_path(r, requested, conf->prefix, conf->prefix_real, &reason);
     if (path == NULL) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "socket handoff refused: socket path '%s' %s (prefix %s)",
                       requested, reason, conf->prefix);

@@ -30,8 +30,17 @@ public final class ProcessSampler: @unchecked Sendable {
 
     /// `pid` and its direct children.
     static func family(of pid: Int32) -> [Int32] {
-        let children = (try? String(contentsOfFile: "/proc/\(pid)/task/\(pid)/children", encoding: .utf8)) ?? ""
-        return [pid] + children.split(separator: " ").compactMap { Int32($0) }
+        var family = [pid]
+        for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
+            guard let child = Int32(entry), child != pid,
+                let stat = try? String(contentsOfFile: "/proc/\(entry)/stat", encoding: .utf8),
+                let close = stat.lastIndex(of: ")")
+            else { continue }
+            // After "pid (comm)": state, then the parent's pid.
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            if fields.count > 1, Int32(fields[1]) == pid { family.append(child) }
+        }
+        return family
     }
 
     /// RSS of `pid` and its children, in KiB; `nil` if `pid` is gone.

@@ -1,0 +1,132 @@
+"""Renders bench/results/report.json as REPORT.md."""
+
+
+def fmt(value, digits=2):
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def lat(report, name, p):
+    return report.get("latency_summary_ms", {}).get(name, {}).get(p)
+
+
+def met(ok):
+    return "met" if ok else "**not met**"
+
+
+def curve(report):
+    samples = report.get("daemonSamples") or []
+    if not samples:
+        return ""
+    rows = "\n".join(f"| {s['elapsedSeconds']:.0f} | {s['rssKiB']} | {s['cpuPercent']:.0f} | {s['openFiles']} |" for s in samples)
+    return "\n<details><summary>daemon RSS and CPU, once a second</summary>\n\n| t (s) | RSS (KiB) | CPU % of one core | open fds |\n|---|---|---|---|\n" + rows + "\n\n</details>\n"
+
+
+def latency_table(report):
+    names = ["connect", "handoff", "status", "first_event", "first_content", "duration"]
+    rows = []
+    for name in names:
+        summary = report.get("latency_summary_ms", {}).get(name)
+        if summary and summary.get("count"):
+            rows.append(f"| {name} | {summary['p50']:.3f} | {summary['p90']:.3f} | {summary['p99']:.3f} | {summary['p99.9']:.3f} | {summary['max']:.3f} |")
+    return "| latency (ms) | p50 | p90 | p99 | p99.9 | max |\n|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n"
+
+
+def streams_line(report):
+    r = report["result"]
+    failures = ", ".join(f"{k} {v}" for k, v in sorted(r.get("failures", {}).items())) or "none"
+    return (f"{r['started']} started, **{r['completed']} completed**, failures: {failures}; "
+            f"peak concurrent {r['peakConcurrent']}; {report.get('completed_per_second', 0):.0f} completed/s over {r['elapsedSeconds']:.1f} s.\n")
+
+
+def section(title, report, method, extra=""):
+    if report is None:
+        return f"## {title}\n\nNot measured in this run.\n\n"
+    return (f"## {title}\n\n{method}\n\n`{report['command']}`\n\n" + streams_line(report) + "\n" + latency_table(report)
+            + (f"\nDaemon RSS: idle {report.get('daemonIdleRSSKiB')} KiB, peak {report.get('daemonPeakRSSKiB')} KiB; "
+               f"(peak − idle) / peak concurrent = **{fmt(report.get('daemon_kib_per_stream'))} KiB per stream**.\n"
+               if report.get("daemonIdleRSSKiB") is not None else "") + extra + curve(report) + "\n")
+
+
+def render_markdown(r):
+    m = r["machine"]
+    memory, ttfe, throughput = r.get("memory"), r.get("ttfe"), r.get("throughput")
+    fifty, apache = r.get("fifty_thousand"), r.get("apache")
+    openai1, openai5, cancel = r.get("openai_1000"), r.get("openai_5000"), r.get("cancel")
+    out = ["# handoffd benchmark report\n",
+           f"Machine: {m['cores']} cores ({m['cpu']}), {m['memory_gib']} GiB, Linux {m['kernel']}, "
+           f"{m['open_files_per_process']} open files per process. Build: `swift build -c release` ({m['swift']}). "
+           f"Run: {m['date']}. Daemon and load generator share the same cores, with the machine's other tenants.\n",
+           "Reproduce with `make bench` (`BENCH_QUICK=1 make bench` for a small smoke run)."
+           + (" **This is a quick smoke run; the figures below are not the targets' loads.**" if r.get("quick") else "") + "\n"]
+
+    rows = []
+    if memory:
+        v = memory.get("daemon_kib_per_stream")
+        rows.append(("Daemon RSS per held stream, 15 000 × (18 events × 500 ms), mock", "≤ 2.0 KB", f"{fmt(v)} KiB", met(v is not None and v <= 2.0)))
+    if throughput:
+        v = throughput.get("completed_per_second")
+        rows.append(("Handoffs per second, 1-event streams, 64 concurrent senders", "≥ 12 000", f"{v:.0f}", met(v >= 12000)))
+    if ttfe:
+        v = lat(ttfe, "first_event", "p99")
+        rows.append(("Time to first event, 15 000 streams ramped over 10 s, p99", "≤ 5 ms", f"{fmt(v, 3)} ms", met(v is not None and v <= 5)))
+    if fifty:
+        res = fifty["result"]
+        ok = res["completed"] == res["started"] and res["peakConcurrent"] >= 50000
+        rows.append(("Concurrent streams held and completed (3 workers)", "50 000", f"{res['completed']} of {res['started']}, peak {res['peakConcurrent']}", met(ok)))
+    if apache:
+        res = apache["result"]
+        d = apache.get("apache_D_us", {}).get("p50")
+        rows.append(("Through Apache (prefork + mod_php, 16 workers): streams completed", "10 000, 100%", f"{res['completed']} of {res['started']}, peak {res['peakConcurrent']}", met(res["completed"] == res["started"] and res["started"] >= 10000)))
+        rows.append(("Apache's own time per handoff (%D), p50", "≤ 200 µs", f"{d} µs", met(d is not None and d <= 200)))
+    if openai1 and openai5:
+        for report, n in ((openai1, "1 000"), (openai5, "5 000")):
+            v = report.get("daemon_kib_per_stream")
+            rows.append((f"openai backend: daemon RSS per stream at {n} (client + upstream side)", "≤ 6 KB at 5 000", f"{fmt(v)} KiB", met(v is not None and v <= 6.0) if n == "5 000" else "–"))
+        rows.append(("openai backend: upstream TCP connections for 1 000 streams", "few", str(openai1.get("upstream", {}).get("http2_connections")), "–"))
+    if cancel:
+        rows.append(("Upstream cancelled after client disconnect (median / max of runs)", "≤ 100 ms", f"{cancel['median_ms']:.1f} / {cancel['max_ms']:.1f} ms", met(cancel["max_ms"] <= 100)))
+    out.append("## Summary\n\n| figure | target | measured | |\n|---|---|---|---|\n" + "\n".join(f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows) + "\n")
+    errors = {k: v for k, v in r.items() if k.endswith("_error")}
+    if errors:
+        out.append("Figures that could not be measured: " + "; ".join(f"`{k[:-6]}`: {v}" for k, v in errors.items()) + "\n")
+
+    independent = ""
+    if memory and memory.get("independent_rss"):
+        ind = memory["independent_rss"]
+        independent = (f"\nIndependent check: a second sampler (bench/run.py, `/proc/<pid>/status` every 100 ms) saw idle "
+                       f"{ind['idle_kib']} KiB and peak {ind['peak_kib']} KiB, i.e. {ind['kib_per_stream']:.2f} KiB per stream, "
+                       f"against handoff-bench's {fmt(memory.get('daemon_kib_per_stream'))} KiB from its own 1 s sampler.\n")
+    out.append(section("Memory per held stream", memory,
+                       "Mode: `handoff-bench load`, socketpair clients handed off exactly as Apache does; mock backend, "
+                       "18 events × 500 ms per stream; streams started over 5 s so all are held at once; fresh daemon. "
+                       "Figure: (peak RSS − idle RSS) / peak concurrent streams.", independent))
+    out.append(section("Time to first event", ttfe,
+                       "Mode: as above, 15 000 streams started evenly over 10 s (1 500 handoffs/s), two load processes. "
+                       "Timed from the start of a stream (client socket creation) to its first event."))
+    out.append(section("Handoff throughput", throughput,
+                       "Mode: closed loop, 64 concurrent senders, each stream one event then `[DONE]`; one load process."))
+    out.append(section("50 000 concurrent streams", fifty,
+                       "Mode: `handoffd --workers 3` (one socket, three processes: this machine allows 20 000 descriptors per process), "
+                       "four load processes, 60 events × 500 ms per stream, ramp 20 s. RSS is the supervisor plus its workers."))
+    apache_extra = ""
+    if apache and apache.get("apache_D_us"):
+        d = apache["apache_D_us"]
+        apache_extra = f"\nApache's `%D` for the {d['count']} handoff requests: p50 {d['p50']} µs, p90 {d['p90']} µs, p99 {d['p99']} µs.\n"
+    out.append(section("Through a real Apache", apache,
+                       "Mode: `handoff-bench http`: TCP clients POST to a PHP endpoint on a private Apache (prefork + mod_php, 16 workers, "
+                       "`ListenBacklog 4096`); the endpoint (`e2e/php/bench.php`) only sets the two handoff headers, mod_socket_handoff "
+                       "hands off, the daemon streams 18 events × 1 s. Apache, PHP, the daemon and the load generator share the cores.",
+                       apache_extra))
+    for report, n in ((openai1, 1000), (openai5, 5000)):
+        extra = ""
+        if report and report.get("upstream"):
+            up = report["upstream"]
+            extra = f"\nUpstream (handoff-mock-llm /stats): {up.get('requests')} requests, {up.get('http2_connections')} HTTP/2 connections, {up.get('completed')} completed.\n"
+        out.append(section(f"openai backend, {n} streams", report,
+                           "Mode: daemon with `--backend openai` against handoff-mock-llm over TLS with ALPN h2 (18 chunks × 500 ms); "
+                           "RSS covers the client side and the upstream HTTP/2 streams.", extra))
+    if cancel:
+        out.append(f"## Cancel latency\n\nThe conformance scenario `client-disconnect`, {cancel['runs']} runs: the client closes mid-stream; "
+                   f"the time until the mock's `/stats` shows the upstream stream cancelled (polled over a fresh TLS connection, so it "
+                   f"includes the poll's own latency): median {cancel['median_ms']:.1f} ms, max {cancel['max_ms']:.1f} ms.\n")
+    return "\n".join(out)

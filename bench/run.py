@@ -1,0 +1,264 @@
+"""`make bench`: every performance figure of the project, measured side by side in one run on
+this machine, written to bench/results/REPORT.md and bench/results/report.json.
+
+Release builds; daemon and load generator share the machine's cores (stated in the report).
+Each figure starts a fresh daemon, so RSS baselines are clean. Benchmarks report numbers; they
+do not pass or fail.
+"""
+
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+RELEASE = REPO / ".build/release"
+os.environ.setdefault("HANDOFFD_BIN", str(RELEASE / "handoffd"))
+os.environ.setdefault("MOCK_LLM_BIN", str(RELEASE / "handoff-mock-llm"))
+sys.path.insert(0, str(REPO / "e2e"))
+from harness import Apache, Daemon, MockLLM, make_temp_dir, mkdir_public  # noqa: E402
+
+BENCH = RELEASE / "handoff-bench"
+RESULTS = REPO / "bench/results"
+QUICK = os.environ.get("BENCH_QUICK") == "1"  # a smoke run with small numbers
+
+
+def scale(n):
+    return max(10, n // 50) if QUICK else n
+
+
+class RSSWatcher:
+    """An independent RSS measurement: polls /proc/<pid>/status (VmRSS) of the daemon and its
+    children every 100 ms, beside handoff-bench's own 1 s sampler."""
+
+    def __init__(self, pid):
+        self.pid, self.peak, self.running = pid, 0, True
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def family(self):
+        pids = [self.pid]
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    stat = Path(f"/proc/{entry}/stat").read_text()
+                except OSError:
+                    continue
+                if int(stat.rsplit(")", 1)[1].split()[1]) == self.pid:
+                    pids.append(int(entry))
+        return pids
+
+    def rss(self):
+        total = 0
+        for pid in self.family():
+            try:
+                status = Path(f"/proc/{pid}/status").read_text()
+            except OSError:
+                continue
+            total += int(re.search(r"VmRSS:\s+(\d+)", status).group(1))
+        return total
+
+    def _run(self):
+        while self.running:
+            self.peak = max(self.peak, self.rss())
+            time.sleep(0.1)
+
+    def __enter__(self):
+        self.idle = self.rss()
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.running = False
+        self.thread.join()
+
+
+def run_bench(args, title):
+    """Runs handoff-bench with --json; returns the parsed report."""
+    out = make_temp_dir() / "report.json"
+    cmd = [str(BENCH), *map(str, args), "--json", str(out), "--title", title]
+    print("$", " ".join(cmd[0:1] + [a if len(a) < 80 else a[:77] + "..." for a in cmd[1:]]), flush=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    print(proc.stdout, flush=True)
+    if not out.exists():
+        raise RuntimeError(f"handoff-bench failed: {proc.stderr[-2000:]}")
+    report = json.loads(out.read_text())
+    report["command"] = " ".join(map(str, ["handoff-bench", *args]))
+    report["stdout"] = proc.stdout
+    return report
+
+
+def fresh_daemon(root, *args, messages=18, interval=500):
+    mkdir_public(root)
+    return Daemon(root / "d.sock", "--access-log", "off", *args, mock_messages=messages, mock_interval_ms=interval).start()
+
+
+def lat(report, name, p):
+    return report["latency_summary_ms"].get(name, {}).get(p, 0.0)
+
+
+def figure_memory(results):
+    """Daemon RSS per held stream at 15 000 streams of 18 events x 500 ms."""
+    n = scale(15000)
+    root = make_temp_dir()
+    daemon = fresh_daemon(root)
+    try:
+        time.sleep(0.5)
+        with RSSWatcher(daemon.proc.pid) as watch:
+            report = run_bench(["load", "--socket", daemon.socket_path, "--connections", n, "--ramp-up", 5, "--hold", 12,
+                                "--expect-events", 18, "--processes", 2, "--pid", daemon.proc.pid], "memory")
+        report["independent_rss"] = {"idle_kib": watch.idle, "peak_kib": watch.peak,
+                                     "kib_per_stream": (watch.peak - watch.idle) / max(1, report["result"]["peakConcurrent"])}
+        results["memory"] = report
+    finally:
+        daemon.stop()
+
+
+def figure_ttfe(results):
+    """Time to first event at 15 000 streams ramped over 10 s."""
+    n = scale(15000)
+    daemon = fresh_daemon(make_temp_dir())
+    try:
+        results["ttfe"] = run_bench(["load", "--socket", daemon.socket_path, "--connections", n, "--ramp-up", 10,
+                                     "--hold", 15, "--expect-events", 18, "--processes", 2, "--pid", daemon.proc.pid], "ttfe")
+    finally:
+        daemon.stop()
+
+
+def figure_throughput(results):
+    """Handoffs per second: 1-event streams, 64 concurrent senders, closed loop for 10 s."""
+    daemon = fresh_daemon(make_temp_dir(), messages=1, interval=0)
+    try:
+        results["throughput"] = run_bench(["load", "--socket", daemon.socket_path, "--connections", 64, "--sustained",
+                                           "--hold", 3 if QUICK else 10, "--expect-events", 1, "--pid", daemon.proc.pid],
+                                          "throughput")
+    finally:
+        daemon.stop()
+
+
+def figure_fifty_thousand(results):
+    """50 000 concurrent streams: 3 daemon workers (20 000 fds per process here), 4 bench processes."""
+    n = scale(50000)
+    root = make_temp_dir()
+    daemon = fresh_daemon(root, "--workers", 3, messages=60, interval=500)
+    try:
+        time.sleep(1)
+        results["fifty_thousand"] = run_bench(["load", "--socket", daemon.socket_path, "--connections", n, "--ramp-up", 20,
+                                               "--hold", 20, "--stream-timeout", 90, "--expect-events", 60,
+                                               "--processes", 4, "--pid", daemon.proc.pid], "50k")
+    finally:
+        daemon.stop()
+
+
+def figure_apache(results):
+    """10 000 concurrent streams through a real Apache (prefork + mod_php, 16 workers)."""
+    n = scale(10000)
+    apache = Apache("prefork", workers=16, conf=["ListenBacklog 4096", "KeepAlive Off", 'SetEnv HANDOFF_SOCKET "{run}/d.sock"'])
+    daemon = fresh_daemon(apache.run_dir, messages=18, interval=1000)
+    try:
+        apache.start()
+        report = run_bench(["http", "--url", f"http://127.0.0.1:{apache.port}/bench.php", "--data", "",
+                            "--connections", n, "--ramp-up", 10, "--hold", 25, "--expect-events", 18,
+                            "--pid", daemon.proc.pid], "apache")
+        micros = sorted(entry[3] for entry in apache.access_log_entries() if "bench.php" in entry[0])
+        report["apache_D_us"] = {
+            "count": len(micros),
+            "p50": statistics.median(micros) if micros else None,
+            "p90": micros[int(len(micros) * 0.9)] if micros else None,
+            "p99": micros[int(len(micros) * 0.99)] if micros else None,
+        }
+        results["apache"] = report
+    finally:
+        apache.cleanup()
+        daemon.stop()
+
+
+def figure_openai(results):
+    """The openai backend against the mock over TLS h2: daemon RSS per stream (client side and
+    upstream side together) and upstream connections, at 1 000 and 5 000 streams."""
+    for nominal in (1000, 5000):
+        n = scale(nominal)
+        root = make_temp_dir()
+        mock = MockLLM(root / "llm", chunk_count=18, chunk_delay_ms=500, args=["--quiet"]).start()
+        daemon = fresh_daemon(root / "run", "--backend", "openai", "--openai-base-url", mock.url,
+                              "--upstream-ca-file", mock.cert_path)
+        try:
+            time.sleep(0.5)
+            mock.reset_stats()
+            report = run_bench(["load", "--socket", daemon.socket_path, "--connections", n, "--ramp-up", 3, "--hold", 15,
+                                "--expect-events", 18, "--processes", 2, "--pid", daemon.proc.pid], f"openai-{n}")
+            report["upstream"] = mock.stats()
+            results[f"openai_{nominal}"] = report
+        finally:
+            daemon.stop()
+            mock.stop()
+
+
+def figure_cancel(results):
+    """Cancel latency: client disconnect mid-stream until the mock's /stats shows the upstream
+    stream cancelled (20 runs of the conformance scenario)."""
+    root = make_temp_dir()
+    mock = MockLLM(root / "llm", chunk_count=6, chunk_delay_ms=20, args=["--quiet"]).start()
+    daemon = fresh_daemon(root / "run", "--openai-base-url", mock.url, "--upstream-ca-file", mock.cert_path)
+    latencies = []
+    try:
+        for _ in range(5 if QUICK else 20):
+            proc = subprocess.run([str(BENCH), "conformance", "--socket", str(daemon.socket_path), "--upstream", mock.origin,
+                                   "--upstream-ca-file", str(mock.cert_path), "--only", "client-disconnect", "--format", "json"],
+                                  capture_output=True, text=True, timeout=60)
+            note = json.loads(proc.stdout)["results"][0]["notes"]
+            match = re.search(r"([\d.]+)\s*ms", note[0]) if note else None
+            if match:
+                latencies.append(float(match.group(1)))
+        results["cancel"] = {"runs": len(latencies), "median_ms": statistics.median(latencies),
+                             "max_ms": max(latencies), "samples_ms": latencies}
+    finally:
+        daemon.stop()
+        mock.stop()
+
+
+def machine():
+    cpu = re.search(r"model name\s*:\s*(.*)", Path("/proc/cpuinfo").read_text())
+    mem = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1)) // 1024 // 1024
+    swift = subprocess.run(["swift", "--version"], capture_output=True, text=True).stdout.splitlines()[0]
+    limit = subprocess.run(["sh", "-c", "ulimit -n"], capture_output=True, text=True).stdout.strip()
+    return {"cores": os.cpu_count(), "cpu": cpu.group(1) if cpu else "?", "memory_gib": mem,
+            "kernel": platform.release(), "swift": swift, "open_files_per_process": limit,
+            "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+
+
+def main():
+    subprocess.run(["swift", "build", "-c", "release"], cwd=REPO, check=True)
+    subprocess.run(["make", "-C", str(REPO / "apache")], check=True, capture_output=True)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    results = {"machine": machine(), "quick": QUICK}
+    only = set(sys.argv[1:])
+    for name, run in [("memory", figure_memory), ("ttfe", figure_ttfe), ("throughput", figure_throughput),
+                      ("fifty_thousand", figure_fifty_thousand), ("apache", figure_apache), ("openai", figure_openai),
+                      ("cancel", figure_cancel)]:
+        if only and name not in only:
+            continue
+        print(f"\n=== {name} ===", flush=True)
+        try:
+            run(results)
+        except Exception as error:  # a figure that could not be measured is reported as such
+            results[f"{name}_error"] = str(error)
+            print(f"{name} failed: {error}", flush=True)
+    (RESULTS / "report.json").write_text(json.dumps(results, indent=2, sort_keys=True))
+    (RESULTS / "REPORT.md").write_text(render(results))
+    print(f"\nwrote {RESULTS / 'REPORT.md'} and report.json")
+
+
+def render(r):
+    from report import render_markdown
+    return render_markdown(r)
+
+
+if __name__ == "__main__":
+    main()
