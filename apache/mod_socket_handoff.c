@@ -14,7 +14,8 @@
  * Once sendmsg() has succeeded the handoff is committed: Apache never writes to the client
  * again. The client's descriptor number is pointed at a dead stand-in socket with dup2(), so
  * whatever Apache still does with "its" socket (lingering close, shutdown) cannot touch the
- * daemon's connection.
+ * daemon's connection. The stand-in (an unconnected datagram socket) is made once per child
+ * process, before any request, and shared: Apache closing its copy leaves ours.
  *
  * Before that point every failure gets a real answer: 403 for a socket path outside
  * SocketHandoffAllowedPrefix, 503 when the daemon cannot be reached within the deadline,
@@ -73,6 +74,15 @@ typedef struct {
     int daemon_uid;           /* required peer uid, UNSET when not checked */
     const char *daemon_user;  /* for messages */
 } handoff_config;
+
+/* This process's stand-in socket, made in child_init; -1 if that failed (then one is made per
+ * handoff). */
+static int standin_fd = -1;
+
+static int make_standin(void)
+{
+    return socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+}
 
 typedef enum {
     STATE_DISCARD = 1         /* handed off or answered: drop everything that follows */
@@ -566,25 +576,24 @@ static int hand_off(request_rec *r, const handoff_config *conf, const char *requ
      * reads like end-of-stream to a daemon. */
     const char *payload = data != NULL && data[0] != '\0' ? data : "";
     size_t length = data != NULL && data[0] != '\0' ? strlen(data) : 1;
-    int standin[2] = {-1, -1};
+    int standin = standin_fd;
     int sock;
     int error = 0;
     int attempts = 0;
     int peer = -1;
 
     /* The stand-in first: once the descriptor may have left, nothing else may fail. */
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, standin) != 0) {
+    if (standin < 0 && (standin = make_standin()) < 0) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, errno, r, "socket handoff: cannot create stand-in socket");
         *explanation = "The server could not hand off this request.";
         return HTTP_INTERNAL_SERVER_ERROR;
     }
-    close(standin[1]);
 
     if (r->proto_num >= 2000 || c->master != NULL) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
                       "socket handoff refused on an HTTP/2 request: its connection carries other streams");
         *explanation = "This request cannot be handed off over HTTP/2.";
-        close(standin[0]);
+        if (standin != standin_fd) close(standin);
         return HTTP_INTERNAL_SERVER_ERROR;
     }
     if (ap_ssl_conn_is_ssl(c)) {
@@ -592,13 +601,13 @@ static int hand_off(request_rec *r, const handoff_config *conf, const char *requ
                       "socket handoff refused on a TLS connection: the daemon would write plaintext "
                       "into it; terminate TLS in front of this server or serve this route over HTTP");
         *explanation = "This request cannot be handed off over TLS.";
-        close(standin[0]);
+        if (standin != standin_fd) close(standin);
         return HTTP_INTERNAL_SERVER_ERROR;
     }
     if (csd == NULL || apr_os_sock_get(&client_fd, csd) != APR_SUCCESS || client_fd < 0) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "socket handoff: the client socket is not available");
         *explanation = "The server could not hand off this request.";
-        close(standin[0]);
+        if (standin != standin_fd) close(standin);
         return HTTP_INTERNAL_SERVER_ERROR;
     }
 
@@ -607,7 +616,7 @@ static int hand_off(request_rec *r, const handoff_config *conf, const char *requ
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "socket handoff refused: socket path '%s' %s (prefix %s)",
                       requested, reason, conf->prefix);
         *explanation = "The handoff target is not allowed.";
-        close(standin[0]);
+        if (standin != standin_fd) close(standin);
         return HTTP_FORBIDDEN;
     }
 
@@ -617,7 +626,7 @@ static int hand_off(request_rec *r, const handoff_config *conf, const char *requ
                       "socket handoff: daemon at %s unreachable after %d attempt(s) in %" APR_TIME_T_FMT " ms",
                       path, attempts, apr_time_as_msec(apr_time_now() - start));
         *explanation = "The streaming service is unavailable. Please retry shortly.";
-        close(standin[0]);
+        if (standin != standin_fd) close(standin);
         return HTTP_SERVICE_UNAVAILABLE;
     }
     if (conf->daemon_uid != UNSET && !peer_is(sock, conf->daemon_uid, &peer)) {
@@ -626,7 +635,7 @@ static int hand_off(request_rec *r, const handoff_config *conf, const char *requ
                       path, peer, conf->daemon_user);
         *explanation = "The streaming service is unavailable. Please retry shortly.";
         close(sock);
-        close(standin[0]);
+        if (standin != standin_fd) close(standin);
         return HTTP_SERVICE_UNAVAILABLE;
     }
 
@@ -636,19 +645,19 @@ static int hand_off(request_rec *r, const handoff_config *conf, const char *requ
         ap_log_rerror(APLOG_MARK, APLOG_ERR, error, r, "socket handoff: sending to %s failed (%lu bytes)",
                       path, (unsigned long)length);
         *explanation = "The streaming service is unavailable. Please retry shortly.";
-        close(standin[0]);
+        if (standin != standin_fd) close(standin);
         return HTTP_SERVICE_UNAVAILABLE;
     }
 
     /* Committed: the daemon owns the connection. Point our descriptor number at the dead
      * stand-in so Apache's own close/shutdown cannot reach the client. */
-    while (dup2(standin[0], client_fd) < 0 && errno == EINTR) {
+    while (dup2(standin, client_fd) < 0 && errno == EINTR) {
     }
-    close(standin[0]);
+    if (standin != standin_fd) close(standin);
     c->aborted = 1;
     c->keepalive = AP_CONN_CLOSE;
-    ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "socket handoff to %s (%lu bytes of data, %d attempt(s))", path,
-                  (unsigned long)(payload[0] != '\0' ? length : 0), attempts);
+    ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "socket handoff to %s (%lu bytes of data, %d attempt(s), %" APR_TIME_T_FMT " us)",
+                  path, (unsigned long)(payload[0] != '\0' ? length : 0), attempts, apr_time_now() - start);
     return OK;
 }
 
@@ -733,9 +742,19 @@ static void insert_error_filter(request_rec *r)
     ap_add_output_filter(STRIP_FILTER, NULL, r, r->connection);
 }
 
+static void child_init(apr_pool_t *p, server_rec *s)
+{
+    (void)p;
+    standin_fd = make_standin();
+    if (standin_fd < 0) {
+        ap_log_error(APLOG_MARK, APLOG_WARNING, errno, s, "socket handoff: no stand-in socket; making one per handoff");
+    }
+}
+
 static void register_hooks(apr_pool_t *p)
 {
     (void)p;
+    ap_hook_child_init(child_init, NULL, NULL, APR_HOOK_MIDDLE);
     ap_register_output_filter(HANDOFF_FILTER, handoff_filter, NULL, AP_FTYPE_CONTENT_SET);
     ap_register_output_filter(STRIP_FILTER, strip_filter, NULL, (ap_filter_type)(AP_FTYPE_PROTOCOL - 1));
     ap_hook_insert_filter(insert_filter, NULL, NULL, APR_HOOK_LAST);

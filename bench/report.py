@@ -111,11 +111,17 @@ def render_markdown(r):
     apache_extra = ""
     if apache and apache.get("apache_D_us"):
         d = apache["apache_D_us"]
-        apache_extra = f"\nApache's `%D` for the {d['count']} handoff requests: p50 {d['p50']} µs, p90 {d['p90']} µs, p99 {d['p99']} µs.\n"
+        apache_extra = f"\nApache's `%D` for the {d['count']} handoff requests under that load: p50 {d['p50']} µs, p90 {d['p90']} µs, p99 {d['p99']} µs.\n"
+        base = apache.get("apache_baseline_D_us")
+        if base:
+            apache_extra += ("\nWhere Apache's time goes, without load (sequential POSTs, `%D` p50): "
+                             + ", ".join(f"{k} {v:.0f} µs" for k, v in base.items())
+                             + ". The module's own share is the difference between the last two.\n")
     out.append(section("Through a real Apache", apache,
                        "Mode: `handoff-bench http`: TCP clients POST to a PHP endpoint on a private Apache (prefork + mod_php, 16 workers, "
                        "`ListenBacklog 4096`); the endpoint (`e2e/php/bench.php`) only sets the two handoff headers, mod_socket_handoff "
-                       "hands off, the daemon streams 18 events × 1 s. Apache, PHP, the daemon and the load generator share the cores.",
+                       "hands off, the daemon streams 18 events × 1 s; streams start over 15 s. Apache, PHP, the daemon and the load generator share "
+                       "the cores; the load generator runs at `nice 10`, standing in for remote clients.",
                        apache_extra))
     for report, n in ((openai1, 1000), (openai5, 5000)):
         extra = ""
