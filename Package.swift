@@ -173,6 +173,8 @@ let package = Package(
                 "HandoffWire",
                 "HandoffClientKit",
                 "HandoffTestSupport",
+                "HandoffMockLLM",
+                "HandoffSSE",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

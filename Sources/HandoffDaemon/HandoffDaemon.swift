@@ -96,7 +96,7 @@ public final class HandoffDaemon: Sendable {
                 )
             )
         }
-        services.append(UpstreamService(backends: backends))
+        services.append(UpstreamService(backends: backends, threadPool: self.environment.threadPool))
         services.append(StreamsService(environment: self.environment))
         services.append(AcceptorService(acceptor: acceptor, environment: self.environment))
         self.serviceGroup = ServiceGroup(

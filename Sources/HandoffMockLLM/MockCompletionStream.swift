@@ -15,6 +15,7 @@ final class MockCompletionStream {
     private let model: String
     private let pattern: TestPattern
     private let chunkCount: Int
+    private let echo: String?
     private let chunkDelay: TimeAmount
     private let context: ChannelHandlerContext
     private let keepAlive: Bool
@@ -31,6 +32,7 @@ final class MockCompletionStream {
         model: String,
         pattern: TestPattern,
         chunkCount: Int,
+        echo: String? = nil,
         chunkDelay: TimeAmount,
         context: ChannelHandlerContext,
         keepAlive: Bool,
@@ -40,6 +42,7 @@ final class MockCompletionStream {
         self.model = model
         self.pattern = pattern
         self.chunkCount = max(1, chunkCount)
+        self.echo = echo
         self.chunkDelay = chunkDelay
         self.context = context
         self.keepAlive = keepAlive
@@ -98,7 +101,7 @@ final class MockCompletionStream {
             break
         }
         if self.sent < self.chunkCount {
-            self.writeContent(self.pattern.chunk(self.sent))
+            self.writeContent(self.echo ?? self.pattern.chunk(self.sent))
             self.sent += 1
             self.schedule(after: self.chunkDelay) { $0.step() }
         } else if !self.finishSent {

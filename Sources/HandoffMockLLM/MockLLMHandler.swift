@@ -110,12 +110,18 @@ final class MockLLMHandler: ChannelInboundHandler {
             self.respond(context, status: .ok, bytes: Array(buffer.readableBytesView))
             return
         }
-        self.startStream(head, kind: .openAI, model: model, context: context)
+        var echo: String?
+        if head.headers.first(name: "x-test-pattern")?.contains("echo") == true, let messages = request["messages"],
+            let data = try? JSONSerialization.data(withJSONObject: messages, options: [.sortedKeys, .withoutEscapingSlashes])
+        {
+            echo = String(decoding: data, as: UTF8.self)
+        }
+        self.startStream(head, kind: .openAI, model: model, context: context, echo: echo)
     }
 
     // MARK: Streaming
 
-    private func startStream(_ head: HTTPRequestHead, kind: MockCompletionStream.Kind, model: String, context: ChannelHandlerContext) {
+    private func startStream(_ head: HTTPRequestHead, kind: MockCompletionStream.Kind, model: String, context: ChannelHandlerContext, echo: String? = nil) {
         let pattern = TestPattern(header: head.headers.first(name: "x-test-pattern"))
         self.streamPattern = pattern.name
         self.streamEnded = false
@@ -124,7 +130,8 @@ final class MockLLMHandler: ChannelInboundHandler {
             kind: kind,
             model: model,
             pattern: pattern,
-            chunkCount: self.configuration.chunkCount,
+            chunkCount: pattern.content == .echo ? 1 : self.configuration.chunkCount,
+            echo: echo,
             chunkDelay: self.configuration.chunkDelay,
             context: context,
             keepAlive: head.isKeepAlive,

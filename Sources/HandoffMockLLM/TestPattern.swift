@@ -11,6 +11,8 @@ public struct TestPattern: Sendable, Equatable {
         case short
         /// 4 KiB chunks.
         case long
+        /// One chunk: the request's `messages`, as compact JSON (to check what a client sent).
+        case echo
     }
 
     /// A fault to inject.
@@ -56,6 +58,7 @@ public struct TestPattern: Sendable, Equatable {
             case "unicode": self.content = .unicode
             case "short": self.content = .short
             case "long": self.content = .long
+            case "echo": self.content = .echo
             case "crlf": self.crlf = true
             case "multiline": self.multiline = true
             case "comments": self.comments = true
@@ -82,6 +85,8 @@ public struct TestPattern: Sendable, Equatable {
         case .short:
             let letters = Array("abcdefghijklmnopqrstuvwxyz")
             return String(letters[index % letters.count])
+        case .echo:
+            return "(echo)"
         case .long:
             let line = "0123456789abcdef"
             return String(repeating: line, count: 4096 / line.count - 1) + chunkTag(index)

@@ -52,8 +52,11 @@ struct OpenAIDialect: UpstreamDialect {
                 messages.append(["role": message.role, "content": parts.map(Self.part)])
             }
         }
+        let extra = request.imageURLs.map { HandoffRequest.ContentPart.imageURL($0) } + request.attachmentParts
         if let prompt = request.prompt {
-            messages.append(["role": "user", "content": prompt])
+            messages.append(["role": "user", "content": extra.isEmpty ? prompt as Any : ([.text(prompt)] + extra).map(Self.part)])
+        } else if !extra.isEmpty {
+            messages.append(["role": "user", "content": extra.map(Self.part)])
         }
         guard !messages.isEmpty else {
             throw HandoffRequestError(reason: .invalidValue, field: "prompt", message: "a prompt or messages are required")

@@ -13,7 +13,7 @@ final class UpstreamSource<Dialect: UpstreamDialect>: StreamSource, UpstreamResp
     private let loop: EventLoopState
     private let transport: any UpstreamTransport
     private var dialect: Dialect
-    private var request: UpstreamRequest?
+    private var request: PreparedRequest?
     private let timeouts: DaemonConfiguration.Timeouts
     private var parser = SSEParser()
     private var call: (any UpstreamCall)?
@@ -30,7 +30,7 @@ final class UpstreamSource<Dialect: UpstreamDialect>: StreamSource, UpstreamResp
         loop: EventLoopState,
         transport: any UpstreamTransport,
         dialect: Dialect,
-        request: UpstreamRequest,
+        request: PreparedRequest,
         timeouts: DaemonConfiguration.Timeouts
     ) {
         self.session = session
@@ -49,8 +49,24 @@ final class UpstreamSource<Dialect: UpstreamDialect>: StreamSource, UpstreamResp
     func start() {
         guard let request = self.request else { return }
         self.request = nil
-        self.call = self.transport.start(request, on: self.loop.eventLoop, delegate: self)
         self.armTimer()
+        switch request {
+        case .ready(let request):
+            self.call = self.transport.start(request, on: self.loop.eventLoop, delegate: self)
+        case .pending(let future):
+            // Attachments are read on the thread pool; the request goes out once they are in.
+            future.assumeIsolated().whenComplete { result in
+                guard !self.finished else { return }
+                switch result {
+                case .success(let request):
+                    self.call = self.transport.start(request, on: self.loop.eventLoop, delegate: self)
+                case .failure(let error as HandoffRequestError):
+                    self.failBeforeHead(ErrorResponse(status: .badRequest, error: error.reason.description, message: error.description), upstreamStatus: nil)
+                case .failure(let error):
+                    self.failBeforeHead(ErrorResponse(status: .internalServerError, error: "attachments", message: "the attachments could not be read"), upstreamStatus: nil, detail: "\(error)")
+                }
+            }
+        }
     }
 
     func cancel() {
@@ -247,3 +263,9 @@ final class UpstreamSource<Dialect: UpstreamDialect>: StreamSource, UpstreamResp
 protocol UpstreamCancellable {}
 
 extension UpstreamSource: UpstreamCancellable {}
+
+/// An upstream request ready now, or once blocking preparation (reading attachments) is done.
+enum PreparedRequest {
+    case ready(UpstreamRequest)
+    case pending(EventLoopFuture<UpstreamRequest>)
+}

@@ -46,6 +46,8 @@ public enum ConfigurationSource {
         Key(name: "upstream-idle-timeout-s", environment: "HANDOFFD_UPSTREAM_IDLE_TIMEOUT_S", help: "Longest upstream silence mid-stream. Default 120."),
         Key(name: "max-stream-duration-s", environment: "HANDOFFD_MAX_STREAM_DURATION_S", help: "Longest stream. Default 1800."),
         Key(name: "keepalive-interval-s", environment: "HANDOFFD_KEEPALIVE_INTERVAL_S", help: "A ': ping' comment after this much silence (0: never). Default 15."),
+        Key(name: "data-dir", environment: "HANDOFFD_DATA_DIR", help: "Directory attachments must live in (each is read once, then deleted). Default: none, attachments refused."),
+        Key(name: "max-attachment-bytes", environment: "HANDOFFD_MAX_ATTACHMENT_BYTES", help: "Largest image or attachment, in bytes. Default 20971520."),
         Key(name: "access-log", environment: "HANDOFFD_ACCESS_LOG", help: "on or off: one line per stream on stderr. Default on."),
         Key(name: "metrics-address", environment: "HANDOFFD_METRICS_ADDRESS", help: "host:port for /metrics and /healthz, or 'off'. Default 127.0.0.1:9464."),
         Key(name: "workers", environment: "HANDOFFD_WORKERS", help: "Processes sharing the socket (each with its own open-file limit). Default 1."),
@@ -94,6 +96,14 @@ public enum ConfigurationSource {
         if let seconds = try values.integer("max-stream-duration-s", in: 1...604_800) { configuration.timeouts.maxStreamDuration = .seconds(seconds) }
         if let seconds = try values.integer("keepalive-interval-s", in: 0...3600) { configuration.timeouts.keepAliveInterval = .seconds(seconds) }
         configuration.accessLog = try values.bool("access-log") ?? true
+        if let directory = values.string("data-dir") {
+            var isDirectory: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
+                throw ConfigurationError(key: values.sourceName("data-dir"), message: "'\(directory)' is not a directory")
+            }
+            configuration.attachments.dataDirectory = directory
+        }
+        if let bytes = try values.integer("max-attachment-bytes", in: 1...1 << 30) { configuration.attachments.maxBytes = bytes }
         if let url = values.string("openai-base-url") {
             configuration.openAI = try Self.openAI(url: url, values: values)
         } else if values.string("openai-api-key") != nil, values.flags["openai-api-key"] != nil {

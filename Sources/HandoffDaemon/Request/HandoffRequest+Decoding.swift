@@ -60,6 +60,7 @@ extension HandoffRequest {
             case assistantID = "assistant_id"
             case streamMode = "stream_mode"
             case langGraphInput = "langgraph_input"
+            case images, attachments
         }
 
         /// Any key, to look for refused fields.
@@ -130,10 +131,75 @@ extension HandoffRequest {
                 }
                 request.langGraphInput = input
             }
+            try Self.decodeFiles(from: container, into: &request, limits: limits)
             if let headers = try container.decodeIfPresent([String: String].self, forKey: .responseHeaders) {
                 request.responseHeaders = try ResponseHeaderFilter.filter(headers, limits: limits)
             }
             self.request = request
+        }
+
+        private enum ImageKey: String, CodingKey { case data, mediaType = "media_type", url }
+        private enum AttachmentKey: String, CodingKey { case path, mediaType = "media_type", name }
+
+        /// `images`: `{"data": base64, "media_type": "image/png"}` or a `data:` URL string.
+        /// `attachments`: `{"path": "relative/file", "media_type"?, "name"?}`.
+        static func decodeFiles(from container: KeyedDecodingContainer<Key>, into request: inout HandoffRequest, limits: HandoffRequestLimits) throws {
+            var count = 0
+            if container.contains(.images), try !container.decodeNil(forKey: .images) {
+                var list = try container.nestedUnkeyedContainer(forKey: .images)
+                while !list.isAtEnd {
+                    let field = "images[\(request.imageURLs.count)]"
+                    count += 1
+                    guard count <= limits.attachments.maxCount else {
+                        throw HandoffRequestError.tooLarge("images", limit: limits.attachments.maxCount, unit: "images and attachments")
+                    }
+                    let image: InlineImage
+                    if let url = try? list.decode(String.self) {
+                        image = try Self.inlineImage(dataURL: url, field: field)
+                    } else if let object = try? list.nestedContainer(keyedBy: ImageKey.self),
+                        let data = try? object.decode(String.self, forKey: .data),
+                        let type = try? object.decode(String.self, forKey: .mediaType)
+                    {
+                        image = InlineImage(mediaType: type, base64: data)
+                    } else {
+                        throw HandoffRequestError.wrongType(field, expected: "a data: URL or an object with data and media_type")
+                    }
+                    request.imageURLs.append(try Attachments.dataURL(for: image, limits: limits.attachments, field: field))
+                }
+            }
+            if container.contains(.attachments), try !container.decodeNil(forKey: .attachments) {
+                var list = try container.nestedUnkeyedContainer(forKey: .attachments)
+                while !list.isAtEnd {
+                    let field = "attachments[\(request.attachments.count)]"
+                    count += 1
+                    guard count <= limits.attachments.maxCount else {
+                        throw HandoffRequestError.tooLarge("attachments", limit: limits.attachments.maxCount, unit: "images and attachments")
+                    }
+                    guard let object = try? list.nestedContainer(keyedBy: AttachmentKey.self),
+                        let path = try? object.decode(String.self, forKey: .path)
+                    else {
+                        throw HandoffRequestError.wrongType(field, expected: "an object with a string path")
+                    }
+                    guard path.utf8.count <= 1024 else { throw HandoffRequestError.tooLarge("\(field).path", limit: 1024) }
+                    request.attachments.append(
+                        AttachmentReference(
+                            path: path,
+                            mediaType: try? object.decodeIfPresent(String.self, forKey: .mediaType),
+                            name: try? object.decodeIfPresent(String.self, forKey: .name)
+                        )
+                    )
+                }
+            }
+        }
+
+        static func inlineImage(dataURL: String, field: String) throws -> InlineImage {
+            guard dataURL.hasPrefix("data:"), let comma = dataURL.firstIndex(of: ","),
+                dataURL[..<comma].hasSuffix(";base64")
+            else {
+                throw HandoffRequestError.invalidValue(field, "must be a data:<type>;base64,… URL")
+            }
+            let type = dataURL[dataURL.index(dataURL.startIndex, offsetBy: 5)..<comma].dropLast(";base64".count)
+            return InlineImage(mediaType: String(type), base64: String(dataURL[dataURL.index(after: comma)...]))
         }
     }
 }

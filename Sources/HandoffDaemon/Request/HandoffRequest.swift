@@ -35,6 +35,12 @@ public struct HandoffRequest: Sendable, Equatable {
     public var streamMode: [String]?
     /// LangGraph: the run input, forwarded unchanged; `{"messages":[…]}` from the prompt when `nil`.
     public var langGraphInput: JSONValue?
+    /// Inline images (validated while decoding), as `data:` URLs for the last user message.
+    public var imageURLs: [String] = []
+    /// Files under the data directory, read (and deleted) before the upstream request.
+    public var attachments: [AttachmentReference] = []
+    /// The attachments once read, as content parts.
+    var attachmentParts: [ContentPart] = []
 
     public init(
         prompt: String? = nil,
@@ -122,6 +128,8 @@ public struct HandoffRequestLimits: Sendable {
     public var maxHeaderValueBytes = 4096
     /// Largest `max_tokens`. Default 1 000 000.
     public var maxTokens = 1_000_000
+    /// Images and attachments.
+    public var attachments = AttachmentLimits()
 
     public init() {}
 }

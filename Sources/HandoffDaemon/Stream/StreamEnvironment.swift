@@ -2,6 +2,7 @@ import Atomics
 import HandoffWire
 import Logging
 import NIOCore
+import NIOPosix
 
 /// What every stream on every loop shares: configuration, counters, metrics, logger and the
 /// per-loop registries. Immutable after start, so reading it needs no synchronisation.
@@ -12,6 +13,8 @@ final class StreamEnvironment: Sendable {
     let capacity: StreamCapacity
     let requestLimits: HandoffRequestLimits
     let backends: Backends
+    /// For blocking work (reading attachments); never the event loops.
+    let threadPool: NIOThreadPool
     /// Each loop's state (clients, streams, timers), by loop index.
     let loops: [EventLoopState]
     /// Client socket readiness for every loop.
@@ -33,12 +36,16 @@ final class StreamEnvironment: Sendable {
         self.loops = eventLoops.enumerated().map { EventLoopState(index: $0, eventLoop: $1, descriptorSlots: descriptorSlots) }
         self.watcher = try ClientWatcher(tables: self.loops.map(\.clients), logger: logger)
         self.backends = backends
+        self.threadPool = NIOThreadPool(numberOfThreads: 2)
+        self.threadPool.start()
         self.accessLogger = configuration.accessLog ? Logger(label: "handoffd.access") : nil
         self.configuration = configuration
         self.metrics = metrics
         self.logger = logger
         self.capacity = capacity
-        self.requestLimits = HandoffRequestLimits()
+        var limits = HandoffRequestLimits()
+        limits.attachments = configuration.attachments
+        self.requestLimits = limits
     }
 
     /// Every loop's registry.

@@ -153,8 +153,13 @@ final class StreamSession: ClientConnectionDelegate, TimerWheelTarget {
                     throw refused(.notImplemented, "backend_not_configured", "the openai backend is not configured on this server")
                 }
                 let dialect = OpenAIDialect(pathPrefix: settings.upstream.endpoint.pathPrefix, apiKey: settings.apiKey, defaultModel: settings.defaultModel)
-                let upstreamRequest = try dialect.makeRequest(for: request, allocator: Self.allocator)
-                return UpstreamSource(session: self, loop: self.loop, transport: transport, dialect: dialect, request: upstreamRequest, timeouts: timeouts)
+                let prepared: PreparedRequest
+                if request.attachments.isEmpty {
+                    prepared = .ready(try dialect.makeRequest(for: request, allocator: Self.allocator))
+                } else {
+                    prepared = .pending(self.loadingAttachments(of: request, dialect: dialect))
+                }
+                return UpstreamSource(session: self, loop: self.loop, transport: transport, dialect: dialect, request: prepared, timeouts: timeouts)
             case .langgraph:
                 guard let name = request.profile ?? backends.defaultLangGraphProfile else {
                     throw refused(.badRequest, "profile_required", "name a langgraph profile; this server has: \(backends.langGraph.keys.sorted().joined(separator: ", "))")
@@ -164,11 +169,27 @@ final class StreamSession: ClientConnectionDelegate, TimerWheelTarget {
                 }
                 let dialect = LangGraphDialect(profile: profile)
                 let upstreamRequest = try dialect.makeRequest(for: request, allocator: Self.allocator)
-                return UpstreamSource(session: self, loop: self.loop, transport: transport, dialect: dialect, request: upstreamRequest, timeouts: timeouts)
+                return UpstreamSource(session: self, loop: self.loop, transport: transport, dialect: dialect, request: .ready(upstreamRequest), timeouts: timeouts)
             }
         } catch let error as HandoffRequestError {
             throw Refusal(response: ErrorResponse(status: .badRequest, error: error.reason.description, message: error.description))
         }
+    }
+
+    /// Reads the request's attachments on the thread pool (never on the loop), then builds the
+    /// upstream request on the loop.
+    private func loadingAttachments(of request: HandoffRequest, dialect: OpenAIDialect) -> EventLoopFuture<UpstreamRequest> {
+        let references = request.attachments
+        let limits = self.environment.requestLimits.attachments
+        return self.environment.threadPool.runIfActive(eventLoop: self.eventLoop) {
+            try references.enumerated().map { index, reference in
+                try Attachments.load(reference, limits: limits, field: "attachments[\(index)]")
+            }
+        }.assumeIsolated().flatMapThrowing { parts in
+            var loaded = request
+            loaded.attachmentParts = parts
+            return try dialect.makeRequest(for: loaded, allocator: Self.allocator)
+        }.nonisolated()
     }
 
     // MARK: Source reports

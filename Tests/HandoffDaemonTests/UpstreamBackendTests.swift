@@ -1,0 +1,133 @@
+import Foundation
+import HandoffClientKit
+import HandoffDaemon
+import HandoffMockLLM
+import HandoffTestSupport
+import Logging
+import NIOCore
+import NIOPosix
+import Testing
+
+/// The upstream backends in-process: handoffd → HTTP/2 (TLS or h2c) or HTTP/1.1 → the mock LLM.
+@Suite struct UpstreamBackendTests {
+    enum Upstream {
+        case tls, h2c, http1
+    }
+
+    private func withMock<R>(
+        _ upstream: Upstream,
+        chunks: Int = 4,
+        _ body: (MockLLMServer, UpstreamSettings) async throws -> R
+    ) async throws -> R {
+        try await withTemporaryDirectory { directory in
+            let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+            var configuration = MockLLMConfiguration(chunkCount: chunks, chunkDelay: .milliseconds(5))
+            if upstream == .tls { configuration.tls = .selfSigned(certificateOutput: directory + "/mock.pem") }
+            var logger = Logger(label: "mock")
+            logger.logLevel = .warning
+            let mock = try await MockLLMServer(configuration: configuration, group: group, logger: logger)
+            let scheme = upstream == .tls ? "https" : "http"
+            let endpoint = try UpstreamEndpoint(url: "\(scheme)://127.0.0.1:\(mock.port!)/v1")
+            var settings = UpstreamSettings(endpoint: endpoint, httpVersion: upstream == .http1 ? .http1 : .http2)
+            if upstream == .tls { settings.trustedCertificatesFile = directory + "/mock.pem" }
+            do {
+                let result = try await body(mock, settings)
+                await mock.close()
+                try await group.shutdownGracefully()
+                return result
+            } catch {
+                await mock.close()
+                try? await group.shutdownGracefully()
+                throw error
+            }
+        }
+    }
+
+    private func contents(_ response: ReceivedResponse) -> [String] {
+        (response.events ?? []).compactMap { event in
+            (try? JSONSerialization.jsonObject(with: Data(event.data.utf8)) as? [String: String])?["content"]
+        }
+    }
+
+    @Test(arguments: [Upstream.tls, .h2c, .http1])
+    func streamsFromTheUpstream(_ upstream: Upstream) async throws {
+        try await self.withMock(upstream) { mock, settings in
+            try await withDaemon({ $0.openAI = OpenAIBackend(upstream: settings, apiKey: "k") }) { daemon, _ in
+                let response = try #require(try await exchange(daemon, json: #"{"backend":"openai","prompt":"hi","test_pattern":"unicode"}"#).response)
+                #expect(response.status == 200)
+                #expect(self.contents(response) == ["Grüße ", "世界 ", "😀 ", "𝄞 "])
+                #expect(response.events?.last?.data == "[DONE]")
+                #expect(mock.stats.totals.completed == 1)
+            }
+        }
+    }
+
+    @Test func attachmentsReachTheUpstreamAndAreDeleted() async throws {
+        try await withTemporaryDirectory { dataDirectory in
+            try "remember this".write(toFile: dataDirectory + "/notes.txt", atomically: true, encoding: .utf8)
+            try await self.withMock(.h2c) { _, settings in
+                try await withDaemon({
+                    $0.openAI = OpenAIBackend(upstream: settings)
+                    $0.attachments.dataDirectory = dataDirectory
+                }) { daemon, _ in
+                    let json = #"{"backend":"openai","prompt":"summarise","test_pattern":"echo","attachments":[{"path":"notes.txt"}]}"#
+                    let response = try #require(try await exchange(daemon, json: json).response)
+                    #expect(response.status == 200)
+                    let echoed = try #require(self.contents(response).first)
+                    #expect(echoed.contains(#"{"text":"Attachment notes.txt:\nremember this","type":"text"}"#))
+                    #expect(echoed.contains(#"{"text":"summarise","type":"text"}"#))
+                    #expect(!FileManager.default.fileExists(atPath: dataDirectory + "/notes.txt"))
+                    // A second handoff naming the same file: it is gone now.
+                    let again = try #require(try await exchange(daemon, json: json).response)
+                    #expect(again.status == 400)
+                }
+            }
+        }
+    }
+
+    @Test func langGraphEventsPassThroughUnchanged() async throws {
+        try await self.withMock(.h2c, chunks: 2) { _, settings in
+            var profileSettings = settings
+            profileSettings.endpoint = try UpstreamEndpoint(url: "http://127.0.0.1:\(settings.endpoint.port)")
+            let profile = LangGraphProfile(upstream: profileSettings, apiKey: "lg", assistantID: "agent")
+            try await withDaemon({ $0.langGraph = LangGraphBackend(profiles: ["support": profile]) }) { daemon, _ in
+                let response = try #require(try await exchange(daemon, json: #"{"backend":"langgraph","prompt":"hi","thread_id":"t-1"}"#).response)
+                #expect(response.status == 200)
+                let events = try #require(response.events)
+                #expect(events.map { $0.event ?? "message" } == ["metadata", "messages/partial", "messages/partial", "values", "message"])
+                #expect(events[2].data.contains("Mock token 1 Mock token 2 "))
+                #expect(events.last?.data == "[DONE]")
+                // A URL in the handoff is refused: keys go only where the configuration says.
+                let refused = try #require(try await exchange(daemon, json: #"{"backend":"langgraph","prompt":"x","url":"https://evil.example"}"#).response)
+                #expect(refused.status == 400)
+            }
+        }
+    }
+
+    @Test func unreachableUpstreamIs502() async throws {
+        let endpoint = try UpstreamEndpoint(url: "http://127.0.0.1:1/v1")
+        try await withDaemon({ $0.openAI = OpenAIBackend(upstream: UpstreamSettings(endpoint: endpoint, httpVersion: .http2)) }) { daemon, _ in
+            let response = try #require(try await exchange(daemon, json: #"{"backend":"openai","prompt":"x"}"#).response)
+            #expect(response.status == 502)
+        }
+    }
+
+    @Test func upstreamSilentBeforeItsHeadIs504() async throws {
+        try await self.withMock(.h2c) { _, settings in
+            try await withDaemon({
+                $0.openAI = OpenAIBackend(upstream: settings)
+                $0.timeouts.upstreamFirstByte = .milliseconds(300)
+            }) { daemon, _ in
+                let response = try #require(try await exchange(daemon, json: #"{"backend":"openai","prompt":"x","test_pattern":"stall:3000"}"#).response)
+                #expect(response.status == 504)
+            }
+        }
+    }
+
+    @Test func openAIWithoutConfigurationIs501() async throws {
+        try await withDaemon { daemon, _ in
+            let response = try #require(try await exchange(daemon, json: #"{"backend":"openai","prompt":"x"}"#).response)
+            #expect(response.status == 501)
+        }
+    }
+}
