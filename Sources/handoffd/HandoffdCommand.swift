@@ -24,6 +24,7 @@ struct HandoffdCommand: AsyncParsableCommand {
             """
     )
 
+    @Option(help: .init(Self.help("config"), valueName: "file")) var config: String?
     @Option(help: .init(Self.help("socket"), valueName: "path")) var socket: String?
     @Option(name: .customLong("socket-mode"), help: .init(Self.help("socket-mode"), valueName: "octal")) var socketMode: String?
     @Option(name: .customLong("socket-group"), help: .init(Self.help("socket-group"), valueName: "group")) var socketGroup: String?
@@ -67,7 +68,7 @@ struct HandoffdCommand: AsyncParsableCommand {
     /// The flags that were given, keyed by their long names.
     var givenFlags: [String: String] {
         let pairs: [(String, String?)] = [
-            ("socket", self.socket), ("socket-mode", self.socketMode), ("socket-group", self.socketGroup),
+            ("config", self.config), ("socket", self.socket), ("socket-mode", self.socketMode), ("socket-group", self.socketGroup),
             ("allow-uid", self.allowUID), ("backend", self.backend), ("mock-messages", self.mockMessages),
             ("mock-interval-ms", self.mockIntervalMs), ("max-connections", self.maxConnections),
             ("max-handoff-bytes", self.maxHandoffBytes), ("handoff-timeout-ms", self.handoffTimeoutMs),

@@ -1,3 +1,4 @@
+import HandoffTestSupport
 import HandoffDaemon
 import Testing
 
@@ -54,5 +55,72 @@ import Testing
     @Test func socketIsRequiredAndAbsolute() {
         #expect(throws: ConfigurationError.self) { _ = try ConfigurationSource.resolve(flags: [:], environment: [:]) }
         #expect(throws: ConfigurationError.self) { _ = try ConfigurationSource.resolve(flags: ["socket": "relative.sock"], environment: [:]) }
+    }
+}
+
+@Suite struct ConfigurationFileTests {
+    private func write(_ yaml: String) throws -> String {
+        let path = try makeTemporaryDirectory() + "/handoffd.yaml"
+        try yaml.write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
+    @Test func fileValuesSitBelowEnvironmentAndFlags() throws {
+        let path = try self.write(
+            """
+            socket: /run/file.sock
+            mock-messages: 4
+            max-connections: 9
+            access-log: false
+            """
+        )
+        let configuration = try ConfigurationSource.resolve(
+            flags: ["config": path, "mock-messages": "2"],
+            environment: ["HANDOFFD_MAX_CONNECTIONS": "7"]
+        )
+        #expect(configuration.listener.socketPath == "/run/file.sock")
+        #expect(configuration.mock.messages == 2)
+        #expect(configuration.limits.maxConnections == 7)
+        #expect(configuration.accessLog == false)
+    }
+
+    @Test func langGraphProfilesComeFromTheFile() throws {
+        let path = try self.write(
+            """
+            socket: /run/h.sock
+            langgraph:
+              default-profile: support
+              profiles:
+                support:
+                  url: https://support.example.com
+                  api-key-env: LG_KEY
+                  assistant: agent
+                  stream-mode: [values, messages]
+                research:
+                  url: http://127.0.0.1:2024
+                  http: h2
+            """
+        )
+        let configuration = try ConfigurationSource.resolve(flags: ["config": path], environment: ["LG_KEY": "secret"])
+        let langGraph = try #require(configuration.langGraph)
+        #expect(langGraph.defaultProfile == "support")
+        #expect(langGraph.profiles["support"]?.apiKey == "secret")
+        #expect(langGraph.profiles["support"]?.streamMode == ["values", "messages"])
+        #expect(langGraph.profiles["support"]?.upstream.httpVersion == .http2)
+        #expect(langGraph.profiles["research"]?.upstream.endpoint.port == 2024)
+        #expect(langGraph.profiles["research"]?.upstream.httpVersion == .http2)
+    }
+
+    @Test(arguments: [
+        ("socket: /run/h.sock\nsokcet: typo\n", "sokcet"),
+        ("socket: [a, b]\n", "socket"),
+        ("socket: /run/h.sock\nlanggraph:\n  profiles:\n    a:\n      assistant: x\n", "langgraph.profiles.a.url"),
+        ("socket: /run/h.sock\nlanggraph:\n  profiles:\n    a:\n      url: https://x\n      colour: red\n", "langgraph.profiles.a.colour"),
+        ("socket: /run/h.sock\nmock-messages: lots\n", "mock-messages"),
+    ])
+    func mistakesNameTheKey(yaml: String, key: String) throws {
+        let path = try self.write(yaml)
+        let error = #expect(throws: ConfigurationError.self) { _ = try ConfigurationSource.resolve(flags: ["config": path], environment: [:]) }
+        #expect(error?.key.hasSuffix(key) == true, "key was \(error?.key ?? "nil")")
     }
 }

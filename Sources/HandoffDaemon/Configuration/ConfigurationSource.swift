@@ -18,6 +18,7 @@ public enum ConfigurationSource {
 
     /// Every setting handoffd understands.
     public static let keys: [Key] = [
+        Key(name: "config", environment: "HANDOFFD_CONFIG", help: "YAML file with any of these keys (and LangGraph profiles); flags and environment win over it."),
         Key(name: "socket", environment: "HANDOFFD_SOCKET", help: "Path of the SOCK_SEQPACKET socket handoffs arrive on (required)."),
         Key(name: "socket-mode", environment: "HANDOFFD_SOCKET_MODE", help: "Octal permission bits of the socket. Default 0660."),
         Key(name: "socket-group", environment: "HANDOFFD_SOCKET_GROUP", help: "Group (name or id) of the socket, e.g. www-data. Default: the daemon's."),
@@ -59,9 +60,11 @@ public enum ConfigurationSource {
         self.keys.first { $0.name == name }?.environment ?? "HANDOFFD_" + name.uppercased().replacingOccurrences(of: "-", with: "_")
     }
 
-    /// Resolves every key from `flags`, then `environment`, then defaults, and validates.
+    /// Resolves every key from `flags`, then `environment`, then the file named by `config`
+    /// (flag or `HANDOFFD_CONFIG`), then defaults, and validates.
     public static func resolve(flags: [String: String], environment: [String: String]) throws(ConfigurationError) -> DaemonConfiguration {
-        let values = Values(flags: flags, environment: environment)
+        let file = try (flags["config"] ?? environment["HANDOFFD_CONFIG"]).map { path throws(ConfigurationError) in try ConfigurationFile.load(path) }
+        let values = Values(flags: flags, environment: environment, file: file?.values ?? [:], filePath: file?.path)
         guard let socket = values.string("socket") else {
             throw ConfigurationError(key: "socket", message: "is required (--socket PATH or HANDOFFD_SOCKET)")
         }
@@ -109,6 +112,7 @@ public enum ConfigurationSource {
         } else if values.string("openai-api-key") != nil, values.flags["openai-api-key"] != nil {
             throw ConfigurationError(key: "--openai-api-key", message: "needs --openai-base-url (or OPENAI_BASE_URL)")
         }
+        if let file { configuration.langGraph = try Self.langGraph(from: file, environment: environment) }
         configuration.metricsAddress = try Self.address(values.string("metrics-address") ?? "127.0.0.1:9464", key: values.sourceName("metrics-address"))
         try configuration.validate()
         return configuration
@@ -172,10 +176,12 @@ public enum ConfigurationSource {
     struct Values {
         let flags: [String: String]
         let environment: [String: String]
+        var file: [String: String] = [:]
+        var filePath: String?
 
         func string(_ name: String) -> String? {
             if let flag = self.flags[name] { return flag }
-            return self.environmentEntry(name)?.value
+            return self.environmentEntry(name)?.value ?? self.file[name]
         }
 
         private func environmentEntry(_ name: String) -> (variable: String, value: String)? {
@@ -189,7 +195,9 @@ public enum ConfigurationSource {
         /// `--name` or the environment variable, whichever supplied the value.
         func sourceName(_ name: String) -> String {
             if self.flags[name] != nil { return "--\(name)" }
-            return self.environmentEntry(name)?.variable ?? ConfigurationSource.environmentVariable(for: name)
+            if let variable = self.environmentEntry(name)?.variable { return variable }
+            if self.file[name] != nil, let path = self.filePath { return "\(path): \(name)" }
+            return ConfigurationSource.environmentVariable(for: name)
         }
 
         func bool(_ name: String) throws(ConfigurationError) -> Bool? {
