@@ -28,21 +28,12 @@ final class HTTP1UpstreamTransport: UpstreamTransport {
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let sync = channel.pipeline.syncOperations
-                    if let tls {
-                        let hostname = settings.endpoint.hostIsIPAddress ? nil : settings.endpoint.host
-                        try sync.addHandler(try NIOSSLClientHandler(context: tls, serverHostname: hostname))
-                    }
+                    try settings.addTLSHandler(tls, to: sync)
                     try sync.addHTTPClientHandlers()
                     try sync.addHandler(bound.value)
                 }
             }
-        let future: EventLoopFuture<any Channel>
-        if let path = settings.endpoint.unixSocketPath {
-            future = bootstrap.connect(unixDomainSocketPath: path)
-        } else {
-            future = bootstrap.connect(host: settings.endpoint.host, port: settings.endpoint.port)
-        }
-        future.assumeIsolated().whenComplete { result in
+        settings.connect(bootstrap).assumeIsolated().whenComplete { result in
             switch result {
             case .success(let channel):
                 counter.wrappingIncrement(ordering: .relaxed)
@@ -65,22 +56,18 @@ final class HTTP1UpstreamCall: ChannelInboundHandler, UpstreamCall {
     typealias OutboundOut = HTTPClientRequestPart
 
     private var request: UpstreamRequest?
-    private var delegate: (any UpstreamResponseDelegate)?
+    private var state: UpstreamCallState
     private let endpoint: UpstreamEndpoint
     private var context: ChannelHandlerContext?
-    private var ended = false
-    private var cancelled = false
 
     init(request: UpstreamRequest, delegate: any UpstreamResponseDelegate, endpoint: UpstreamEndpoint) {
         self.request = request
-        self.delegate = delegate
+        self.state = UpstreamCallState(delegate: delegate)
         self.endpoint = endpoint
     }
 
     func cancel() {
-        guard !self.cancelled, !self.ended else { return }
-        self.cancelled = true
-        self.delegate = nil
+        guard self.state.cancel() else { return }
         self.context?.close(promise: nil)
     }
 
@@ -91,17 +78,17 @@ final class HTTP1UpstreamCall: ChannelInboundHandler, UpstreamCall {
     }
 
     func failBeforeStart(_ error: UpstreamError) {
-        self.end(.failure(error))
+        self.state.finish(.failure(error))
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
-        if self.cancelled { context.close(promise: nil) }
+        if self.state.cancelled { context.close(promise: nil) }
     }
 
     func channelActive(context: ChannelHandlerContext) {
         context.fireChannelActive()
-        guard let request = self.request, !self.cancelled else { return }
+        guard let request = self.request, !self.state.cancelled else { return }
         self.request = nil
         var headers = HTTPHeaders()
         headers.add(name: "host", value: self.endpoint.authority)
@@ -117,38 +104,26 @@ final class HTTP1UpstreamCall: ChannelInboundHandler, UpstreamCall {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard !self.ended else { return }
+        guard !self.state.ended else { return }
         switch self.unwrapInboundIn(data) {
         case .head(let head):
             guard head.status.code >= 200 else { return }
-            self.delegate?.upstreamResponded(status: Int(head.status.code), headers: head.headers.map { ($0.name.lowercased(), $0.value) })
+            self.state.delegate?.upstreamResponded(status: Int(head.status.code), headers: head.headers.map { ($0.name.lowercased(), $0.value) })
         case .body(let buffer):
-            self.delegate?.upstreamReceived(buffer)
+            self.state.delegate?.upstreamReceived(buffer)
         case .end:
-            self.end(.success(()))
+            self.state.finish(.success(()))
             context.close(promise: nil)
         }
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        self.end(.failure(UpstreamError(.reset, "connection closed before the response ended")))
+        self.state.finish(.failure(UpstreamError(.reset, "connection closed before the response ended")))
         context.fireChannelInactive()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        self.end(.failure(UpstreamError(.reset, "\(error)")))
+        self.state.finish(.failure(UpstreamError(.reset, "\(error)")))
         context.close(promise: nil)
-    }
-
-    private func end(_ result: Result<Void, UpstreamError>) {
-        guard !self.ended else { return }
-        self.ended = true
-        let delegate = self.delegate
-        self.delegate = nil
-        guard !self.cancelled, let delegate else { return }
-        switch result {
-        case .success: delegate.upstreamFinished()
-        case .failure(let error): delegate.upstreamFailed(error)
-        }
     }
 }

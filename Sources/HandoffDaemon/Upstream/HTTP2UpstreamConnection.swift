@@ -44,10 +44,7 @@ final class HTTP2UpstreamConnection {
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let sync = channel.pipeline.syncOperations
-                    if let tls {
-                        let hostname = settings.endpoint.hostIsIPAddress ? nil : settings.endpoint.host
-                        try sync.addHandler(try NIOSSLClientHandler(context: tls, serverHostname: hostname))
-                    }
+                    try settings.addTLSHandler(tls, to: sync)
                     var connection = NIOHTTP2Handler.ConnectionConfiguration()
                     connection.initialSettings = [
                         HTTP2Setting(parameter: .enablePush, value: 0),
@@ -69,13 +66,7 @@ final class HTTP2UpstreamConnection {
                     bound.value.multiplexer = multiplexer
                 }
             }
-        let future: EventLoopFuture<any Channel>
-        if let path = settings.endpoint.unixSocketPath {
-            future = bootstrap.connect(unixDomainSocketPath: path)
-        } else {
-            future = bootstrap.connect(host: settings.endpoint.host, port: settings.endpoint.port)
-        }
-        future.assumeIsolated().whenComplete { result in
+        settings.connect(bootstrap).assumeIsolated().whenComplete { result in
             switch result {
             case .success(let channel):
                 self.channel = channel

@@ -10,30 +10,26 @@ final class HTTP2UpstreamStream: ChannelInboundHandler, UpstreamCall {
     typealias OutboundOut = HTTP2Frame.FramePayload
 
     private var request: UpstreamRequest?
-    private var delegate: (any UpstreamResponseDelegate)?
+    private var state: UpstreamCallState
     private let endpoint: UpstreamEndpoint
     private var context: ChannelHandlerContext?
     private var headReported = false
-    private var ended = false
-    private var cancelled = false
     /// The connection it runs on, once started.
     var connection: HTTP2UpstreamConnection?
 
     init(request: UpstreamRequest, delegate: any UpstreamResponseDelegate, endpoint: UpstreamEndpoint) {
         self.request = request
-        self.delegate = delegate
+        self.state = UpstreamCallState(delegate: delegate)
         self.endpoint = endpoint
     }
 
     /// Cancelled or finished while still queued: the pool skips it.
-    var isAbandoned: Bool { self.cancelled || self.ended }
+    var isAbandoned: Bool { self.state.cancelled || self.state.ended }
 
     // MARK: UpstreamCall
 
     func cancel() {
-        guard !self.cancelled, !self.ended else { return }
-        self.cancelled = true
-        self.delegate = nil
+        guard self.state.cancel() else { return }
         // Closing an open stream channel sends RST_STREAM(CANCEL).
         self.context?.close(promise: nil)
     }
@@ -46,14 +42,14 @@ final class HTTP2UpstreamStream: ChannelInboundHandler, UpstreamCall {
 
     /// The pool could not start it.
     func failBeforeStart(_ error: UpstreamError) {
-        self.end(.failure(error))
+        self.state.finish(.failure(error))
     }
 
     // MARK: Channel
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
-        if self.cancelled {
+        if self.state.cancelled {
             context.close(promise: nil)
             return
         }
@@ -83,53 +79,41 @@ final class HTTP2UpstreamStream: ChannelInboundHandler, UpstreamCall {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard !self.ended else { return }
+        guard !self.state.ended else { return }
         switch self.unwrapInboundIn(data) {
         case .headers(let headers):
             if !self.headReported {
                 guard let status = headers.headers.first(name: ":status").flatMap(Int.init) else {
-                    self.end(.failure(UpstreamError(.malformed, "response without :status")))
+                    self.state.finish(.failure(UpstreamError(.malformed, "response without :status")))
                     return
                 }
                 if (100..<200).contains(status) { return }
                 self.headReported = true
                 let fields = headers.headers.filter { !$0.name.hasPrefix(":") }.map { ($0.name, $0.value) }
-                self.delegate?.upstreamResponded(status: status, headers: fields)
+                self.state.delegate?.upstreamResponded(status: status, headers: fields)
             }
-            if headers.endStream { self.end(.success(())) }
+            if headers.endStream { self.state.finish(.success(())) }
         case .data(let data):
             if case .byteBuffer(let buffer) = data.data, buffer.readableBytes > 0 {
-                self.delegate?.upstreamReceived(buffer)
+                self.state.delegate?.upstreamReceived(buffer)
             }
-            if data.endStream { self.end(.success(())) }
+            if data.endStream { self.state.finish(.success(())) }
         case .rstStream(let code):
-            self.end(.failure(UpstreamError(.reset, "RST_STREAM \(code)")))
+            self.state.finish(.failure(UpstreamError(.reset, "RST_STREAM \(code)")))
         default:
             break
         }
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        self.end(.failure(UpstreamError(.reset, "stream closed before its end")))
-        self.connection?.streamEnded(reset: self.cancelled)
+        self.state.finish(.failure(UpstreamError(.reset, "stream closed before its end")))
+        self.connection?.streamEnded(reset: self.state.cancelled)
         self.connection = nil
         context.fireChannelInactive()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        self.end(.failure(UpstreamError(.reset, "\(error)")))
+        self.state.finish(.failure(UpstreamError(.reset, "\(error)")))
         context.close(promise: nil)
-    }
-
-    private func end(_ result: Result<Void, UpstreamError>) {
-        guard !self.ended else { return }
-        self.ended = true
-        let delegate = self.delegate
-        self.delegate = nil
-        guard !self.cancelled, let delegate else { return }
-        switch result {
-        case .success: delegate.upstreamFinished()
-        case .failure(let error): delegate.upstreamFailed(error)
-        }
     }
 }

@@ -1,4 +1,5 @@
 import NIOCore
+import NIOPosix
 import NIOSSL
 
 /// How the daemon talks to one upstream (an OpenAI-compatible API or a LangGraph server).
@@ -66,5 +67,22 @@ public struct UpstreamSettings: Sendable {
             configuration.additionalTrustRoots = [.file(file)]
         }
         return try NIOSSLContext(configuration: configuration)
+    }
+}
+
+extension UpstreamSettings {
+    /// Adds the TLS client handler (SNI unless the host is an address) when this upstream uses TLS.
+    func addTLSHandler(_ tls: NIOSSLContext?, to pipeline: ChannelPipeline.SynchronousOperations) throws {
+        guard let tls else { return }
+        let hostname = self.endpoint.hostIsIPAddress ? nil : self.endpoint.host
+        try pipeline.addHandler(try NIOSSLClientHandler(context: tls, serverHostname: hostname))
+    }
+
+    /// Connects `bootstrap` to the endpoint: its Unix socket when configured, else host and port.
+    func connect(_ bootstrap: ClientBootstrap) -> EventLoopFuture<any Channel> {
+        if let path = self.endpoint.unixSocketPath {
+            return bootstrap.connect(unixDomainSocketPath: path)
+        }
+        return bootstrap.connect(host: self.endpoint.host, port: self.endpoint.port)
     }
 }
