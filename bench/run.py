@@ -268,8 +268,11 @@ def main():
     subprocess.run(["swift", "build", "-c", "release"], cwd=REPO, check=True)
     subprocess.run(["make", "-C", str(REPO / "apache")], check=True, capture_output=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    results = {"machine": machine(), "quick": QUICK}
     only = set(sys.argv[1:])
+    previous = RESULTS / "report.json"
+    # Re-running some figures keeps the others from the last full run.
+    results = json.loads(previous.read_text()) if only and previous.exists() else {}
+    results.update({"machine": machine(), "quick": QUICK})
     for name, run in [("memory", figure_memory), ("ttfe", figure_ttfe), ("throughput", figure_throughput),
                       ("fifty_thousand", figure_fifty_thousand), ("apache", figure_apache), ("openai", figure_openai),
                       ("cancel", figure_cancel)]:

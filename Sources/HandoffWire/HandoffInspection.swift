@@ -58,12 +58,10 @@ public enum HandoffInspection {
         return .accepted(client: first, payload: Self.trimmingNULs(record.payload))
     }
 
-    /// Whether `fd` is a connected, non-listening `SOCK_STREAM` socket.
+    /// Whether `fd` is a connected `SOCK_STREAM` socket. (A listening socket has no peer, so
+    /// `getpeername` rules it out too.)
     public static func isConnectedStreamSocket(_ fd: CInt) -> Bool {
         guard let type = try? Syscall.socketOption(fd, level: SOL_SOCKET, name: SO_TYPE), type == handoff_SOCK_STREAM else {
-            return false
-        }
-        guard let listening = try? Syscall.socketOption(fd, level: SOL_SOCKET, name: SO_ACCEPTCONN), listening == 0 else {
             return false
         }
         return (try? Syscall.isConnected(fd)) == true

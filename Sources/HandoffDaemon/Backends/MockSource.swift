@@ -54,7 +54,7 @@ final class MockSource: StreamSource, TimerWheelTarget {
         }
         let content = self.script.content(at: self.next)
         self.next += 1
-        self.session.sourceProducedContent(content)
+        self.session.sourceProducedContent(content, last: self.next == self.script.count)
         guard !self.cancelled else { return }
         if self.next == self.script.count {
             self.cancelled = true

@@ -160,7 +160,8 @@ final class ClientConnection {
         self.isClosed = true
         self.pending = nil
         self.table.remove(self)
-        self.watcher.deregister(fd: self.fd)
+        // No EPOLL_CTL_DEL: this is the descriptor's only reference (Apache pointed its copy
+        // elsewhere), so closing it leaves the epoll set; a late event finds no generation.
         Glibc.close(self.fd)
         let delegate = self.delegate
         self.delegate = nil

@@ -51,10 +51,6 @@ final class ClientWatcher: @unchecked Sendable {
         try self.epoll.modify(fd, events: Self.events(wantWritable: wantWritable), token: Self.token(fd: fd, loop: loop, generation: generation))
     }
 
-    func deregister(fd: CInt) {
-        try? self.epoll.remove(fd)
-    }
-
     /// Starts the watcher thread.
     func start() {
         let thread = Thread { [self] in self.run() }

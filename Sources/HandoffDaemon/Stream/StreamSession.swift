@@ -201,13 +201,22 @@ final class StreamSession: ClientConnectionDelegate, TimerWheelTarget {
         if flush { self.connection?.flush() }
     }
 
-    func sourceProducedContent(_ content: String) {
+    /// A content delta. `last`: the source finishes right after, so the event waits to leave
+    /// with `[DONE]` in one write.
+    func sourceProducedContent(_ content: String, last: Bool = false) {
         guard self.machine.sourceProducedEvent() == .writeEvent else { return }
         var buffer = Self.allocator.buffer(capacity: content.utf8.count + 24)
         HandoffEvents.writeContent(content, into: &buffer)
         self.environment.metrics.eventsSent.increment()
         self.log?.events += 1
-        self.write(buffer)
+        if last {
+            self.recordFirstByte()
+            self.environment.metrics.bytesSent.increment(by: buffer.readableBytes)
+            self.log?.bytes += buffer.readableBytes
+            self.connection?.enqueue(buffer)
+        } else {
+            self.write(buffer)
+        }
     }
 
     /// A native event to pass through unchanged (LangGraph).
@@ -323,14 +332,17 @@ final class StreamSession: ClientConnectionDelegate, TimerWheelTarget {
             : self.environment.configuration.timeouts.write
     }
 
+    private func recordFirstByte() {
+        guard !self.firstByteRecorded else { return }
+        self.firstByteRecorded = true
+        let elapsed = (NIODeadline.now() - self.startedAt).nanoseconds
+        self.environment.metrics.timeToFirstByte.recordNanoseconds(elapsed)
+        self.log?.timeToFirstByteNanoseconds = elapsed
+    }
+
     private func write(_ buffer: ByteBuffer) {
         guard let connection = self.connection else { return }
-        if !self.firstByteRecorded {
-            self.firstByteRecorded = true
-            let elapsed = (NIODeadline.now() - self.startedAt).nanoseconds
-            self.environment.metrics.timeToFirstByte.recordNanoseconds(elapsed)
-            self.log?.timeToFirstByteNanoseconds = elapsed
-        }
+        self.recordFirstByte()
         self.environment.metrics.bytesSent.increment(by: buffer.readableBytes)
         self.log?.bytes += buffer.readableBytes
         connection.write(buffer)
