@@ -136,14 +136,21 @@ def figure_memory(results):
 
 
 def figure_ttfe(results):
-    """Time to first event at 15 000 streams ramped over 10 s."""
+    """Time to first event at 15 000 streams ramped over 10 s: three runs (tail latency on two
+    shared, noisy cores varies from run to run); the run with the median p99 is reported."""
     n = scale(15000)
-    daemon = fresh_daemon(make_temp_dir())
-    try:
-        results["ttfe"] = run_bench(["load", "--socket", daemon.socket_path, "--connections", n, "--ramp-up", 10,
-                                     "--hold", 15, "--expect-events", 18, "--processes", 2, "--pid", daemon.proc.pid], "ttfe")
-    finally:
-        daemon.stop()
+    runs = []
+    for _ in range(1 if QUICK else 3):
+        daemon = fresh_daemon(make_temp_dir())
+        try:
+            runs.append(run_bench(["load", "--socket", daemon.socket_path, "--connections", n, "--ramp-up", 10,
+                                   "--hold", 15, "--expect-events", 18, "--processes", 2, "--pid", daemon.proc.pid], "ttfe"))
+        finally:
+            daemon.stop()
+    runs.sort(key=lambda r: lat(r, "first_event", "p99") or 0)
+    median = runs[len(runs) // 2]
+    median["runs_p99_ms"] = [lat(r, "first_event", "p99") for r in runs]
+    results["ttfe"] = median
 
 
 def figure_throughput(results):

@@ -42,7 +42,7 @@ public final class HandoffDaemon: Sendable {
         try configuration.validate()
         self.configuration = configuration
         self.ownsGroup = eventLoopGroup == nil
-        self.group = eventLoopGroup ?? MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
+        self.group = eventLoopGroup ?? MultiThreadedEventLoopGroup(numberOfThreads: configuration.eventLoops ?? System.coreCount)
 
         let listener: SeqpacketListener
         if let inherited = configuration.listener.inheritedDescriptor {

@@ -56,6 +56,7 @@ struct HandoffdCommand: AsyncParsableCommand {
     @Option(name: .customLong("access-log"), help: .init(Self.help("access-log"), valueName: "on|off")) var accessLog: String?
     @Option(name: .customLong("metrics-address"), help: .init(Self.help("metrics-address"), valueName: "host:port")) var metricsAddress: String?
     @Option(help: .init(Self.help("workers"), valueName: "n")) var workers: String?
+    @Option(name: .customLong("event-loops"), help: .init(Self.help("event-loops"), valueName: "n")) var eventLoops: String?
     @Option(name: .customLong("data-dir"), help: .init(Self.help("data-dir"), valueName: "path")) var dataDir: String?
     @Option(name: .customLong("max-attachment-bytes"), help: .init(Self.help("max-attachment-bytes"), valueName: "bytes")) var maxAttachmentBytes: String?
     @Option(name: .customLong("log-level"), help: .init(Self.help("log-level"), valueName: "level")) var logLevel: String?
@@ -74,7 +75,7 @@ struct HandoffdCommand: AsyncParsableCommand {
             ("max-handoff-bytes", self.maxHandoffBytes), ("handoff-timeout-ms", self.handoffTimeoutMs),
             ("write-timeout-s", self.writeTimeoutS), ("drain-timeout-s", self.drainTimeoutS),
             ("linger-ms", self.lingerMs), ("backlog", self.backlog), ("log-level", self.logLevel),
-            ("metrics-address", self.metricsAddress), ("openai-base-url", self.openAIBaseURL), ("workers", self.workers),
+            ("metrics-address", self.metricsAddress), ("openai-base-url", self.openAIBaseURL), ("workers", self.workers), ("event-loops", self.eventLoops),
             ("data-dir", self.dataDir), ("max-attachment-bytes", self.maxAttachmentBytes),
             ("openai-api-key", self.openAIAPIKey), ("openai-api-key-file", self.openAIAPIKeyFile),
             ("openai-model", self.openAIModel), ("upstream-http", self.upstreamHTTP),

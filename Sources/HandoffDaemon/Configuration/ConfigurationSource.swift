@@ -51,6 +51,7 @@ public enum ConfigurationSource {
         Key(name: "max-attachment-bytes", environment: "HANDOFFD_MAX_ATTACHMENT_BYTES", help: "Largest image or attachment, in bytes. Default 20971520."),
         Key(name: "access-log", environment: "HANDOFFD_ACCESS_LOG", help: "on or off: one line per stream on stderr. Default on."),
         Key(name: "metrics-address", environment: "HANDOFFD_METRICS_ADDRESS", help: "host:port for /metrics and /healthz, or 'off'. Default 127.0.0.1:9464."),
+        Key(name: "event-loops", environment: "HANDOFFD_EVENT_LOOPS", help: "Event loop threads per process. Default: one per core."),
         Key(name: "workers", environment: "HANDOFFD_WORKERS", help: "Processes sharing the socket (each with its own open-file limit). Default 1."),
         Key(name: "log-level", environment: "HANDOFFD_LOG_LEVEL", help: "trace, debug, info, notice, warning, error or critical. Default info."),
     ]
@@ -107,6 +108,7 @@ public enum ConfigurationSource {
             configuration.attachments.dataDirectory = directory
         }
         if let bytes = try values.integer("max-attachment-bytes", in: 1...1 << 30) { configuration.attachments.maxBytes = bytes }
+        if let loops = try values.integer("event-loops", in: 1...256) { configuration.eventLoops = loops }
         if let url = values.string("openai-base-url") {
             configuration.openAI = try Self.openAI(url: url, values: values)
         } else if values.string("openai-api-key") != nil, values.flags["openai-api-key"] != nil {

@@ -16,6 +16,8 @@ public struct DaemonConfiguration: Sendable {
     public var openAI: OpenAIBackend?
     /// The `langgraph` backend's named profiles, when configured.
     public var langGraph: LangGraphBackend?
+    /// Event loop threads; one per core when `nil`. Default `nil`.
+    public var eventLoops: Int?
     /// Images and attachments a handoff may bring. Default: inline images only, no data directory.
     public var attachments = AttachmentLimits()
     /// Write one access-log line per stream (request id, user, backend, status, TTFB, duration,
