@@ -118,8 +118,8 @@ def render_markdown(r):
         base = apache.get("apache_baseline_D_us")
         if base:
             apache_extra += ("\nWhere Apache's time goes, without load (sequential POSTs, `%D` p50): "
-                             + ", ".join(f"{k} {v:.0f} µs" for k, v in base.items())
-                             + ". The module's own share is the difference between the last two.\n")
+                             + ", ".join(f"{k} {v:.0f} µs" for k, v in base)
+                             + ". The module's own share is the difference between the last two (within the noise here).\n")
     out.append(section("Through a real Apache", apache,
                        "Mode: `handoff-bench http`: TCP clients POST to a PHP endpoint on a private Apache (prefork + mod_php, 16 workers, "
                        "`ListenBacklog 4096`); the endpoint (`e2e/php/bench.php`) only sets the two handoff headers, mod_socket_handoff "

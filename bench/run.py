@@ -190,14 +190,14 @@ def figure_apache(results):
     try:
         apache.start()
         # Apache's own cost per request without load, side by side: where the time goes.
-        baseline = {}
+        baseline = []
         for label, path in [("static file", "/static.txt"), ("empty PHP script", "/empty.php"),
                             ("bench.php, SocketHandoffEnabled Off", "/off/bench.php"), ("bench.php, handed off", "/bench.php")]:
             before = len(apache.access_log_entries())
             for _ in range(100 if QUICK else 1500):
                 request_head(apache.port, path)
             micros = sorted(e[3] for e in apache.access_log_entries()[before + 50:])
-            baseline[label] = statistics.median(micros)
+            baseline.append([label, statistics.median(micros)])
         before = len(apache.access_log_entries())
         # The load generator stands in for remote clients: it runs at a lower priority.
         report = run_bench(["http", "--url", f"http://127.0.0.1:{apache.port}/bench.php", "--data", "",
