@@ -102,7 +102,10 @@ def render_markdown(r):
                        "Figure: (peak RSS − idle RSS) / peak concurrent streams.", independent))
     ttfe_runs = ""
     if ttfe and ttfe.get("runs_p99_ms"):
-        ttfe_runs = "\nFirst-event p99 of each run: " + ", ".join(f"{v:.3f} ms" for v in ttfe["runs_p99_ms"]) + "; the median run is shown.\n"
+        ttfe_runs = ("\nFirst-event p99 of each run: " + ", ".join(f"{v:.3f} ms" for v in ttfe["runs_p99_ms"]) + "; the median run is shown. "
+                     "What limits the tail: the daemon (two event loops, the acceptor and the client watcher) and two load processes "
+                     "take turns on two shared cores, so about one stream in a hundred waits for a scheduler slice; p90 stays well "
+                     "under a millisecond, and `--event-loops 1` made the tail worse, not better.\n")
     out.append(section("Time to first event", ttfe,
                        "Mode: as above, 15 000 streams started evenly over 10 s (1 500 handoffs/s), two load processes; three runs. "
                        "Timed from the start of a stream (client socket creation) to its first event.", ttfe_runs))
@@ -119,7 +122,10 @@ def render_markdown(r):
         if base:
             apache_extra += ("\nWhere Apache's time goes, without load (sequential POSTs, `%D` p50): "
                              + ", ".join(f"{k} {v:.0f} µs" for k, v in base)
-                             + ". The module's own share is the difference between the last two (within the noise here).\n")
+                             + ". The module's own share is the difference between the last two (within the noise here); "
+                             "inside it, connecting to the daemon's socket is the largest part (the module's INFO line reports each "
+                             "handoff's time). PHP's per-request cost dominates, and under load Apache shares the cores with the "
+                             "daemon and the load generator.\n")
     out.append(section("Through a real Apache", apache,
                        "Mode: `handoff-bench http`: TCP clients POST to a PHP endpoint on a private Apache (prefork + mod_php, 16 workers, "
                        "`ListenBacklog 4096`); the endpoint (`e2e/php/bench.php`) only sets the two handoff headers, mod_socket_handoff "
