@@ -56,16 +56,4 @@ public enum HandoffSender {
             }
         }
     }
-
-    /// Connects, sends one handoff and closes, as the module does. Throws on any failure,
-    /// including a full backlog.
-    public static func handOff(to path: String, payload: [UInt8], descriptor: CInt) throws {
-        guard let connection = try Self.connect(to: path) else {
-            throw HandoffWireError.syscall("connect", errno: EAGAIN, context: path)
-        }
-        defer { connection.closeIfOpen() }
-        guard try Self.send(on: connection.rawValue, payload: payload, descriptors: [descriptor]) else {
-            throw HandoffWireError.syscall("sendmsg", errno: EAGAIN, context: path)
-        }
-    }
 }

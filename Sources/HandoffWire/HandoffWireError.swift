@@ -13,7 +13,6 @@ public struct HandoffWireError: Error, Sendable, Hashable, CustomStringConvertib
             case pathTooLong
             case pathNotSocket
             case socketInUse
-            case peerRejected
         }
 
         private let base: Base
@@ -26,8 +25,6 @@ public struct HandoffWireError: Error, Sendable, Hashable, CustomStringConvertib
         public static let pathNotSocket = Code(base: .pathNotSocket)
         /// A live listener already answers on the socket path.
         public static let socketInUse = Code(base: .socketInUse)
-        /// The peer's credentials are not on the allow-list.
-        public static let peerRejected = Code(base: .peerRejected)
 
         public var description: String {
             switch self.base {
@@ -35,7 +32,6 @@ public struct HandoffWireError: Error, Sendable, Hashable, CustomStringConvertib
             case .pathTooLong: "path-too-long"
             case .pathNotSocket: "path-not-socket"
             case .socketInUse: "socket-in-use"
-            case .peerRejected: "peer-rejected"
             }
         }
     }
@@ -96,10 +92,6 @@ public struct HandoffWireError: Error, Sendable, Hashable, CustomStringConvertib
             file: file,
             line: line
         )
-    }
-
-    public static func peerRejected(uid: UInt32, pid: Int32, file: String = #fileID, line: Int = #line) -> Self {
-        Self(code: .peerRejected, message: "peer uid \(uid) (pid \(pid)) is not allowed to hand off", file: file, line: line)
     }
 
     /// Equality ignores the source location.

@@ -69,8 +69,7 @@ public final class SeqpacketListener {
                     message: "inherited fd \(fd) is not a listening SOCK_SEQPACKET socket (type \(type), listening \(listening))"
                 )
             }
-            let flags = fcntl(fd, F_GETFL)
-            if flags >= 0, flags & O_NONBLOCK == 0 { _ = fcntl(fd, F_SETFL, flags | O_NONBLOCK) }
+            try Syscall.setNonBlocking(fd)
             return SeqpacketListener(descriptor: descriptor, path: path, ownsPath: false, identity: nil)
         } catch {
             descriptor.closeIfOpen()

@@ -128,6 +128,13 @@ public enum Syscall {
         try retryingNonBlocking("write", context: "fd \(fd)") { Glibc.write(fd, buffer.baseAddress, buffer.count) }
     }
 
+    /// Sets `O_NONBLOCK` on `fd` if it is not set yet.
+    public static func setNonBlocking(_ fd: CInt) throws {
+        let flags = try retrying("fcntl(F_GETFL)", context: "fd \(fd)") { fcntl(fd, F_GETFL) }
+        guard flags & O_NONBLOCK == 0 else { return }
+        _ = try retrying("fcntl(F_SETFL)", context: "fd \(fd)") { fcntl(fd, F_SETFL, flags | O_NONBLOCK) }
+    }
+
     /// `shutdown(2)`.
     public static func shutdown(_ fd: CInt, how: CInt) throws {
         _ = try retrying("shutdown", context: "fd \(fd)") { Glibc.shutdown(fd, how) }
@@ -139,14 +146,6 @@ public enum Syscall {
         var length = socklen_t(MemoryLayout<CInt>.size)
         _ = try retrying("getsockopt", context: "fd \(fd)") { Glibc.getsockopt(fd, level, name, &value, &length) }
         return value
-    }
-
-    /// `setsockopt(2)` for an `int`-valued option.
-    public static func setSocketOption(_ fd: CInt, level: CInt, name: CInt, value: CInt) throws {
-        var value = value
-        _ = try retrying("setsockopt", context: "fd \(fd)") {
-            Glibc.setsockopt(fd, level, name, &value, socklen_t(MemoryLayout<CInt>.size))
-        }
     }
 
     /// Whether the socket has a peer: `getpeername(2)` succeeds. `ENOTCONN` yields `false`.
@@ -178,13 +177,6 @@ public enum Syscall {
         let error = Glibc.errno
         if error == ENOENT { return nil }
         throw HandoffWireError.syscall("lstat", errno: error, context: path)
-    }
-
-    /// `fstat(2)`.
-    static func fstat(_ fd: CInt) throws -> stat {
-        var info = stat()
-        _ = try retrying("fstat", context: "fd \(fd)") { Glibc.fstat(fd, &info) }
-        return info
     }
 
     /// `unlink(2)`; a missing path is not an error.

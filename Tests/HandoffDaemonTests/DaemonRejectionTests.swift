@@ -157,3 +157,23 @@ import Glibc
         }
     }
 }
+
+/// `--allow-uid`: only the listed users may hand off (`SO_PEERCRED`).
+@Suite struct PeerAllowListTests {
+    @Test func onlyAllowedUsersMayHandOff() async throws {
+        let me = UInt32(getuid())
+        try await withDaemon({ $0.listener.allowedPeerUIDs = [me] }) { daemon, _ in
+            let status = try await exchange(daemon, json: "{}").response?.status
+            #expect(status == 200)
+        }
+        try await withDaemon({ $0.listener.allowedPeerUIDs = [me &+ 4242] }) { daemon, metrics in
+            let (client, server) = try FakeApache.tcpConnection()
+            defer { client.closeIfOpen() }
+            try FakeApache.handOff(to: daemon.socketPath, json: "{}", server: server)
+            // Refused before its record was read: the client connection is closed unanswered.
+            let result = try await FakeApache.response(from: client.rawValue, timeoutMilliseconds: 3000)
+            #expect(result.closed && result.bytes.isEmpty)
+            #expect(metrics.counterTotal(label: "handoffd_handoff_errors_total", dimensions: [("reason", "peer_not_allowed")]) == 1)
+        }
+    }
+}

@@ -41,8 +41,7 @@ final class ClientConnection {
         self.table = table
         self.watcher = watcher
         self.generation = table.takeGeneration()
-        let flags = fcntl(fd, F_GETFL)
-        if flags >= 0, flags & O_NONBLOCK == 0 { _ = fcntl(fd, F_SETFL, flags | O_NONBLOCK) }
+        try Syscall.setNonBlocking(fd)
         try watcher.register(fd: fd, loop: table.index, generation: self.generation)
         table.insert(self)
     }
@@ -120,15 +119,11 @@ final class ClientConnection {
 
     private func send(_ buffer: inout ByteBuffer) -> SendOutcome {
         while buffer.readableBytes > 0 {
-            let sent = buffer.withUnsafeReadableBytes { Glibc.send(self.fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT)) }
-            if sent > 0 {
+            do {
+                guard let sent = try buffer.withUnsafeReadableBytes({ try Syscall.send(self.fd, $0) }) else { return .partial }
                 buffer.moveReaderIndex(forwardBy: sent)
-                continue
-            }
-            switch errno {
-            case EINTR: continue
-            case EAGAIN, EWOULDBLOCK: return .partial
-            default: return .failed
+            } catch {
+                return .failed
             }
         }
         return .complete
@@ -145,7 +140,11 @@ final class ClientConnection {
     func shutdownOutput() {
         guard !self.isClosed, !self.outputShut else { return }
         self.outputShut = true
-        if Glibc.shutdown(self.fd, Int32(SHUT_WR)) != 0 { self.closeNow() }
+        do {
+            try Syscall.shutdown(self.fd, how: Int32(SHUT_WR))
+        } catch {
+            self.closeNow()
+        }
     }
 
     /// Closes at once. The delegate hears `connectionClosed` only for closes it did not ask for.
@@ -162,7 +161,7 @@ final class ClientConnection {
         self.table.remove(self)
         // No EPOLL_CTL_DEL: this is the descriptor's only reference (Apache pointed its copy
         // elsewhere), so closing it leaves the epoll set; a late event finds no generation.
-        Glibc.close(self.fd)
+        try? Syscall.close(self.fd)
         let delegate = self.delegate
         self.delegate = nil
         delegate?.connectionClosed()
@@ -186,16 +185,19 @@ final class ClientConnection {
     /// Reads and discards until the kernel has nothing more; the end of input (or an error)
     /// closes the connection.
     private func drainInput() {
-        let scratch = self.table.scratch
         while !self.isClosed {
-            let count = Glibc.recv(self.fd, scratch.baseAddress, scratch.count, Int32(MSG_DONTWAIT))
-            if count > 0 { continue }
-            if count < 0 {
-                if errno == EINTR { continue }
-                if errno == EAGAIN || errno == EWOULDBLOCK { return }
+            let count: Int?
+            do {
+                count = try Syscall.read(self.fd, into: self.table.scratch)
+            } catch {
+                self.closeNow()  // reset, or another error
+                return
             }
-            self.closeNow()
-            return
+            guard let count else { return }  // nothing more for now
+            if count == 0 {
+                self.closeNow()  // the client closed
+                return
+            }
         }
     }
 }

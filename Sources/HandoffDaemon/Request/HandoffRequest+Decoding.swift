@@ -138,21 +138,25 @@ extension HandoffRequest {
             self.request = request
         }
 
-        private enum ImageKey: String, CodingKey { case data, mediaType = "media_type", url }
+        private enum ImageKey: String, CodingKey { case data, mediaType = "media_type" }
         private enum AttachmentKey: String, CodingKey { case path, mediaType = "media_type", name }
 
         /// `images`: `{"data": base64, "media_type": "image/png"}` or a `data:` URL string.
         /// `attachments`: `{"path": "relative/file", "media_type"?, "name"?}`.
         static func decodeFiles(from container: KeyedDecodingContainer<Key>, into request: inout HandoffRequest, limits: HandoffRequestLimits) throws {
             var count = 0
+            // Images and attachments share one cap.
+            func admit(_ field: String) throws {
+                count += 1
+                guard count <= limits.attachments.maxCount else {
+                    throw HandoffRequestError.tooLarge(field, limit: limits.attachments.maxCount, unit: "images and attachments")
+                }
+            }
             if container.contains(.images), try !container.decodeNil(forKey: .images) {
                 var list = try container.nestedUnkeyedContainer(forKey: .images)
                 while !list.isAtEnd {
                     let field = "images[\(request.imageURLs.count)]"
-                    count += 1
-                    guard count <= limits.attachments.maxCount else {
-                        throw HandoffRequestError.tooLarge("images", limit: limits.attachments.maxCount, unit: "images and attachments")
-                    }
+                    try admit("images")
                     let image: InlineImage
                     if let url = try? list.decode(String.self) {
                         image = try Self.inlineImage(dataURL: url, field: field)
@@ -171,10 +175,7 @@ extension HandoffRequest {
                 var list = try container.nestedUnkeyedContainer(forKey: .attachments)
                 while !list.isAtEnd {
                     let field = "attachments[\(request.attachments.count)]"
-                    count += 1
-                    guard count <= limits.attachments.maxCount else {
-                        throw HandoffRequestError.tooLarge("attachments", limit: limits.attachments.maxCount, unit: "images and attachments")
-                    }
+                    try admit("attachments")
                     guard let object = try? list.nestedContainer(keyedBy: AttachmentKey.self),
                         let path = try? object.decode(String.self, forKey: .path)
                     else {
