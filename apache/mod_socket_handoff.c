@@ -33,6 +33,7 @@
 #include "http_ssl.h"
 #include "util_filter.h"
 
+#include "apr_atomic.h"
 #include "apr_portable.h"
 #include "apr_strings.h"
 
@@ -41,6 +42,8 @@
 #include <limits.h>
 #include <poll.h>
 #include <pwd.h>
+#include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -71,6 +74,7 @@ typedef struct {
     int connect_timeout_ms;   /* 1..60000 */
     int send_timeout_ms;      /* 1..60000 */
     int max_retries;          /* 0..10 */
+    int ack;                  /* On/Off: wait for the daemon's acknowledgement, UNSET when unset */
     int daemon_uid;           /* required peer uid, UNSET when not checked */
     const char *daemon_user;  /* for messages */
 } handoff_config;
@@ -106,6 +110,7 @@ static void *create_config(apr_pool_t *p, char *dir)
     conf->connect_timeout_ms = UNSET;
     conf->send_timeout_ms = UNSET;
     conf->max_retries = UNSET;
+    conf->ack = UNSET;
     conf->daemon_uid = UNSET;
     conf->daemon_user = NULL;
     return conf;
@@ -129,6 +134,7 @@ static void *merge_config(apr_pool_t *p, void *base_conf, void *add_conf)
         add->connect_timeout_ms != UNSET ? add->connect_timeout_ms : base->connect_timeout_ms;
     conf->send_timeout_ms = add->send_timeout_ms != UNSET ? add->send_timeout_ms : base->send_timeout_ms;
     conf->max_retries = add->max_retries != UNSET ? add->max_retries : base->max_retries;
+    conf->ack = add->ack != UNSET ? add->ack : base->ack;
     if (add->daemon_uid != UNSET) {
         conf->daemon_uid = add->daemon_uid;
         conf->daemon_user = add->daemon_user;
@@ -153,6 +159,7 @@ static handoff_config effective_config(const request_rec *r)
     if (conf.connect_timeout_ms == UNSET) conf.connect_timeout_ms = DEFAULT_CONNECT_TIMEOUT_MS;
     if (conf.send_timeout_ms == UNSET) conf.send_timeout_ms = DEFAULT_SEND_TIMEOUT_MS;
     if (conf.max_retries == UNSET) conf.max_retries = DEFAULT_MAX_RETRIES;
+    if (conf.ack == UNSET) conf.ack = 1;
     return conf;
 }
 
@@ -186,6 +193,12 @@ static const char *parse_int(cmd_parms *cmd, const char *arg, int min, int max, 
 static const char *set_enabled(cmd_parms *cmd, void *mconfig, int flag)
 {
     config_for(cmd, mconfig)->enabled = flag ? 1 : 0;
+    return NULL;
+}
+
+static const char *set_ack(cmd_parms *cmd, void *mconfig, int flag)
+{
+    config_for(cmd, mconfig)->ack = flag ? 1 : 0;
     return NULL;
 }
 
@@ -295,6 +308,9 @@ static const command_rec handoff_commands[] = {
                   "Milliseconds for sending the handoff once connected, 1-60000 (default 200)"),
     AP_INIT_TAKE1("SocketHandoffMaxRetries", set_max_retries, NULL, RSRC_CONF | ACCESS_CONF,
                   "Retries after a transient connect failure, 0-10 (default 2)"),
+    AP_INIT_FLAG("SocketHandoffAck", set_ack, NULL, RSRC_CONF | ACCESS_CONF,
+                  "On (default) to keep the client until the daemon acknowledges it, and answer 503 "
+                  "when it does not; Off for the original fire-and-forget handoff"),
     AP_INIT_TAKE1("SocketHandoffDaemonUser", set_daemon_user, NULL, RSRC_CONF | ACCESS_CONF,
                   "Only hand off to a daemon running as this user (checked with SO_PEERCRED)"),
     {NULL}
@@ -406,56 +422,106 @@ static int wait_for(int fd, short events, apr_time_t deadline)
     }
 }
 
-/* One connection attempt. Returns a connected descriptor, or -1 with *error set. */
-static int connect_once(const struct sockaddr_un *addr, apr_time_t deadline, int *error)
+/* The acknowledged handoff (README, "Acknowledged handoff"). The module asks for it by binding
+ * its end of the Unix connection to an abstract address that starts with ACK_MARKER; the daemon
+ * sees the address in accept(2) (an original daemon never looks) and answers the record with
+ * one byte: ACK_BYTE once it owns the client, NAK_BYTE when the record was unusable. */
+#define ACK_MARKER "socket-handoff-ack.1."
+#define ACK_BYTE 0x06
+#define NAK_BYTE 0x15
+
+static apr_uint32_t ack_sequence;
+
+/* Binds fd to "\0" ACK_MARKER "<pid>.<thread>.<n>", unique in this network namespace.
+ * Returns 0 or an errno value. */
+static int bind_ack_marker(int fd)
+{
+    int attempt;
+    for (attempt = 0; attempt < 4; attempt++) {
+        struct sockaddr_un addr;
+        int length;
+        memset(&addr, 0, sizeof(addr));
+        addr.sun_family = AF_UNIX;
+        length = snprintf(addr.sun_path + 1, sizeof(addr.sun_path) - 1, ACK_MARKER "%ld.%lu.%u", (long)getpid(),
+                          (unsigned long)apr_os_thread_current(), (unsigned)apr_atomic_inc32(&ack_sequence));
+        if (length < 0 || (size_t)length >= sizeof(addr.sun_path) - 1) return ENAMETOOLONG;
+        if (bind(fd, (const struct sockaddr *)&addr,
+                 (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)length)) == 0) {
+            return 0;
+        }
+        if (errno != EADDRINUSE) return errno;
+    }
+    return EADDRINUSE;
+}
+
+/* What connecting produced: a descriptor, or why there is none. */
+typedef struct {
+    const char *path;    /* the checked path of the last attempt */
+    const char *refusal; /* set when the path was refused (answer 403) */
+    int error;           /* errno of the last failure */
+    int attempts;
+    int ack_requested;   /* the connection carries the ack marker */
+    int ack_error;       /* errno when the marker could not be bound (then no ack is asked) */
+} connect_result;
+
+/* One connection attempt. Returns a connected descriptor, or -1 with out->error set. */
+static int connect_once(const struct sockaddr_un *addr, int want_ack, apr_time_t deadline, connect_result *out)
 {
     int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
-        *error = errno;
+        out->error = errno;
         return -1;
     }
+    out->ack_requested = 0;
+    if (want_ack) {
+        out->ack_error = bind_ack_marker(fd);
+        out->ack_requested = out->ack_error == 0;
+    }
     if (connect(fd, (const struct sockaddr *)addr, sizeof(*addr)) == 0) return fd;
-    *error = errno;
-    if (*error == EINPROGRESS || *error == EINTR) {
+    out->error = errno;
+    if (out->error == EINPROGRESS || out->error == EINTR) {
         int so_error = 0;
         socklen_t len = sizeof(so_error);
-        *error = wait_for(fd, POLLOUT, deadline);
-        if (*error == 0 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &so_error, &len) != 0) *error = errno;
-        if (*error == 0) *error = so_error;
-        if (*error == 0) return fd;
+        out->error = wait_for(fd, POLLOUT, deadline);
+        if (out->error == 0 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &so_error, &len) != 0) out->error = errno;
+        if (out->error == 0) out->error = so_error;
+        if (out->error == 0) return fd;
     }
     close(fd);
     return -1;
 }
 
-/* Connects with retries and exponential backoff, never past connect_deadline.
- * Returns a connected descriptor or -1 with *error set and *attempts counted. */
-static int connect_with_retries(const char *path, const handoff_config *conf, apr_time_t connect_deadline,
-                                int *error, int *attempts)
+/* Connects with retries and exponential backoff, never past connect_deadline. The path is
+ * checked again before every attempt, so a symlink planted between attempts is refused.
+ * Returns a connected descriptor or -1 (out->refusal or out->error says why). */
+static int connect_with_retries(request_rec *r, const char *requested, const handoff_config *conf,
+                                apr_time_t connect_deadline, connect_result *out)
 {
-    struct sockaddr_un addr;
     apr_interval_time_t backoff = apr_time_from_msec(FIRST_BACKOFF_MS);
 
-    memset(&addr, 0, sizeof(addr));
-    addr.sun_family = AF_UNIX;
-    apr_cpystrn(addr.sun_path, path, sizeof(addr.sun_path));
-    *attempts = 0;
     for (;;) {
+        struct sockaddr_un addr;
         int fd;
         apr_interval_time_t left;
-        (*attempts)++;
-        fd = connect_once(&addr, connect_deadline, error);
+
+        out->path = checked_socket_path(r, requested, conf->prefix, conf->prefix_real, &out->refusal);
+        if (out->path == NULL) return -1;
+        memset(&addr, 0, sizeof(addr));
+        addr.sun_family = AF_UNIX;
+        apr_cpystrn(addr.sun_path, out->path, sizeof(addr.sun_path));
+        out->attempts++;
+        fd = connect_once(&addr, conf->ack, connect_deadline, out);
         if (fd >= 0) return fd;
-        if (!is_transient(*error) || *attempts > conf->max_retries) return -1;
+        if (!is_transient(out->error) || out->attempts > conf->max_retries) return -1;
         left = connect_deadline - apr_time_now();
         if (left <= 0) {
-            *error = ETIMEDOUT;
+            out->error = ETIMEDOUT;
             return -1;
         }
         apr_sleep(backoff < left ? backoff : left);
         backoff *= 2;
         if (apr_time_now() >= connect_deadline) {
-            *error = ETIMEDOUT;
+            out->error = ETIMEDOUT;
             return -1;
         }
     }
@@ -495,6 +561,48 @@ static int send_handoff(int sock, const char *payload, size_t length, int client
         rc = wait_for(sock, POLLOUT, deadline);
         if (rc != 0) return rc;
     }
+}
+
+/* How an acknowledged handoff ended (the same table as HandoffAckExchange in Swift). */
+typedef enum {
+    ACK_COMMITTED,     /* the daemon acknowledged: it owns the client */
+    ACK_LEGACY_DAEMON, /* clean close without a byte: an original daemon read and took it */
+    ACK_REFUSED,       /* the daemon refused the record and closed the client unanswered */
+    ACK_NOT_TAKEN      /* the daemon died, hung or was too slow: it will never write */
+} ack_outcome;
+
+typedef enum { SEEN_ACK, SEEN_NAK, SEEN_OTHER, SEEN_EOF, SEEN_FAILURE, SEEN_NOTHING } ack_event;
+
+/* One look at the connection, waiting until `deadline` (0: not at all). */
+static ack_event look_for_ack(int sock, apr_time_t deadline)
+{
+    for (;;) {
+        unsigned char byte = 0;
+        ssize_t count;
+        if (deadline != 0 && wait_for(sock, POLLIN, deadline) != 0) return SEEN_NOTHING;
+        count = recv(sock, &byte, 1, MSG_DONTWAIT);
+        if (count == 1) return byte == ACK_BYTE ? SEEN_ACK : byte == NAK_BYTE ? SEEN_NAK : SEEN_OTHER;
+        if (count == 0) return SEEN_EOF;
+        if (errno == EINTR) continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK) return SEEN_FAILURE;
+        if (deadline == 0) return SEEN_NOTHING;
+    }
+}
+
+/* Waits for the daemon's answer to a record that asked for one. With no answer by the deadline
+ * the connection is shut down (from then on the daemon's ack fails with EPIPE and it closes its
+ * copy unwritten) and looked at once more: an ack queued before the shutdown still counts. */
+static ack_outcome await_ack(int sock, apr_time_t deadline)
+{
+    switch (look_for_ack(sock, deadline)) {
+    case SEEN_ACK: return ACK_COMMITTED;
+    case SEEN_NAK: return ACK_REFUSED;
+    case SEEN_EOF: return ACK_LEGACY_DAEMON;
+    case SEEN_NOTHING: break;
+    default: return ACK_NOT_TAKEN; /* ECONNRESET: the daemon died with the record unread */
+    }
+    shutdown(sock, SHUT_RDWR);
+    return look_for_ack(sock, 0) == SEEN_ACK ? ACK_COMMITTED : ACK_NOT_TAKEN;
 }
 
 static int peer_is(int sock, int uid, int *actual)
@@ -559,10 +667,10 @@ static apr_status_t send_error(ap_filter_t *f, int status, const char *explanati
  * The filter
  * ---------------------------------------------------------------------------------------- */
 
-/* Performs the handoff. Returns OK when the connection now belongs to the daemon, or the
- * HTTP status to answer with (nothing has left the process in that case). */
-static int hand_off(request_rec *r, const handoff_config *conf, const char *requested, const char *data,
-                    const char **explanation)
+/* The handoff proper, with a stand-in ready. Returns OK when the connection now belongs to
+ * the daemon, or the HTTP status to answer with (the daemon will not write in that case). */
+static int hand_off_with(request_rec *r, const handoff_config *conf, const char *requested, const char *data,
+                         int standin, const char **explanation)
 {
     conn_rec *c = r->connection;
     apr_socket_t *csd = ap_get_conn_socket(c);
@@ -570,30 +678,21 @@ static int hand_off(request_rec *r, const handoff_config *conf, const char *requ
     apr_time_t start = apr_time_now();
     apr_time_t connect_deadline = start + apr_time_from_msec(conf->connect_timeout_ms);
     apr_time_t deadline = connect_deadline + apr_time_from_msec(conf->send_timeout_ms);
-    const char *reason = NULL;
-    const char *path;
     /* A lone NUL when there is no (or an empty) data header: a zero-length SEQPACKET record
      * reads like end-of-stream to a daemon. */
     const char *payload = data != NULL && data[0] != '\0' ? data : "";
     size_t length = data != NULL && data[0] != '\0' ? strlen(data) : 1;
-    int standin = standin_fd;
+    connect_result link;
+    ack_outcome acked = ACK_LEGACY_DAEMON;
     int sock;
-    int error = 0;
-    int attempts = 0;
+    int error;
     int peer = -1;
 
-    /* The stand-in first: once the descriptor may have left, nothing else may fail. */
-    if (standin < 0 && (standin = make_standin()) < 0) {
-        ap_log_rerror(APLOG_MARK, APLOG_ERR, errno, r, "socket handoff: cannot create stand-in socket");
-        *explanation = "The server could not hand off this request.";
-        return HTTP_INTERNAL_SERVER_ERROR;
-    }
-
+    *explanation = "The streaming service is unavailable. Please retry shortly.";
     if (r->proto_num >= 2000 || c->master != NULL) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
                       "socket handoff refused on an HTTP/2 request: its connection carries other streams");
         *explanation = "This request cannot be handed off over HTTP/2.";
-        if (standin != standin_fd) close(standin);
         return HTTP_INTERNAL_SERVER_ERROR;
     }
     if (ap_ssl_conn_is_ssl(c)) {
@@ -601,51 +700,64 @@ static int hand_off(request_rec *r, const handoff_config *conf, const char *requ
                       "socket handoff refused on a TLS connection: the daemon would write plaintext "
                       "into it; terminate TLS in front of this server or serve this route over HTTP");
         *explanation = "This request cannot be handed off over TLS.";
-        if (standin != standin_fd) close(standin);
         return HTTP_INTERNAL_SERVER_ERROR;
     }
     if (csd == NULL || apr_os_sock_get(&client_fd, csd) != APR_SUCCESS || client_fd < 0) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "socket handoff: the client socket is not available");
         *explanation = "The server could not hand off this request.";
-        if (standin != standin_fd) close(standin);
         return HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    path = checked_socket_path(r, requested, conf->prefix, conf->prefix_real, &reason);
-    if (path == NULL) {
+    memset(&link, 0, sizeof(link));
+    sock = connect_with_retries(r, requested, conf, connect_deadline, &link);
+    if (sock < 0 && link.refusal != NULL) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "socket handoff refused: socket path '%s' %s (prefix %s)",
-                      requested, reason, conf->prefix);
+                      requested, link.refusal, conf->prefix);
         *explanation = "The handoff target is not allowed.";
-        if (standin != standin_fd) close(standin);
         return HTTP_FORBIDDEN;
     }
-
-    sock = connect_with_retries(path, conf, connect_deadline, &error, &attempts);
     if (sock < 0) {
-        ap_log_rerror(APLOG_MARK, APLOG_ERR, error, r,
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, link.error, r,
                       "socket handoff: daemon at %s unreachable after %d attempt(s) in %" APR_TIME_T_FMT " ms",
-                      path, attempts, apr_time_as_msec(apr_time_now() - start));
-        *explanation = "The streaming service is unavailable. Please retry shortly.";
-        if (standin != standin_fd) close(standin);
+                      link.path, link.attempts, apr_time_as_msec(apr_time_now() - start));
         return HTTP_SERVICE_UNAVAILABLE;
+    }
+    if (conf->ack && !link.ack_requested) {
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, link.ack_error, r,
+                      "socket handoff: cannot ask %s for an acknowledgement; handing off without one", link.path);
     }
     if (conf->daemon_uid != UNSET && !peer_is(sock, conf->daemon_uid, &peer)) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
                       "socket handoff refused: %s is served by uid %d, not SocketHandoffDaemonUser %s",
-                      path, peer, conf->daemon_user);
-        *explanation = "The streaming service is unavailable. Please retry shortly.";
+                      link.path, peer, conf->daemon_user);
         close(sock);
-        if (standin != standin_fd) close(standin);
         return HTTP_SERVICE_UNAVAILABLE;
     }
 
     error = send_handoff(sock, payload, length, client_fd, deadline);
+    if (error == 0 && link.ack_requested) acked = await_ack(sock, deadline);
     close(sock);
+    if (error == EMSGSIZE) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, error, r,
+                      "socket handoff: %lu bytes of X-Handoff-Data do not fit one record for %s",
+                      (unsigned long)length, link.path);
+        *explanation = "The request is too large to be handed off.";
+        return HTTP_REQUEST_ENTITY_TOO_LARGE;
+    }
     if (error != 0) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, error, r, "socket handoff: sending to %s failed (%lu bytes)",
-                      path, (unsigned long)length);
-        *explanation = "The streaming service is unavailable. Please retry shortly.";
-        if (standin != standin_fd) close(standin);
+                      link.path, (unsigned long)length);
+        return HTTP_SERVICE_UNAVAILABLE;
+    }
+    if (acked == ACK_REFUSED) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "socket handoff: the daemon at %s refused the record", link.path);
+        *explanation = "The server could not hand off this request.";
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    if (acked == ACK_NOT_TAKEN) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
+                      "socket handoff: the daemon at %s did not take the connection within %" APR_TIME_T_FMT " ms",
+                      link.path, apr_time_as_msec(apr_time_now() - start));
         return HTTP_SERVICE_UNAVAILABLE;
     }
 
@@ -653,12 +765,32 @@ static int hand_off(request_rec *r, const handoff_config *conf, const char *requ
      * stand-in so Apache's own close/shutdown cannot reach the client. */
     while (dup2(standin, client_fd) < 0 && errno == EINTR) {
     }
-    if (standin != standin_fd) close(standin);
     c->aborted = 1;
     c->keepalive = AP_CONN_CLOSE;
-    ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "socket handoff to %s (%lu bytes of data, %d attempt(s), %" APR_TIME_T_FMT " us)",
-                  path, (unsigned long)(payload[0] != '\0' ? length : 0), attempts, apr_time_now() - start);
+    ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
+                  "socket handoff to %s (%lu bytes of data, %d attempt(s), %s, %" APR_TIME_T_FMT " us)", link.path,
+                  (unsigned long)(payload[0] != '\0' ? length : 0), link.attempts,
+                  acked == ACK_COMMITTED ? "acknowledged" : "unacknowledged", apr_time_now() - start);
     return OK;
+}
+
+/* Performs the handoff. Returns OK when the connection now belongs to the daemon, or the
+ * HTTP status to answer with (nothing has left the process in that case). */
+static int hand_off(request_rec *r, const handoff_config *conf, const char *requested, const char *data,
+                    const char **explanation)
+{
+    int standin = standin_fd;
+    int status;
+
+    /* The stand-in first: once the descriptor may have left, nothing else may fail. */
+    if (standin < 0 && (standin = make_standin()) < 0) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, errno, r, "socket handoff: cannot create stand-in socket");
+        *explanation = "The server could not hand off this request.";
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    status = hand_off_with(r, conf, requested, data, standin, explanation);
+    if (standin != standin_fd) close(standin);
+    return status;
 }
 
 static apr_status_t handoff_filter(ap_filter_t *f, apr_bucket_brigade *bb)

@@ -7,6 +7,10 @@
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <unistd.h>
 
 size_t handoff_cmsg_space_for_fds(size_t count) {
     return CMSG_SPACE(sizeof(int) * count);
@@ -61,6 +65,34 @@ int handoff_peer_credentials(int fd, pid_t *pid, uid_t *uid, gid_t *gid) {
 
 int handoff_accept_nonblocking(int fd) {
     return accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+}
+
+int handoff_accept_nonblocking_marked(int fd, int *wants_ack) {
+    struct sockaddr_un peer;
+    socklen_t length = sizeof(peer);
+    static const char marker[] = HANDOFF_ACK_MARKER;
+    const size_t marker_length = sizeof(marker) - 1;
+    int accepted = accept4(fd, (struct sockaddr *)&peer, &length, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    *wants_ack = 0;
+    if (accepted >= 0 && length >= offsetof(struct sockaddr_un, sun_path) + 1 + marker_length &&
+        peer.sun_path[0] == '\0' && memcmp(peer.sun_path + 1, marker, marker_length) == 0) {
+        *wants_ack = 1;
+    }
+    return accepted;
+}
+
+int handoff_bind_ack_marker(int fd, uint64_t unique) {
+    struct sockaddr_un address;
+    int length;
+    memset(&address, 0, sizeof(address));
+    address.sun_family = AF_UNIX;
+    length = snprintf(address.sun_path + 1, sizeof(address.sun_path) - 1, "%s%ld.%llu", HANDOFF_ACK_MARKER,
+                      (long)getpid(), (unsigned long long)unique);
+    if (length < 0 || (size_t)length >= sizeof(address.sun_path) - 1) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    return bind(fd, (struct sockaddr *)&address, (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)length));
 }
 
 int handoff_socket_nonblocking(int domain, int type, int protocol) {

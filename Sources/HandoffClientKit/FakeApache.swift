@@ -19,14 +19,26 @@ public enum FakeApache {
     ///   - payload: the `X-Handoff-Data` bytes; empty sends the protocol's single NUL.
     ///   - descriptors: normally one, the client socket; tests pass none or several.
     ///   - nulForEmpty: `false` sends a truly empty record.
-    public static func handOff(to path: String, payload: [UInt8], descriptors: [CInt], nulForEmpty: Bool = true) throws {
-        guard let connection = try HandoffSender.connect(to: path) else {
+    ///   - ackTimeoutMilliseconds: when given, ask for an acknowledged handoff and wait this
+    ///     long for it, as the module does with `SocketHandoffAck On`.
+    /// - Returns: how the acknowledged exchange ended; `nil` without one.
+    @discardableResult
+    public static func handOff(
+        to path: String,
+        payload: [UInt8],
+        descriptors: [CInt],
+        nulForEmpty: Bool = true,
+        ackTimeoutMilliseconds: Int? = nil
+    ) throws -> HandoffAckExchange.Outcome? {
+        guard let connection = try HandoffSender.connect(to: path, requestingAck: ackTimeoutMilliseconds != nil) else {
             throw HandoffWireError.syscall("connect", errno: EAGAIN, context: path)
         }
         defer { connection.closeIfOpen() }
         guard try HandoffSender.send(on: connection.rawValue, payload: payload, descriptors: descriptors, nulForEmpty: nulForEmpty) else {
             throw HandoffWireError.syscall("sendmsg", errno: EAGAIN, context: path)
         }
+        guard let ackTimeoutMilliseconds else { return nil }
+        return HandoffSender.awaitAck(on: connection.rawValue, timeoutMilliseconds: ackTimeoutMilliseconds)
     }
 
     /// Convenience: hands off `json` with the client's server end, closing Apache's copy after.

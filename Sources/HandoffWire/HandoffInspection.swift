@@ -24,6 +24,11 @@ public enum HandoffRejection: String, Sendable, Hashable, CaseIterable {
     case peerNotAllowed = "peer_not_allowed"
     /// Receiving failed with a socket error.
     case receiveFailed = "receive_failed"
+    /// The sender asked for an acknowledgement but stopped waiting before it arrived; it
+    /// answers the client itself, so the daemon closed its copy without writing.
+    case abandonedBySender = "abandoned"
+    /// `accept4` failed for want of descriptors; the connection waits in the backlog.
+    case outOfDescriptors = "accept_emfile"
 }
 
 /// What to do with a received record.
@@ -34,6 +39,14 @@ public enum HandoffDisposition {
     case answer(client: OwnedDescriptor, rejection: HandoffRejection)
     /// A malformed handoff with no client we could answer; everything has been closed.
     case dropped(HandoffRejection)
+
+    /// Closes the client descriptor, if any, without writing to it.
+    public func abandon() {
+        switch self {
+        case .accepted(let client, _), .answer(let client, _): client.closeIfOpen()
+        case .dropped: return
+        }
+    }
 }
 
 /// Validates a ``ReceivedHandoff`` as DESIGN.md §3 says, closing every descriptor it does not

@@ -10,10 +10,14 @@ import Glibc
 public enum HandoffSender {
     /// Connects a non-blocking SEQPACKET socket to `path`; `nil` when the listener's backlog is
     /// full (`EAGAIN`), which callers treat as transient.
-    public static func connect(to path: String) throws -> OwnedDescriptor? {
+    ///
+    /// With `requestingAck`, the socket first binds the ``HandoffAck/marker`` address: the
+    /// daemon will answer the record with one byte (see ``awaitAck(on:timeoutMilliseconds:)``).
+    public static func connect(to path: String, requestingAck: Bool = false) throws -> OwnedDescriptor? {
         let address = try UnixSocketAddress(path: path)
         let socket = OwnedDescriptor(taking: try Syscall.socket(domain: AF_UNIX, type: handoff_SOCK_SEQPACKET))
         do {
+            if requestingAck { try Syscall.bindAckMarker(socket.rawValue) }
             switch try Syscall.connect(socket.rawValue, to: address) {
             case .connected, .inProgress:
                 return socket
@@ -54,6 +58,31 @@ public enum HandoffSender {
                 }
                 return try Syscall.sendmsg(connection, &message, flags: handoff_MSG_NOSIGNAL) != nil
             }
+        }
+    }
+
+    /// Waits up to `timeoutMilliseconds` for the daemon's acknowledgement on `connection` (whose
+    /// record has been sent), exactly as the Apache module does: on no answer it shuts the
+    /// connection down and looks once more.
+    public static func awaitAck(on connection: CInt, timeoutMilliseconds: Int) -> HandoffAckExchange.Outcome {
+        var exchange = HandoffAckExchange()
+        var action = exchange.observe(Self.look(connection, timeoutMilliseconds: timeoutMilliseconds))
+        if action == .shutDownAndLookOnceMore {
+            try? Syscall.shutdown(connection, how: CInt(SHUT_RDWR))
+            action = exchange.observe(Self.look(connection, timeoutMilliseconds: 0))
+        }
+        guard case .finish(let outcome) = action else { preconditionFailure("the ack exchange ends after its last look") }
+        return outcome
+    }
+
+    private static func look(_ connection: CInt, timeoutMilliseconds: Int) -> HandoffAckExchange.Event {
+        guard (try? Syscall.waitReadable(connection, timeoutMilliseconds: timeoutMilliseconds)) == true else { return .nothingYet }
+        var byte: UInt8 = 0
+        do {
+            guard let count = try withUnsafeMutableBytes(of: &byte, { try Syscall.read(connection, into: $0) }) else { return .nothingYet }
+            return count == 0 ? .endOfStream : .received(byte)
+        } catch {
+            return .failed
         }
     }
 }

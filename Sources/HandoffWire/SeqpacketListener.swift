@@ -86,8 +86,14 @@ public final class SeqpacketListener {
 
     /// Accepts one pending connection, non-blocking and close-on-exec; `nil` when none waits.
     public func accept() throws -> OwnedDescriptor? {
-        guard let fd = try Syscall.accept(self.descriptor.rawValue) else { return nil }
-        return OwnedDescriptor(taking: fd)
+        try self.acceptConnection()?.connection
+    }
+
+    /// Accepts one pending connection like ``accept()``, also telling whether its sender asked
+    /// for an acknowledged handoff (``HandoffAck``).
+    public func acceptConnection() throws -> (connection: OwnedDescriptor, wantsAck: Bool)? {
+        guard let accepted = try Syscall.acceptReportingAckRequest(self.descriptor.rawValue) else { return nil }
+        return (OwnedDescriptor(taking: accepted.fd), accepted.wantsAck)
     }
 
     /// Removes the socket path if it still is the socket this listener created, so that a

@@ -58,6 +58,20 @@ public enum Syscall {
         return (pair[0], pair[1])
     }
 
+    /// `poll(2)` for readability (or hang-up, or an error) of one descriptor; `false` when the
+    /// time ran out. Retries `EINTR` with the time that is left.
+    public static func waitReadable(_ fd: CInt, timeoutMilliseconds: Int) throws -> Bool {
+        let deadline = ContinuousClock.now + .milliseconds(timeoutMilliseconds)
+        while true {
+            let left = max(0, ((deadline - ContinuousClock.now) / .milliseconds(1)).rounded(.up))
+            var entry = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            let ready = Glibc.poll(&entry, 1, CInt(left))
+            if ready >= 0 { return ready > 0 }
+            let error = Glibc.errno
+            guard error == EINTR else { throw HandoffWireError.syscall("poll", errno: error, context: "fd \(fd)") }
+        }
+    }
+
     /// `bind(2)` to a Unix socket path.
     public static func bind(_ fd: CInt, to address: UnixSocketAddress) throws {
         _ = try address.withSockAddr { pointer, length in
@@ -73,6 +87,26 @@ public enum Syscall {
     /// `accept4(2)` with `SOCK_NONBLOCK | SOCK_CLOEXEC`; `nil` when nothing is pending.
     public static func accept(_ fd: CInt) throws -> CInt? {
         try retryingNonBlocking("accept4", context: "fd \(fd)") { handoff_accept_nonblocking(fd) }
+    }
+
+    /// `accept4(2)` like ``accept(_:)``, also telling whether the peer asked for an acknowledged
+    /// handoff (its abstract address starts with ``HandoffAck/marker``).
+    public static func acceptReportingAckRequest(_ fd: CInt) throws -> (fd: CInt, wantsAck: Bool)? {
+        var marked: CInt = 0
+        guard let accepted = try retryingNonBlocking("accept4", context: "fd \(fd)", { handoff_accept_nonblocking_marked(fd, &marked) }) else {
+            return nil
+        }
+        return (accepted, marked != 0)
+    }
+
+    /// Binds an unbound Unix socket to a fresh abstract address carrying ``HandoffAck/marker``.
+    public static func bindAckMarker(_ fd: CInt) throws {
+        while true {
+            if handoff_bind_ack_marker(fd, UInt64.random(in: 0...UInt64.max)) == 0 { return }
+            let error = Glibc.errno
+            if error == EADDRINUSE || error == EINTR { continue }
+            throw HandoffWireError.syscall("bind", errno: error, context: "abstract ack address")
+        }
     }
 
     /// The outcome of a non-blocking `connect(2)`.

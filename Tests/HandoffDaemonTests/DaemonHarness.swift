@@ -1,3 +1,4 @@
+import Foundation
 import HandoffDaemon
 import HandoffClientKit
 import HandoffTestSupport
@@ -54,4 +55,12 @@ func eventually(within milliseconds: Int = 3000, _ condition: () -> Bool) async 
         try? await Task.sleep(for: .milliseconds(10))
     }
     return condition()
+}
+
+/// Runs a blocking call on a thread of its own, so waiting (for an ack, say) never holds one of
+/// the few cooperative threads the daemon under test needs to start.
+func offThePool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        Thread { continuation.resume(with: Result { try body() }) }.start()
+    }
 }

@@ -33,6 +33,19 @@ int handoff_peer_credentials(int fd, pid_t *pid, uid_t *uid, gid_t *gid);
 /// accept4(2) with SOCK_NONBLOCK | SOCK_CLOEXEC.
 int handoff_accept_nonblocking(int fd);
 
+/// accept4(2) with SOCK_NONBLOCK | SOCK_CLOEXEC that also reports, in `*wants_ack`, whether the
+/// peer bound its end to an abstract address starting with HANDOFF_ACK_MARKER (the
+/// acknowledged-handoff opt-in). The address comes back from accept4 itself: no extra syscall.
+int handoff_accept_nonblocking_marked(int fd, int *wants_ack);
+
+/// Binds `fd` (an unbound AF_UNIX socket) to the abstract address
+/// "\0" HANDOFF_ACK_MARKER "<pid>.<unique>": the sender's request for an acknowledgement.
+/// Returns 0 or -1 with errno set (EADDRINUSE: pick another `unique`).
+int handoff_bind_ack_marker(int fd, uint64_t unique);
+
+/// The abstract-name prefix that asks for an acknowledged handoff (without the leading NUL).
+#define HANDOFF_ACK_MARKER "socket-handoff-ack.1."
+
 /// socket(2) with SOCK_NONBLOCK | SOCK_CLOEXEC added to `type`.
 int handoff_socket_nonblocking(int domain, int type, int protocol);
 

@@ -31,9 +31,23 @@ final class HandoffAcceptor: @unchecked Sendable {
     private let finished = NIOLockedValueBox<(done: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
 
     // Acceptor-thread state.
-    private var pending: [CInt: OwnedDescriptor] = [:]
-    private var deadlines = CircularBuffer<(fd: CInt, deadline: NIODeadline)>()
+    private var pending: [CInt: PendingConnection] = [:]
+    private var deadlines = CircularBuffer<(fd: CInt, serial: UInt64, deadline: NIODeadline)>()
+    private var nextSerial: UInt64 = 0
     private var acceptingPaused = false
+    /// Set after `accept4` failed for want of descriptors (`EMFILE`/`ENFILE`): accepting rests
+    /// until then instead of spinning on a listener that stays readable.
+    private var acceptRestingUntil: NIODeadline?
+    private var outOfDescriptorsReported = false
+    private static let acceptRest = TimeAmount.milliseconds(50)
+
+    /// An accepted connection whose record has not arrived yet. The serial tells it apart from
+    /// a later connection that reuses its descriptor number.
+    private struct PendingConnection {
+        var connection: OwnedDescriptor
+        var wantsAck: Bool
+        var serial: UInt64
+    }
 
     private static let listenerToken: UInt64 = 0
     private static let wakeToken: UInt64 = 1
@@ -148,23 +162,34 @@ final class HandoffAcceptor: @unchecked Sendable {
 
     private func acceptBurst(epoll: Epoll) {
         for _ in 0..<Self.acceptBurst {
-            guard self.hasDescriptorRoom else { return }
-            let connection: OwnedDescriptor
+            guard self.hasDescriptorRoom, self.acceptRestingUntil == nil else { return }
+            let accepted: (connection: OwnedDescriptor, wantsAck: Bool)
             do {
-                guard let accepted = try self.listener.accept() else { return }
-                connection = accepted
+                guard let connection = try self.listener.acceptConnection() else { return }
+                accepted = connection
+                self.outOfDescriptorsReported = false
             } catch let error as HandoffWireError where error.errno == ECONNABORTED {
                 continue
+            } catch let error as HandoffWireError where error.errno == EMFILE || error.errno == ENFILE {
+                // Out of descriptors: the connection stays in the backlog. Rest instead of
+                // spinning on a listener that stays readable; say so once per episode.
+                self.acceptRestingUntil = .now() + Self.acceptRest
+                self.metrics.handoffError(HandoffRejection.outOfDescriptors.rawValue)
+                if !self.outOfDescriptorsReported {
+                    self.outOfDescriptorsReported = true
+                    self.logger.warning("accept4 ran out of descriptors; accepting rests until it works again", metadata: ["error": "\(error)"])
+                }
+                return
             } catch {
                 self.logger.error("accepting a handoff connection failed", metadata: ["error": "\(error)"])
                 return
             }
-            if !self.configuration.listener.allowedPeerUIDs.isEmpty, !self.peerIsAllowed(connection) {
-                connection.closeIfOpen()
+            if !self.configuration.listener.allowedPeerUIDs.isEmpty, !self.peerIsAllowed(accepted.connection) {
+                accepted.connection.closeIfOpen()
                 self.metrics.handoffError(HandoffRejection.peerNotAllowed.rawValue)
                 continue
             }
-            self.receiveFirst(connection, epoll: epoll)
+            self.receiveFirst(accepted.connection, wantsAck: accepted.wantsAck, epoll: epoll)
         }
     }
 
@@ -174,7 +199,7 @@ final class HandoffAcceptor: @unchecked Sendable {
     }
 
     /// The module sends right after connecting, so the record is usually already there.
-    private func receiveFirst(_ connection: OwnedDescriptor, epoll: Epoll) {
+    private func receiveFirst(_ connection: OwnedDescriptor, wantsAck: Bool, epoll: Epoll) {
         let fd = connection.rawValue
         switch self.receiveOutcome(fd) {
         case .some(.wouldBlock):
@@ -185,11 +210,11 @@ final class HandoffAcceptor: @unchecked Sendable {
                 self.metrics.handoffError(HandoffRejection.receiveFailed.rawValue)
                 return
             }
-            self.pending[fd] = connection
-            self.deadlines.append((fd, NIODeadline.now() + TimeAmount(self.configuration.timeouts.handoff)))
+            self.nextSerial &+= 1
+            self.pending[fd] = PendingConnection(connection: connection, wantsAck: wantsAck, serial: self.nextSerial)
+            self.deadlines.append((fd, self.nextSerial, NIODeadline.now() + TimeAmount(self.configuration.timeouts.handoff)))
         case .some(let outcome):
-            connection.closeIfOpen()
-            self.handle(outcome)
+            self.handle(outcome, on: connection, wantsAck: wantsAck)
         case .none:
             connection.closeIfOpen()
         }
@@ -199,8 +224,12 @@ final class HandoffAcceptor: @unchecked Sendable {
         guard self.pending[fd] != nil else { return }
         let outcome = self.receiveOutcome(fd)
         if case .some(.wouldBlock) = outcome { return }
-        self.forget(fd, epoll: epoll)?.closeIfOpen()
-        if let outcome { self.handle(outcome) }
+        guard let entry = self.forget(fd, epoll: epoll) else { return }
+        if let outcome {
+            self.handle(outcome, on: entry.connection, wantsAck: entry.wantsAck)
+        } else {
+            entry.connection.closeIfOpen()
+        }
     }
 
     /// One receive attempt; `nil` when it failed (already counted).
@@ -214,7 +243,10 @@ final class HandoffAcceptor: @unchecked Sendable {
         }
     }
 
-    private func handle(_ outcome: HandoffReceiver.Outcome) {
+    /// Inspects what arrived, answers the sender when it asked for an acknowledgement, closes
+    /// the Unix connection and passes the client on.
+    private func handle(_ outcome: HandoffReceiver.Outcome, on connection: OwnedDescriptor, wantsAck: Bool) {
+        defer { connection.closeIfOpen() }
         switch outcome {
         case .wouldBlock:
             return
@@ -226,43 +258,64 @@ final class HandoffAcceptor: @unchecked Sendable {
                 self.metrics.handoffError(rejection.rawValue)
                 self.logger.debug("handoff dropped", metadata: ["reason": "\(rejection.rawValue)"])
             }
-            self.dispatch(disposition)
+            switch HandoffAck.reply(wantsAck: wantsAck, disposition: disposition) {
+            case .none:
+                self.dispatch(disposition)
+            case .refuse:
+                _ = try? withUnsafeBytes(of: HandoffAck.refused) { try Syscall.send(connection.rawValue, $0) }
+                self.dispatch(disposition)
+            case .acknowledgeThenServe:
+                let sent = (try? withUnsafeBytes(of: HandoffAck.acknowledged) { try Syscall.send(connection.rawValue, $0) }) ?? nil
+                guard sent == 1 else {
+                    // The sender gave up before our ack could reach it and answers the client
+                    // itself: close our copy without writing a byte.
+                    disposition.abandon()
+                    self.metrics.handoffError(HandoffRejection.abandonedBySender.rawValue)
+                    self.logger.debug("handoff abandoned: the sender stopped waiting for the ack")
+                    return
+                }
+                self.dispatch(disposition)
+            }
         }
     }
 
-    private func forget(_ fd: CInt, epoll: Epoll) -> OwnedDescriptor? {
-        guard let connection = self.pending.removeValue(forKey: fd) else { return nil }
+    private func forget(_ fd: CInt, epoll: Epoll) -> PendingConnection? {
+        guard let entry = self.pending.removeValue(forKey: fd) else { return nil }
         try? epoll.remove(fd)
-        return connection
+        return entry
     }
 
     private func expireDeadlines(epoll: Epoll) {
         let now = NIODeadline.now()
         while let first = self.deadlines.first, first.deadline <= now {
             self.deadlines.removeFirst()
-            // A connection that already delivered is gone from `pending`; its entry is stale.
-            guard let connection = self.forget(first.fd, epoll: epoll) else { continue }
-            connection.closeIfOpen()
+            // A connection that already delivered is gone from `pending`, and its number may
+            // belong to a newer connection by now: only the same serial expires.
+            guard self.pending[first.fd]?.serial == first.serial, let entry = self.forget(first.fd, epoll: epoll) else { continue }
+            entry.connection.closeIfOpen()
             self.metrics.handoffError(HandoffRejection.timeout.rawValue)
         }
         // Drop stale entries at the front so the next timeout is accurate.
-        while let first = self.deadlines.first, self.pending[first.fd] == nil {
+        while let first = self.deadlines.first, self.pending[first.fd]?.serial != first.serial {
             self.deadlines.removeFirst()
         }
     }
 
     private func updateAccepting(epoll: Epoll) {
-        let room = self.hasDescriptorRoom
+        if let resting = self.acceptRestingUntil, resting <= .now() { self.acceptRestingUntil = nil }
+        let room = self.hasDescriptorRoom && self.acceptRestingUntil == nil
         if self.acceptingPaused, room {
             self.acceptingPaused = false
             try? epoll.modify(self.listener.rawDescriptor, events: .readable, token: Self.listenerToken)
         } else if !self.acceptingPaused, !room {
             self.acceptingPaused = true
             try? epoll.modify(self.listener.rawDescriptor, events: [], token: Self.listenerToken)
-            self.logger.warning(
-                "open-file limit reached: accepting paused until streams end",
-                metadata: ["client_fds": "\(self.capacity.heldClientDescriptors)"]
-            )
+            if self.acceptRestingUntil == nil {
+                self.logger.warning(
+                    "open-file limit reached: accepting paused until streams end",
+                    metadata: ["client_fds": "\(self.capacity.heldClientDescriptors)"]
+                )
+            }
         }
     }
 
@@ -275,8 +328,8 @@ final class HandoffAcceptor: @unchecked Sendable {
             self.listener.unlinkPathIfOwned()
             // A connect that resolved the path just before the unlink lands in the backlog now.
             usleep(10_000)
-            while self.hasDescriptorRoom, let connection = try? self.listener.accept() {
-                self.receiveFirst(connection, epoll: epoll)
+            while self.hasDescriptorRoom, let accepted = try? self.listener.acceptConnection() {
+                self.receiveFirst(accepted.connection, wantsAck: accepted.wantsAck, epoll: epoll)
             }
         }
         try? epoll.remove(self.listener.rawDescriptor)
