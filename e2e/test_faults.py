@@ -1,0 +1,261 @@
+"""Faults through the real Apache: every client gets an answer, whatever the daemon does.
+
+The acknowledged handoff (SocketHandoffAck On, the default) is what makes these hold: Apache
+keeps the client until the daemon says it owns it, and answers 503 itself when it does not.
+"""
+
+import os
+import signal
+import socket
+import threading
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from harness import Apache, Daemon, free_port, post_json
+from test_apache_handoff import assert_error_page, handoff, mock_stream
+
+# Connect 300 ms + send/ack 200 ms by default; /slowack/ waits up to 5 s for the ack.
+FAULT_CONF = [
+    "SocketHandoffConnectTimeoutMs 300",
+    "SocketHandoffSendTimeoutMs 200",
+    'Alias /slowack/ "{docroot}/"',
+    '<Location "/slowack/">', "    SocketHandoffSendTimeoutMs 5000", "</Location>",
+    'Alias /noack/ "{docroot}/"',
+    '<Location "/noack/">', "    SocketHandoffAck Off", "</Location>",
+]
+WORKER_BOUND_US = 500_000  # connect + send timeouts: no worker waits longer than this
+
+
+@pytest.fixture(scope="module")
+def fault_apache(module_path):
+    with Apache("prefork", workers=8, conf=FAULT_CONF, module=module_path) as a:
+        yield a
+
+
+def many(n, fn):
+    """Runs `fn(i)` for i in range(n) at once; returns the results (exceptions as strings)."""
+    def guarded(i):
+        try:
+            return fn(i)
+        except Exception as e:  # reported by the caller's assertion
+            return repr(e)
+    with ThreadPoolExecutor(n) as pool:
+        return list(pool.map(guarded, range(n)))
+
+
+def handoff_times(apache, since):
+    """%D (µs) of the handoff requests logged after the first `since` entries."""
+    return [us for req, _, _, us in apache.access_log_entries()[since:] if "handoff.php" in req]
+
+
+def test_stopped_then_killed_daemon_every_queued_client_gets_503(fault_apache):
+    """SIGSTOP the daemon, queue 12 handoffs: each gets Apache's 503 with Retry-After within the
+    connect + send bound; no bare close. Then SIGKILL: nothing more arrives for anyone."""
+    a = fault_apache
+    d = Daemon(a.run_dir / "stopped.sock").start()
+    logged = len(a.access_log_entries())
+    try:
+        os.kill(d.proc.pid, signal.SIGSTOP)
+        results = many(12, lambda i: handoff(a, d.socket_path, {"prompt": f"q{i}"}, timeout=10))
+        os.kill(d.proc.pid, signal.SIGKILL)
+        d.proc.wait(5)
+    finally:
+        d.stop()
+    for resp in results:
+        assert not isinstance(resp, str), resp
+        assert_error_page(resp, 503)
+        assert resp.header("Retry-After") == "1"
+    times = handoff_times(a, logged)
+    assert len(times) == 12
+    assert max(times) < WORKER_BOUND_US + 150_000, times
+
+
+def test_stopped_daemon_that_wakes_up_writes_nothing_to_abandoned_clients(fault_apache):
+    """The daemon resumes after Apache answered 503: it sees its acks fail and closes those
+    clients unwritten. The next handoff is served normally."""
+    a = fault_apache
+    metrics_port = free_port()
+    with Daemon(a.run_dir / "wakes.sock", "--metrics-address", f"127.0.0.1:{metrics_port}") as d:
+        os.kill(d.proc.pid, signal.SIGSTOP)
+        raw = []
+        socks = []
+        try:
+            # Keep the client sockets open after Apache's answer, to see if anything follows.
+            for i in range(3):
+                s = socket.create_connection(("127.0.0.1", a.port), 10)
+                body = f'{{"socket":"{d.socket_path}","data":"{{}}"}}'.encode()
+                s.sendall(b"POST /handoff.php HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                          b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+                socks.append(s)
+            for s in socks:
+                s.settimeout(5)
+                data = b""
+                while b"</html>" not in data:
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+                raw.append(data)
+        finally:
+            os.kill(d.proc.pid, signal.SIGCONT)
+        time.sleep(0.5)  # the daemon works through the abandoned records
+        for s, first in zip(socks, raw):
+            assert first.startswith(b"HTTP/1.1 503 "), first[:200]
+            s.settimeout(2)
+            rest = b""
+            try:
+                while True:
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        break
+                    rest += chunk
+            except (socket.timeout, ConnectionResetError):
+                pass
+            s.close()
+            assert rest == b"", rest[:300]
+        resp = handoff(a, d.socket_path, {"prompt": "after", "user_id": 3})
+        assert resp.raw == mock_stream(5, 3, "after")
+        metrics = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).read().decode()
+        assert 'handoffd_handoff_errors_total{reason="abandoned"} 3' in metrics, metrics
+
+
+def test_daemon_killed_while_handoffs_wait_for_the_ack(fault_apache):
+    """/slowack/ waits up to 5 s: a daemon SIGKILLed while handoffs wait is noticed at once
+    (the kernel resets the queued connections) and each client gets 503 long before 5 s."""
+    a = fault_apache
+    d = Daemon(a.run_dir / "killed.sock").start()
+    try:
+        os.kill(d.proc.pid, signal.SIGSTOP)
+        timer = threading.Timer(0.5, lambda: os.kill(d.proc.pid, signal.SIGKILL))
+        timer.start()
+        t0 = time.monotonic()
+        results = many(6, lambda i: handoff(a, d.socket_path, {"prompt": "k"},
+                                            path="/slowack/handoff.php", timeout=10))
+        elapsed = time.monotonic() - t0
+        timer.join()
+    finally:
+        d.stop()
+    for resp in results:
+        assert not isinstance(resp, str), resp
+        assert_error_page(resp, 503)
+    assert elapsed < 2.5, elapsed
+
+
+def test_daemon_killed_mid_stream_loses_nothing_that_was_queued(fault_apache):
+    """Streams the daemon owned end with it (unavoidable); handoffs queued behind the stopped
+    daemon get 503 from Apache, never a bare close."""
+    a = fault_apache
+    d = Daemon(a.run_dir / "midstream.sock", mock_messages=200, mock_interval_ms=50).start()
+    owned = []
+    try:
+        def stream(i):
+            return handoff(a, d.socket_path, {"prompt": "long", "user_id": i}, timeout=20)
+        streaming = ThreadPoolExecutor(4)
+        owned = [streaming.submit(stream, i) for i in range(4)]
+        time.sleep(0.5)  # the streams are running
+        os.kill(d.proc.pid, signal.SIGSTOP)
+        timer = threading.Timer(0.6, lambda: os.kill(d.proc.pid, signal.SIGKILL))
+        timer.start()
+        queued = many(4, lambda i: handoff(a, d.socket_path, {"prompt": "queued"},
+                                           path="/slowack/handoff.php", timeout=10))
+        timer.join()
+        streams = [f.result(20) for f in owned]
+        streaming.shutdown()
+    finally:
+        d.stop()
+    for resp in queued:
+        assert not isinstance(resp, str), resp
+        assert_error_page(resp, 503)
+    for resp in streams:
+        assert resp.status == 200
+        assert resp.events() and resp.events()[-1] != "[DONE]"  # cut, as it must be
+
+
+def test_over_capacity_the_daemon_answers_503_itself(module_path):
+    """--max-connections 2 with 2 long streams held: the third handoff is acknowledged and
+    answered by the daemon with 503 + Retry-After (a JSON body, not Apache's HTML)."""
+    with Apache("prefork", workers=4, conf=FAULT_CONF, module=module_path) as a, \
+            Daemon(a.run_dir / "full.sock", "--max-connections", "2",
+                   mock_messages=40, mock_interval_ms=50) as d:
+        pool = ThreadPoolExecutor(2)
+        held = [pool.submit(handoff, a, d.socket_path, {"prompt": "hold"}, timeout=20) for _ in range(2)]
+        time.sleep(0.5)
+        resp = handoff(a, d.socket_path, {"prompt": "third"})
+        assert resp.status == 503, resp.raw[:500]
+        assert resp.header("Retry-After")
+        assert resp.header("Content-Type") == "application/json"
+        for f in held:
+            assert f.result(20).events()[-1] == "[DONE]"
+        pool.shutdown()
+
+
+# --- old and new halves together ---------------------------------------------------------------
+
+class LegacyDaemon:
+    """An original daemon: reads the record, closes the Unix connection without a byte, and
+    writes a fixed response to the client itself. It knows nothing of the ack."""
+
+    RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\nConnection: close\r\n\r\nlegacy"
+
+    def __init__(self, path):
+        self.path = str(path)
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.sock.bind(self.path)
+        os.chmod(self.path, 0o666)
+        self.sock.listen(16)
+        self.sock.settimeout(0.1)
+        self.stopping = False
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        while not self.stopping:
+            try:
+                conn, _ = self.sock.accept()
+            except (socket.timeout, OSError):
+                continue
+            with conn:
+                _, fds, _, _ = socket.recv_fds(conn, 65536, 1)
+            for fd in fds:
+                with socket.socket(fileno=fd) as client:
+                    client.sendall(self.RESPONSE)
+                    client.shutdown(socket.SHUT_WR)
+
+    def close(self):
+        self.stopping = True
+        self.thread.join(2)
+        self.sock.close()
+        os.unlink(self.path)
+
+
+@pytest.mark.parametrize("path", ["/handoff.php", "/noack/handoff.php"])
+def test_an_original_daemon_keeps_working_with_this_module(fault_apache, path):
+    """The module asks for an ack; a daemon that never sends one but reads and closes has
+    taken the client, as in the original protocol: its response reaches the client."""
+    legacy = LegacyDaemon(fault_apache.run_dir / "legacy.sock")
+    try:
+        resp = handoff(fault_apache, legacy.path, {"prompt": "x"}, path=path)
+    finally:
+        legacy.close()
+    assert resp.raw == LegacyDaemon.RESPONSE
+
+
+def test_the_original_protocol_still_streams(fault_apache):
+    """SocketHandoffAck Off: the fire-and-forget handoff an original module makes; handoffd
+    serves it exactly as before."""
+    with Daemon(fault_apache.run_dir / "noack.sock") as d:
+        resp = handoff(fault_apache, d.socket_path, {"prompt": "plain", "user_id": 5},
+                       path="/noack/handoff.php")
+    assert resp.raw == mock_stream(5, 5, "plain")
+
+
+def test_a_record_too_large_for_the_socket_gets_413_from_apache(fault_apache):
+    """300 KB of X-Handoff-Data cannot go in one SEQPACKET record (EMSGSIZE): Apache answers
+    413 itself, not 503 (retrying cannot help)."""
+    with Daemon(fault_apache.run_dir / "big.sock") as d:
+        resp = post_json(fault_apache.port, "/handoff.php",
+                         {"socket": str(d.socket_path), "data": '{"prompt":"' + "x" * 300_000 + '"}'})
+    assert_error_page(resp, 413)
