@@ -9,6 +9,7 @@ APACHE_BIN and PHP_FPM_BIN. Run the suite with `python3 -m pytest -q e2e`.
 import errno
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -84,6 +85,27 @@ def stop_process(proc, timeout=10.0):
         proc.wait(5)
 
 
+def pid_alive(pid):
+    """True while `pid` exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def stop_pid(pid, timeout=10.0):
+    """SIGTERM a process we caused to start (not our child: a reload's successor) and wait."""
+    if not pid_alive(pid):
+        return
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    if pid_alive(pid):
+        os.kill(pid, signal.SIGKILL)
+
+
 def make_temp_dir(prefix="/tmp/hoe."):
     """A temp dir that Apache's children (www-data) can traverse."""
     d = Path(tempfile.mkdtemp(prefix=prefix))
@@ -126,14 +148,15 @@ def seqpacket_accepts(path):
 class Daemon:
     """handoffd on a SEQPACKET socket at `socket_path`; stderr goes to `<socket>.log`."""
 
-    def __init__(self, socket_path, *args, mock_messages=5, mock_interval_ms=10):
+    def __init__(self, socket_path, *args, mock_messages=5, mock_interval_ms=10, env=None):
         self.socket_path = Path(socket_path)
         self.log_path = self.socket_path.with_name(self.socket_path.name + ".log")
-        self.args = ["--socket", str(self.socket_path), "--socket-mode", "0666",
-                     "--mock-messages", str(mock_messages),
-                     "--mock-interval-ms", str(mock_interval_ms),
+        mock = [] if mock_messages is None else ["--mock-messages", str(mock_messages),
+                                                  "--mock-interval-ms", str(mock_interval_ms)]
+        self.args = ["--socket", str(self.socket_path), "--socket-mode", "0666", *mock,
                      "--drain-timeout-s", "1", "--log-level", "info", "--metrics-address", "off",
                      *map(str, args)]
+        self.env = env
         self.proc = None
 
     def start(self, timeout=10.0):
@@ -144,7 +167,8 @@ class Daemon:
                 try:
                     self.proc = subprocess.Popen([str(HANDOFFD_BIN), *self.args],
                                                  stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                                 start_new_session=True)
+                                                 start_new_session=True,
+                                                 env=None if self.env is None else {**os.environ, **self.env})
                     break
                 except OSError as e:  # ETXTBSY: a concurrent `swift build` is relinking it
                     if e.errno != errno.ETXTBSY or attempt == 49:
@@ -160,6 +184,18 @@ class Daemon:
 
     def stop(self):
         stop_process(self.proc)
+        for pid in self.successor_pids():
+            stop_pid(pid)
+
+    def successor_pids(self):
+        """The processes that took over at reloads, oldest first (started by ours, so ours)."""
+        return [int(p) for p in re.findall(r"successor=(\d+) \[handoffd\] reload: the successor accepts",
+                                           self.log())]
+
+    def serving_pid(self):
+        """The pid that serves now: the newest successor, or the process we started."""
+        pids = self.successor_pids()
+        return pids[-1] if pids else self.proc.pid
 
     def log(self):
         return _read(self.log_path)

@@ -2,6 +2,7 @@
 #include "handoff_shim.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -102,6 +103,10 @@ int handoff_socket_nonblocking(int domain, int type, int protocol) {
 int handoff_socketpair(int domain, int type, int nonblocking, int sv[2]) {
     int flags = SOCK_CLOEXEC | (nonblocking ? SOCK_NONBLOCK : 0);
     return socketpair(domain, type | flags, 0, sv);
+}
+
+int handoff_pipe_cloexec(int fds[2]) {
+    return pipe2(fds, O_CLOEXEC);
 }
 
 int handoff_epoll_create(void) {

@@ -18,6 +18,7 @@ public final class HandoffDaemon: Sendable {
     private let ownsGroup: Bool
     private let environment: StreamEnvironment
     private let serviceGroup: ServiceGroup
+    private let acceptor: HandoffAcceptor
 
     /// Validates `configuration` and binds the socket, so the daemon is reachable when this
     /// returns (connections wait in the backlog until ``run()`` starts accepting).
@@ -46,7 +47,11 @@ public final class HandoffDaemon: Sendable {
 
         let listener: SeqpacketListener
         if let inherited = configuration.listener.inheritedDescriptor {
-            listener = try SeqpacketListener.adopt(descriptor: inherited, path: configuration.listener.socketPath)
+            listener = try SeqpacketListener.adopt(
+                descriptor: inherited,
+                path: configuration.listener.socketPath,
+                ownsPath: configuration.listener.ownsInheritedPath
+            )
         } else {
             listener = try SeqpacketListener.bind(
                 path: configuration.listener.socketPath,
@@ -73,6 +78,8 @@ public final class HandoffDaemon: Sendable {
             eventLoops: loops
         )
         let launcher = StreamLauncher(environment: self.environment)
+        self.listenerDescriptor = listener.rawDescriptor
+        self.ownsSocketPath = listener.ownsPath
         let acceptor = try HandoffAcceptor(
             listener: listener,
             configuration: configuration,
@@ -81,6 +88,7 @@ public final class HandoffDaemon: Sendable {
             logger: logger,
             dispatch: { launcher.launch($0) }
         )
+        self.acceptor = acceptor
         // Shutdown runs in reverse: stop taking handoffs, then drain streams.
         var services: [any Service] = []
         if let address = configuration.metricsAddress {
@@ -134,6 +142,24 @@ public final class HandoffDaemon: Sendable {
     public func triggerGracefulShutdown() async {
         await self.serviceGroup.triggerGracefulShutdown()
     }
+
+    /// Hands the socket over to a successor that shares it (a reload): stops accepting without
+    /// taking the queued handoffs (the successor takes them) and without unlinking the path,
+    /// then drains like ``triggerGracefulShutdown()``.
+    public func retire() async {
+        self.acceptor.leaveBacklogToSuccessor()
+        await self.serviceGroup.triggerGracefulShutdown()
+    }
+
+    /// Whether the acceptor thread is taking handoffs (a successor reports ready after this).
+    public var isAccepting: Bool { self.acceptor.isRunning }
+
+    /// The listening descriptor, to share with a successor (owned by the acceptor, open until
+    /// it stops).
+    public let listenerDescriptor: CInt
+
+    /// Whether this daemon owns the socket path (and so unlinks it when it stops).
+    public let ownsSocketPath: Bool
 
     /// Ends every running stream at once with an `event: error` (a forced shutdown), and
     /// returns when their connections are closed or after `grace`.

@@ -56,9 +56,15 @@ public final class SeqpacketListener {
         }
     }
 
-    /// Adopts an already-listening SEQPACKET socket (systemd socket activation). The path, if
-    /// given, is only reported; it is never unlinked, since the service manager owns it.
-    public static func adopt(descriptor fd: CInt, path: String? = nil) throws -> SeqpacketListener {
+    /// Adopts an already-listening SEQPACKET socket: from systemd socket activation, a
+    /// `--workers` supervisor, or a predecessor handing over at a reload.
+    ///
+    /// - Parameters:
+    ///   - fd: the listening descriptor; this listener owns it from now on.
+    ///   - path: where the socket lives, for logs.
+    ///   - ownsPath: whether this process now owns the path and unlinks it when it stops (a
+    ///     reload successor of a daemon that bound it); never for a service manager's socket.
+    public static func adopt(descriptor fd: CInt, path: String? = nil, ownsPath: Bool = false) throws -> SeqpacketListener {
         let descriptor = OwnedDescriptor(taking: fd)
         do {
             let type = try Syscall.socketOption(fd, level: SOL_SOCKET, name: SO_TYPE)
@@ -70,7 +76,9 @@ public final class SeqpacketListener {
                 )
             }
             try Syscall.setNonBlocking(fd)
-            return SeqpacketListener(descriptor: descriptor, path: path, ownsPath: false, identity: nil)
+            try Syscall.setCloseOnExec(fd)
+            let identity = ownsPath ? path.flatMap { try? Syscall.fstatPath($0) } : nil
+            return SeqpacketListener(descriptor: descriptor, path: path, ownsPath: identity != nil, identity: identity)
         } catch {
             descriptor.closeIfOpen()
             throw error

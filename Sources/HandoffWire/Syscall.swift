@@ -273,15 +273,33 @@ public enum Syscall {
 }
 
 extension Syscall {
-    /// Starts `path` with `arguments` and `environment` via `posix_spawn`, with `descriptor`
-    /// (if given) available in the child as descriptor `target` (close-on-exec cleared there).
-    public static func spawn(path: String, arguments: [String], environment: [String: String], descriptor: CInt?, as target: CInt = 3) throws -> Int32 {
+    /// Starts `path` with `arguments` and `environment` via `posix_spawn`, with each of
+    /// `descriptors` available in the child at its target number (close-on-exec cleared there;
+    /// every other descriptor of ours is close-on-exec). The child starts with no signal
+    /// blocked and every signal at its default action, whatever this process ignores or masks.
+    public static func spawn(path: String, arguments: [String], environment: [String: String], descriptors: [(source: CInt, target: CInt)] = []) throws -> Int32 {
+        // Park the sources above every target first, so no dup2 overwrites a later source.
+        var parked: [CInt] = []
+        defer { parked.forEach { _ = Glibc.close($0) } }
+        for entry in descriptors {
+            parked.append(try retrying("fcntl", context: "F_DUPFD_CLOEXEC fd \(entry.source)") { Glibc.fcntl(entry.source, F_DUPFD_CLOEXEC, 100) })
+        }
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
-        if let descriptor {
-            posix_spawn_file_actions_adddup2(&actions, descriptor, target)
+        for (source, entry) in zip(parked, descriptors) {
+            posix_spawn_file_actions_adddup2(&actions, source, entry.target)
         }
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var none = sigset_t()
+        var all = sigset_t()
+        sigemptyset(&none)
+        sigfillset(&all)
+        posix_spawnattr_setsigmask(&attributes, &none)
+        posix_spawnattr_setsigdefault(&attributes, &all)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
         let argv = ([path] + arguments).map { strdup($0) } + [nil]
         let envp = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
         defer {
@@ -289,9 +307,29 @@ extension Syscall {
             envp.forEach { free($0) }
         }
         var pid: pid_t = 0
-        let result = posix_spawn(&pid, path, &actions, nil, argv, envp)
+        let result = posix_spawn(&pid, path, &actions, &attributes, argv, envp)
         guard result == 0 else { throw HandoffWireError.syscall("posix_spawn", errno: result, context: path) }
         return pid
+    }
+
+    /// Sets `FD_CLOEXEC` on `fd` (an inherited descriptor must not reach our own children).
+    public static func setCloseOnExec(_ fd: CInt) throws {
+        let flags = try retrying("fcntl", context: "F_GETFD fd \(fd)") { Glibc.fcntl(fd, F_GETFD) }
+        _ = try retrying("fcntl", context: "F_SETFD fd \(fd)") { Glibc.fcntl(fd, F_SETFD, flags | FD_CLOEXEC) }
+    }
+
+    /// `pipe2(2)` with `O_CLOEXEC`: the read end and the write end.
+    public static func pipe() throws -> (read: OwnedDescriptor, write: OwnedDescriptor) {
+        var ends: [CInt] = [-1, -1]
+        _ = try retrying("pipe2") { ends.withUnsafeMutableBufferPointer { handoff_pipe_cloexec($0.baseAddress) } }
+        return (OwnedDescriptor(taking: ends[0]), OwnedDescriptor(taking: ends[1]))
+    }
+
+    /// Reaps `pid` if it has exited, without blocking: whether it exited cleanly, or `nil` while it runs.
+    public static func reap(_ pid: Int32) -> Bool? {
+        var status: CInt = 0
+        guard waitpid(pid, &status, WNOHANG) == pid else { return nil }
+        return status & 0x7F == 0 && (status >> 8) & 0xFF == 0
     }
 
     /// Reaps one exited child without blocking: its pid and whether it exited cleanly.

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import HandoffDaemon
+import HandoffWire
 import Logging
 import Metrics
 import Prometheus
@@ -90,6 +91,8 @@ struct HandoffdCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        // Peers that vanish must never kill the process; every socket write handles EPIPE.
+        signal(SIGPIPE, SIG_IGN)
         let environment = ProcessInfo.processInfo.environment
         let flags = self.givenFlags
         let levelName = flags["log-level"] ?? environment["HANDOFFD_LOG_LEVEL"] ?? "info"
@@ -102,6 +105,7 @@ struct HandoffdCommand: AsyncParsableCommand {
             return handler
         }
         let logger = Logger(label: "handoffd")
+        let readiness = ReadinessReport.descriptor(environment: environment)
 
         var configuration: DaemonConfiguration
         do {
@@ -112,25 +116,42 @@ struct HandoffdCommand: AsyncParsableCommand {
         if let inherited = SocketActivation.inheritedDescriptor(environment: environment) {
             configuration.listener.inheritedDescriptor = inherited
         }
+        if let shared = environment[ChildProcess.listenDescriptorVariable].flatMap(Int32.init) {
+            // A supervisor's worker, or a reload's successor: the socket is shared with us.
+            configuration.listener.inheritedDescriptor = shared
+            configuration.listener.ownsInheritedPath = environment[ChildProcess.ownsPathVariable] == "1"
+        }
 
         let workerCount = Int(flags["workers"] ?? environment["HANDOFFD_WORKERS"] ?? "1") ?? 0
         guard (1...64).contains(workerCount) else {
             throw ValidationError("--workers: must be a whole number from 1 to 64")
         }
-        if let index = environment[WorkerSupervisor.workerIndexVariable].flatMap(Int.init),
-            let descriptor = environment[WorkerSupervisor.listenDescriptorVariable].flatMap(Int32.init)
-        {
-            // One of the supervisor's workers: serve on the shared socket.
-            configuration.listener.inheritedDescriptor = descriptor
+        // The path this binary was started from: a package upgrade replaces the file there, and
+        // a reload starts what is there then.
+        let executable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
+        let arguments = Array(CommandLine.arguments.dropFirst())
+        let role: DaemonRole
+        if let index = environment[WorkerSupervisor.workerIndexVariable].flatMap(Int.init) {
+            role = .worker
             configuration.listener.drainsInheritedBacklog = true
             if var address = configuration.metricsAddress {
                 address.port += index
                 configuration.metricsAddress = address
             }
         } else if workerCount > 1 {
-            let supervisor = WorkerSupervisor(count: workerCount, configuration: configuration, arguments: Array(CommandLine.arguments.dropFirst()), logger: logger)
+            let supervisor = WorkerSupervisor(
+                count: workerCount,
+                configuration: configuration,
+                executable: executable,
+                arguments: arguments,
+                environment: environment,
+                readiness: readiness,
+                logger: logger
+            )
             try await supervisor.run()
             return
+        } else {
+            role = .single
         }
 
         let registry = PrometheusCollectorRegistry()
@@ -148,21 +169,63 @@ struct HandoffdCommand: AsyncParsableCommand {
             logger.critical("handoffd cannot start", metadata: ["error": "\(error)"])
             throw ExitCode(1)
         }
-        SocketActivation.notifyReady(environment: environment)
-        // The service group turns the first SIGTERM/SIGINT into a graceful drain; a second one
-        // means "now": end every stream with an error event and exit.
-        let forced = Task {
-            var seen = 0
-            for await _ in await UnixSignalsSequence(trapping: .sigterm, .sigint) {
-                seen += 1
-                guard seen >= 2 else { continue }
-                logger.notice("second signal: ending all streams now")
-                await daemon.endAllStreamsNow()
-                Foundation.exit(0)
+        let reloader = role == .single
+            ? Reloader(
+                executable: executable,
+                arguments: arguments,
+                environment: environment,
+                logger: logger,
+                listener: { (daemon.listenerDescriptor, daemon.ownsSocketPath) },
+                handOver: { await daemon.retire() }
+            )
+            : nil
+        let ready = Task {
+            while !daemon.isAccepting, !Task.isCancelled { try? await Task.sleep(for: .milliseconds(2)) }
+            if let readiness {
+                ReadinessReport.send(on: readiness)
+            } else if role == .single {
+                SystemdNotify.send("READY=1\nMAINPID=\(Syscall.processID)\nSTATUS=accepting handoffs", environment: environment)
             }
         }
-        defer { forced.cancel() }
+        defer { ready.cancel() }
+        // The service group turns the first SIGTERM/SIGINT into a graceful drain; a second one
+        // means "now": end every stream with an error event and exit. SIGHUP reloads (a
+        // worker leaves that to its supervisor); SIGQUIT retires a worker at its supervisor's
+        // reload.
+        let signals = Task {
+            var stops = 0
+            for await signal in await UnixSignalsSequence(trapping: role == .worker ? [.sigterm, .sigint, .sighup, .sigquit] : [.sigterm, .sigint, .sighup]) {
+                switch signal {
+                case .sighup:
+                    if let reloader {
+                        Task { await reloader.reload() }
+                    } else {
+                        logger.notice("SIGHUP ignored by a worker: reload its supervisor")
+                    }
+                case .sigquit:
+                    await daemon.retire()
+                default:
+                    stops += 1
+                    if stops == 1 {
+                        await reloader?.stop()
+                        continue
+                    }
+                    logger.notice("second signal: ending all streams now")
+                    await daemon.endAllStreamsNow()
+                    Foundation.exit(0)
+                }
+            }
+        }
+        defer { signals.cancel() }
         try await daemon.run()
         logger.info("handoffd stopped")
     }
+}
+
+/// What this process is.
+enum DaemonRole {
+    /// A daemon on its own: it reloads itself on SIGHUP.
+    case single
+    /// One of a supervisor's workers.
+    case worker
 }

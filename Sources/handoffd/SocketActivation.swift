@@ -1,7 +1,7 @@
 import Foundation
 import HandoffWire
 
-/// systemd's socket activation (`LISTEN_FDS`) and readiness notification (`NOTIFY_SOCKET`).
+/// systemd's socket activation (`LISTEN_FDS`).
 enum SocketActivation {
     /// The first inherited descriptor (3) when systemd passed exactly one socket to this process.
     static func inheritedDescriptor(environment: [String: String]) -> Int32? {
@@ -12,11 +12,5 @@ enum SocketActivation {
         unsetenv("LISTEN_FDS")
         unsetenv("LISTEN_FDNAMES")
         return 3
-    }
-
-    /// Tells systemd the daemon is ready, when it asked (`Type=notify`).
-    static func notifyReady(environment: [String: String]) {
-        guard let path = environment["NOTIFY_SOCKET"], path.hasPrefix("/") else { return }
-        try? SystemdNotifier.send("READY=1\nSTATUS=accepting handoffs", to: path)
     }
 }

@@ -52,6 +52,9 @@ int handoff_socket_nonblocking(int domain, int type, int protocol);
 /// socketpair(2) with SOCK_CLOEXEC (and SOCK_NONBLOCK when `nonblocking`).
 int handoff_socketpair(int domain, int type, int nonblocking, int sv[2]);
 
+/// pipe2(2) with O_CLOEXEC (pipe2 is a GNU extension Swift's Glibc does not export).
+int handoff_pipe_cloexec(int fds[2]);
+
 /// epoll without the packed struct: one event is (events, data.u64).
 int handoff_epoll_create(void);
 int handoff_epoll_ctl(int epfd, int op, int fd, uint32_t events, uint64_t data);

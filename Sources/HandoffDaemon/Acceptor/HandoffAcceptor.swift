@@ -28,6 +28,8 @@ final class HandoffAcceptor: @unchecked Sendable {
 
     private let wake: OwnedDescriptor
     private let stopRequested = ManagedAtomic(false)
+    private let leavesBacklog = ManagedAtomic(false)
+    private let running = ManagedAtomic(false)
     private let finished = NIOLockedValueBox<(done: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
 
     // Acceptor-thread state.
@@ -95,6 +97,15 @@ final class HandoffAcceptor: @unchecked Sendable {
         _ = withUnsafeBytes(of: &one) { try? Syscall.write(self.wake.rawValue, $0) }
     }
 
+    /// At stop, leave queued handoffs to a successor that shares the socket, and never unlink
+    /// the path: it is the successor's now. Call before ``stop()``.
+    func leaveBacklogToSuccessor() {
+        self.leavesBacklog.store(true, ordering: .releasing)
+    }
+
+    /// Whether the thread is in its accept loop.
+    var isRunning: Bool { self.running.load(ordering: .acquiring) }
+
     /// Returns when the thread has exited.
     func waitUntilStopped() async {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
@@ -119,6 +130,8 @@ final class HandoffAcceptor: @unchecked Sendable {
             self.logger.critical("handoff acceptor cannot start", metadata: ["error": "\(error)"])
             return
         }
+        self.running.store(true, ordering: .releasing)
+        defer { self.running.store(false, ordering: .releasing) }
         while !self.stopRequested.load(ordering: .acquiring) {
             do {
                 try epoll.wait(timeoutMilliseconds: self.nextTimeoutMilliseconds()) { token, _ in
@@ -324,7 +337,8 @@ final class HandoffAcceptor: @unchecked Sendable {
     /// Unlinks the path so new connections go elsewhere (or retry), takes what already sits in
     /// the backlog, finishes receiving on accepted connections, then closes the listener.
     private func finishStopping(epoll: Epoll) {
-        if self.listener.ownsPath || self.configuration.listener.drainsInheritedBacklog {
+        let successorTakesOver = self.leavesBacklog.load(ordering: .acquiring)
+        if !successorTakesOver, self.listener.ownsPath || self.configuration.listener.drainsInheritedBacklog {
             self.listener.unlinkPathIfOwned()
             // A connect that resolved the path just before the unlink lands in the backlog now.
             usleep(10_000)

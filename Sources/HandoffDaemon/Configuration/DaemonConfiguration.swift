@@ -77,6 +77,9 @@ public struct DaemonConfiguration: Sendable {
         /// (workers of one supervisor, which unlinked the path). With systemd socket activation
         /// they stay queued for the next instance instead. Default `false`.
         public var drainsInheritedBacklog = false
+        /// The inherited socket's path is this process's to unlink when it stops: it took the
+        /// socket over from a predecessor that had bound the path (a reload). Default `false`.
+        public var ownsInheritedPath = false
 
         public init(
             socketPath: String,
