@@ -128,3 +128,26 @@ def test_malformed_handoffs_are_answered_and_leak_nothing(daemon):
 
     wait_for(lambda: open_fds(pid) == baseline, 5, f"fd count back to {baseline} (now {open_fds(pid)})")
     assert status(handoff(path, b"{}")) == 200
+
+
+def test_access_log_writes_one_escaped_line_per_stream(tmp_path):
+    """The access log (on by default) gives each stream one line, and a value from upstream or
+    the handoff cannot break it: a request id with a line break is refused before it is logged."""
+    run = mkdir_public(tmp_path / "run")
+    with Daemon(run / "log.sock") as d:
+        client, server = tcp_pair()
+        send_record(d.socket_path, b'{"request_id":"req-1","user_id":"u \\"q\\"","model":"m"}', [server.fileno()])
+        server.close()
+        assert read_all(client).endswith(b"data: [DONE]\n\n")
+        client.close()
+        forged, server = tcp_pair()
+        send_record(d.socket_path, b'{"request_id":"a\\nFORGED-LINE x=1"}', [server.fileno()])
+        server.close()
+        assert read_all(forged).startswith(b"HTTP/1.1 400 ")
+        forged.close()
+        wait_for(lambda: "request_id=req-1" in d.log(), 5, "the access-log line")
+    lines = [line for line in d.log().splitlines() if " stream " in line]
+    assert len(lines) == 1, lines
+    assert 'request_id=req-1 user_id="u \\"q\\"" backend=mock model=m status=200' in lines[0]
+    assert "outcome=completed" in lines[0]
+    assert "FORGED-LINE" not in d.log().replace("a\\nFORGED-LINE", "")

@@ -172,6 +172,7 @@ public final class HandoffDaemon: Sendable {
         while self.environment.capacity.heldClientDescriptors > 0, clock.now < deadline {
             try? await Task.sleep(for: .milliseconds(10))
         }
+        self.environment.accessLog?.stop()
     }
 
     /// Open upstream connections (all backends).

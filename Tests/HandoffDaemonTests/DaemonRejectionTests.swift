@@ -43,6 +43,20 @@ import Glibc
         }
     }
 
+    /// A field that reaches logs, headers or the upstream must not carry a line break (or any
+    /// control character): it could forge a log line.
+    @Test(arguments: ["request_id", "user_id", "model", "test_pattern", "thread_id", "profile", "backend"])
+    func controlCharactersInAnIdentifierGet400NamingTheField(field: String) async throws {
+        try await withDaemon { daemon, _ in
+            let json = #"{"\#(field)":"a\nFORGED-LINE x=1"}"#
+            let response = try #require(try await exchange(daemon, json: json).response)
+            #expect(response.status == 400)
+            let body = try self.errorBody(response)
+            #expect(body["error"] == "invalid_value")
+            #expect(body["message"]?.contains(field) == true)
+        }
+    }
+
     @Test func invalidUTF8Gets400() async throws {
         try await withDaemon { daemon, _ in
             let payload: [UInt8] = Array(#"{"prompt":""#.utf8) + [0xC3, 0x28, 0xFF] + Array(#""}"#.utf8)

@@ -220,6 +220,10 @@ extension KeyedDecodingContainer where Key: CodingKey {
         guard value.utf8.count <= limits.maxIdentifierBytes else {
             throw HandoffRequestError.tooLarge(key.stringValue, limit: limits.maxIdentifierBytes)
         }
+        // These end up in logs, headers and upstream requests: a line break would forge lines.
+        guard !value.unicodeScalars.contains(where: \.isControlCharacter) else {
+            throw HandoffRequestError.invalidValue(key.stringValue, "must not contain control characters")
+        }
         return value
     }
 }
@@ -278,5 +282,12 @@ extension HandoffRequest.ChatMessage {
             }
         }
         return Self(role: role, content: .parts(decoded))
+    }
+}
+
+extension Unicode.Scalar {
+    /// C0, DEL, C1, and the Unicode line and paragraph separators.
+    var isControlCharacter: Bool {
+        self.value < 0x20 || (0x7F...0x9F).contains(self.value) || self.value == 0x2028 || self.value == 0x2029
     }
 }

@@ -29,6 +29,7 @@ struct StreamsService: Service {
             }
             await self.waitForDescriptors(upTo: Self.endGrace + self.environment.configuration.timeouts.linger)
         }
+        self.environment.accessLog?.stop()
     }
 
     /// Polls until no stream runs, the time is up, or the task is cancelled.

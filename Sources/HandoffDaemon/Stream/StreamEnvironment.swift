@@ -20,7 +20,7 @@ final class StreamEnvironment: Sendable {
     /// Client socket readiness for every loop.
     let watcher: ClientWatcher
     /// One line per finished stream, when the access log is on.
-    let accessLogger: Logger?
+    let accessLog: AccessLog?
     /// Set when graceful shutdown begins; `/healthz` reports it.
     let draining = ManagedAtomic(false)
 
@@ -38,7 +38,8 @@ final class StreamEnvironment: Sendable {
         self.backends = backends
         self.threadPool = NIOThreadPool(numberOfThreads: 2)
         self.threadPool.start()
-        self.accessLogger = configuration.accessLog ? Logger(label: "handoffd.access") : nil
+        self.accessLog = configuration.accessLog ? AccessLog() : nil
+        self.accessLog?.start()
         self.configuration = configuration
         self.metrics = metrics
         self.logger = logger

@@ -3,6 +3,10 @@ import HandoffWire
 import Logging
 import NIOCore
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// One client connection from adoption to close: it writes the whole HTTP response.
 ///
 /// Decisions come from ``StreamStateMachine``; this class performs them on its event loop,
@@ -125,7 +129,7 @@ final class StreamSession: ClientConnectionDelegate, TimerWheelTarget {
         }
         self.admittedAsStream = true
         self.extraHeaders = request.responseHeaders
-        if self.environment.accessLogger != nil { self.log = AccessLogFields(request: request, backend: backend) }
+        if self.environment.accessLog != nil { self.log = AccessLogFields(request: request, backend: backend) }
         self.environment.metrics.activeStreams.increment()
         self.loop.registry.insert(self)
         self.source = source
@@ -434,11 +438,13 @@ final class StreamSession: ClientConnectionDelegate, TimerWheelTarget {
         let outcome = self.machine.outcome ?? .clientDisconnected
         if outcome == .clientDisconnected { self.environment.metrics.clientDisconnects.increment() }
         self.environment.metrics.stream(outcome: outcome)
-        if let accessLogger = self.environment.accessLogger, var log = self.log {
+        if let accessLog = self.environment.accessLog, var log = self.log {
             log.summary = self.summary
             log.outcome = outcome
             log.durationNanoseconds = (NIODeadline.now() - self.startedAt).nanoseconds
-            log.emit(to: accessLogger)
+            var now = timespec()
+            clock_gettime(CLOCK_REALTIME, &now)
+            accessLog.record(log.line(seconds: now.tv_sec, nanoseconds: now.tv_nsec))
         }
         self.log = nil
     }

@@ -1,0 +1,102 @@
+import Foundation
+import NIOConcurrencyHelpers
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The access log's writer: event loops hand it finished lines, and a thread of its own
+/// writes them out in batches, so a slow or blocked log destination never stalls a stream.
+///
+/// Memory is bounded: past ``maximumBufferedBytes`` waiting to be written, lines are dropped
+/// and counted (reported in the next line that gets through) rather than buffered without end.
+// @unchecked Sendable: `pending`, `dropped` and `stopping` are guarded by `condition`; the
+// descriptor is written only by the writer thread.
+final class AccessLog: @unchecked Sendable {
+    /// Lines waiting beyond this many bytes are dropped.
+    static let maximumBufferedBytes = 4 << 20
+
+    private let descriptor: CInt
+    private let condition = ConditionLock(value: false)
+    private var pending: [UInt8] = []
+    private var dropped = 0
+    private var stopping = false
+    private let finished = ConditionLock(value: false)
+
+    /// Writes to `descriptor` (standard error by default), which the caller keeps open.
+    init(descriptor: CInt = 2) {
+        self.descriptor = descriptor
+    }
+
+    /// Starts the writer thread.
+    func start() {
+        let thread = Thread { [self] in
+            self.run()
+            self.finished.lock()
+            self.finished.unlock(withValue: true)
+        }
+        thread.name = "handoffd-access-log"
+        thread.start()
+    }
+
+    /// Queues one line (without its newline). Called on event loops; never blocks on I/O.
+    func record(_ line: String) {
+        self.condition.lock()
+        if self.pending.count + line.utf8.count + 1 > Self.maximumBufferedBytes {
+            self.dropped += 1
+            self.condition.unlock(withValue: true)
+            return
+        }
+        if self.dropped > 0 {
+            self.pending.append(contentsOf: "access log: \(self.dropped) line(s) dropped: the destination was too slow\n".utf8)
+            self.dropped = 0
+        }
+        self.pending.append(contentsOf: line.utf8)
+        self.pending.append(0x0A)
+        self.condition.unlock(withValue: true)
+    }
+
+    /// Writes what is queued and stops the thread; returns when it has.
+    func stop() {
+        self.condition.lock()
+        self.stopping = true
+        self.condition.unlock(withValue: true)
+        self.finished.lock(whenValue: true)
+        self.finished.unlock()
+    }
+
+    private func run() {
+        var batch: [UInt8] = []
+        while true {
+            self.condition.lock(whenValue: true)
+            swap(&batch, &self.pending)
+            let stop = self.stopping
+            self.condition.unlock(withValue: false)
+            self.write(batch)
+            batch.removeAll(keepingCapacity: batch.capacity <= 1 << 20)
+            if stop {
+                self.condition.lock()
+                swap(&batch, &self.pending)
+                self.condition.unlock(withValue: false)
+                self.write(batch)
+                return
+            }
+        }
+    }
+
+    private func write(_ bytes: [UInt8]) {
+        var offset = 0
+        bytes.withUnsafeBytes { raw in
+            while offset < raw.count {
+                let written = Glibc.write(self.descriptor, raw.baseAddress! + offset, raw.count - offset)
+                if written > 0 {
+                    offset += written
+                } else if written < 0, errno == EINTR {
+                    continue
+                } else {
+                    return  // nowhere to report a broken log destination; the lines are lost
+                }
+            }
+        }
+    }
+}
