@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <unistd.h>
@@ -107,6 +108,18 @@ int handoff_socketpair(int domain, int type, int nonblocking, int sv[2]) {
 
 int handoff_pipe_cloexec(int fds[2]) {
     return pipe2(fds, O_CLOEXEC);
+}
+
+int handoff_is_http_date(const char *text) {
+    static const char *const formats[] = {"%a, %d %b %Y %H:%M:%S GMT", "%A, %d-%b-%y %H:%M:%S GMT", "%a %b %e %H:%M:%S %Y"};
+    for (size_t i = 0; i < sizeof(formats) / sizeof(formats[0]); i++) {
+        struct tm parts;
+        const char *end;
+        memset(&parts, 0, sizeof(parts));
+        end = strptime(text, formats[i], &parts);
+        if (end != NULL && *end == '\0') return 1;
+    }
+    return 0;
 }
 
 int handoff_epoll_create(void) {

@@ -186,7 +186,9 @@ final class MockCompletionStream {
         let body = #"{"error":{"message":"mock status \#(code)","type":"mock_error","code":\#(code)}}"# + "\n"
         headers.add(name: "content-type", value: "application/json")
         headers.add(name: "content-length", value: String(body.utf8.count))
-        if code == 429 || code == 503 { headers.add(name: "retry-after", value: "7") }
+        if code == 429 || code == 503 {
+            headers.add(name: "retry-after", value: self.pattern.retryAfterAsDate ? TestPattern.retryAfterDate : "7")
+        }
         self.context.write(NIOAny(HTTPServerResponsePart.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))), promise: nil)
         self.context.write(NIOAny(HTTPServerResponsePart.body(.byteBuffer(self.context.channel.allocator.buffer(string: body)))), promise: nil)
         self.onEnd(.failed)

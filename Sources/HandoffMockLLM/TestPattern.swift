@@ -19,7 +19,8 @@ public struct TestPattern: Sendable, Equatable {
     public enum Fault: Sendable, Equatable {
         /// `N` content chunks, then the body ends cleanly without a finish chunk or `[DONE]`.
         case abort(after: Int)
-        /// Answer with this status and a JSON error (with `Retry-After` for 429 and 503).
+        /// Answer with this status and a JSON error (with `Retry-After` for 429 and 503: 7
+        /// seconds, or an HTTP-date with `retry-date`).
         case status(Int)
         /// Wait this many milliseconds before the response head.
         case stall(milliseconds: Int)
@@ -41,6 +42,10 @@ public struct TestPattern: Sendable, Equatable {
     public var multiline = false
     /// A comment line before every event.
     public var comments = false
+    /// `Retry-After` of a 429/503 as an HTTP-date (``retryAfterDate``) instead of seconds.
+    public var retryAfterAsDate = false
+    /// The HTTP-date sent with `retry-date`.
+    public static let retryAfterDate = "Wed, 21 Oct 2026 07:28:00 GMT"
     /// The pattern as the client sent it, for statistics.
     public var name = "default"
 
@@ -62,6 +67,7 @@ public struct TestPattern: Sendable, Equatable {
             case "crlf": self.crlf = true
             case "multiline": self.multiline = true
             case "comments": self.comments = true
+            case "retry-date": self.retryAfterAsDate = true
             case "finish": self.finishReason = argument ?? "stop"
             case "malformed": self.fault = self.fault ?? .malformed
             case "abort": self.fault = self.fault ?? .abort(after: number ?? 1)

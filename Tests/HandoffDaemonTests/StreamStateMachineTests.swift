@@ -4,7 +4,7 @@ import Testing
 
 @Suite struct StreamStateMachineTests {
     private let failure = ErrorResponse(status: .badGateway, error: "upstream_failed", message: "no")
-    private let shutdown = ErrorResponse(status: .serviceUnavailable, error: "shutting_down", message: "bye", retryAfterSeconds: 1)
+    private let shutdown = ErrorResponse(status: .serviceUnavailable, error: "shutting_down", message: "bye", retryAfter: .seconds(1))
 
     @Test func completeStream() {
         var machine = StreamStateMachine()

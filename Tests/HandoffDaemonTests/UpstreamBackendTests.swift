@@ -124,6 +124,18 @@ import Testing
         }
     }
 
+    /// An upstream 429 keeps its `Retry-After`, in seconds or as an HTTP-date.
+    @Test(arguments: [("status:429", "7"), ("status:429,retry-date", TestPattern.retryAfterDate)])
+    func rateLimitPassesRetryAfterOn(pattern: String, retryAfter: String) async throws {
+        try await self.withMock(.h2c) { _, settings in
+            try await withDaemon({ $0.openAI = OpenAIBackend(upstream: settings) }) { daemon, _ in
+                let response = try #require(try await exchange(daemon, json: #"{"backend":"openai","prompt":"x","test_pattern":"\#(pattern)"}"#).response)
+                #expect(response.status == 429)
+                #expect(response.header("Retry-After") == retryAfter)
+            }
+        }
+    }
+
     @Test func openAIWithoutConfigurationIs501() async throws {
         try await withDaemon { daemon, _ in
             let response = try #require(try await exchange(daemon, json: #"{"backend":"openai","prompt":"x"}"#).response)

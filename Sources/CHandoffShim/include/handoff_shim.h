@@ -55,6 +55,9 @@ int handoff_socketpair(int domain, int type, int nonblocking, int sv[2]);
 /// pipe2(2) with O_CLOEXEC (pipe2 is a GNU extension Swift's Glibc does not export).
 int handoff_pipe_cloexec(int fds[2]);
 
+/// 1 when `text` is exactly an HTTP-date (RFC 9110 §5.6.7: IMF-fixdate, RFC 850 or asctime).
+int handoff_is_http_date(const char *text);
+
 /// epoll without the packed struct: one event is (events, data.u64).
 int handoff_epoll_create(void);
 int handoff_epoll_ctl(int epfd, int op, int fd, uint32_t events, uint64_t data);

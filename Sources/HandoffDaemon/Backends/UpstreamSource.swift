@@ -96,9 +96,9 @@ final class UpstreamSource<Dialect: UpstreamDialect>: StreamSource, UpstreamResp
             self.lastClientWrite = .now()
             self.session.sourceResponded(flush: true)
         case 429:
-            let retryAfter = headers.first { $0.0.lowercased() == "retry-after" }.flatMap { Int($0.1) }
+            let retryAfter = headers.first { $0.0.lowercased() == "retry-after" }.flatMap { RetryAfter.parse($0.1) }
             self.failBeforeHead(
-                ErrorResponse(status: .tooManyRequests, error: "upstream_rate_limited", message: "the model provider is rate limiting; retry later", retryAfterSeconds: retryAfter ?? 1),
+                ErrorResponse(status: .tooManyRequests, error: "upstream_rate_limited", message: "the model provider is rate limiting; retry later", retryAfter: retryAfter ?? .seconds(1)),
                 upstreamStatus: status
             )
         default:

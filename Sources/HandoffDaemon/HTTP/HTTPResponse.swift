@@ -44,13 +44,13 @@ public enum HTTPResponse {
     ///   - status: the status line's code and reason.
     ///   - error: a stable machine-readable code, e.g. `invalid_json`.
     ///   - message: a human-readable explanation, safe to show the client.
-    ///   - retryAfterSeconds: adds `Retry-After` when given.
+    ///   - retryAfter: adds `Retry-After` when given.
     ///   - upstreamStatus: adds `"upstream_status"` to the body when the upstream answered an error.
     public static func error(
         _ status: HTTPStatus,
         error: String,
         message: String,
-        retryAfterSeconds: Int? = nil,
+        retryAfter: RetryAfter? = nil,
         upstreamStatus: Int? = nil,
         allocator: ByteBufferAllocator
     ) -> ByteBuffer {
@@ -67,8 +67,8 @@ public enum HTTPResponse {
         buffer.writeString("HTTP/1.1 \(status.code) \(status.reason)\r\n")
         buffer.writeStaticString("Content-Type: application/json\r\n")
         buffer.writeString("Content-Length: \(body.readableBytes)\r\n")
-        if let retryAfterSeconds {
-            buffer.writeString("Retry-After: \(retryAfterSeconds)\r\n")
+        if let retryAfter {
+            buffer.writeString("Retry-After: \(retryAfter.value)\r\n")
         }
         buffer.writeStaticString("Cache-Control: no-store\r\nConnection: close\r\n\r\n")
         buffer.writeImmutableBuffer(body)

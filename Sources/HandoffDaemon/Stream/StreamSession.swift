@@ -109,7 +109,7 @@ final class StreamSession: ClientConnectionDelegate, TimerWheelTarget {
                 status: .serviceUnavailable,
                 error: "over_capacity",
                 message: "the server is at its stream limit; retry shortly",
-                retryAfterSeconds: self.environment.configuration.limits.retryAfterSeconds
+                retryAfter: .seconds(self.environment.configuration.limits.retryAfterSeconds)
             )
             self.perform(self.machine.rejected(response))
             return
@@ -265,7 +265,7 @@ final class StreamSession: ClientConnectionDelegate, TimerWheelTarget {
             status: .serviceUnavailable,
             error: "shutting_down",
             message: "the server is shutting down; retry shortly",
-            retryAfterSeconds: self.environment.configuration.limits.retryAfterSeconds
+            retryAfter: .seconds(self.environment.configuration.limits.retryAfterSeconds)
         )
         self.perform(self.machine.shutdownDeadlinePassed(response: response))
     }
@@ -372,7 +372,7 @@ final class StreamSession: ClientConnectionDelegate, TimerWheelTarget {
                 response.status,
                 error: response.error,
                 message: response.message,
-                retryAfterSeconds: response.retryAfterSeconds,
+                retryAfter: response.retryAfter,
                 upstreamStatus: response.upstreamStatus,
                 allocator: Self.allocator
             )

@@ -179,16 +179,16 @@ struct ErrorResponse: Sendable, Equatable {
     var error: String
     /// A human-readable message for the JSON body.
     var message: String
-    /// `Retry-After` seconds, when the client should retry.
-    var retryAfterSeconds: Int?
+    /// `Retry-After`, when the client should retry.
+    var retryAfter: RetryAfter?
     /// The upstream's status, when it answered with an error.
     var upstreamStatus: Int?
 
-    init(status: HTTPStatus, error: String, message: String, retryAfterSeconds: Int? = nil, upstreamStatus: Int? = nil) {
+    init(status: HTTPStatus, error: String, message: String, retryAfter: RetryAfter? = nil, upstreamStatus: Int? = nil) {
         self.status = status
         self.error = error
         self.message = message
-        self.retryAfterSeconds = retryAfterSeconds
+        self.retryAfter = retryAfter
         self.upstreamStatus = upstreamStatus
     }
 }
