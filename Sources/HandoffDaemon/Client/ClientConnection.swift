@@ -7,10 +7,8 @@ import Glibc
 
 /// What a ``ClientConnection`` reports to its owner, on the connection's loop.
 protocol ClientConnectionDelegate: AnyObject {
-    /// Everything written so far has reached the kernel (the write buffer drained).
-    func connectionDrained()
-    /// Some bytes reached the kernel while more wait: the write made progress.
-    func connectionProgressed()
+    /// Waiting bytes were sent because the socket became writable (look at ``ClientConnection/pendingBytes``).
+    func connectionSentWaitingBytes()
     /// The client closed, reset, or a write failed. The connection is closed now.
     func connectionClosed()
 }
@@ -57,6 +55,12 @@ final class ClientConnection {
     /// Whether bytes wait for the kernel.
     var hasPendingWrites: Bool { (self.pending?.readableBytes ?? 0) > 0 }
 
+    /// Bytes waiting for the kernel.
+    var pendingBytes: Int { self.pending?.readableBytes ?? 0 }
+
+    /// Bytes the kernel has taken so far.
+    private(set) var sentBytes = 0
+
     /// Queues `buffer` without sending it yet (a head that should leave with the first event).
     func enqueue(_ buffer: ByteBuffer) {
         guard !self.isClosed, !self.outputShut else { return }
@@ -95,7 +99,6 @@ final class ClientConnection {
     @discardableResult
     func flush() -> Bool {
         guard !self.isClosed, var pending = self.pending, pending.readableBytes > 0 else { return !self.isClosed }
-        let before = pending.readableBytes
         let outcome = self.send(&pending)
         switch outcome {
         case .failed:
@@ -108,7 +111,6 @@ final class ClientConnection {
         case .partial:
             self.pending = pending
             self.wantWritable(true)
-            if pending.readableBytes < before { self.delegate?.connectionProgressed() }
         }
         return true
     }
@@ -122,6 +124,7 @@ final class ClientConnection {
             do {
                 guard let sent = try buffer.withUnsafeReadableBytes({ try Syscall.send(self.fd, $0) }) else { return .partial }
                 buffer.moveReaderIndex(forwardBy: sent)
+                self.sentBytes += sent
             } catch {
                 return .failed
             }
@@ -173,7 +176,7 @@ final class ClientConnection {
         if events.contains(.writable) || events.contains(.error) {
             if self.hasPendingWrites {
                 guard self.flush() else { return }
-                if !self.hasPendingWrites { self.delegate?.connectionDrained() }
+                self.delegate?.connectionSentWaitingBytes()
             }
         }
         guard !self.isClosed else { return }

@@ -35,6 +35,7 @@ final class StreamSession: ClientConnectionDelegate, TimerWheelTarget {
     private var source: (any StreamSource)?
     private var timerToken: UInt32 = 0
     private var timerPurpose = TimerPurpose.none
+    private var writeProgress = WriteProgress()
     private var admittedAsStream = false
     private var finalized = false
     private let startedAt = NIODeadline.now()
@@ -202,7 +203,7 @@ final class StreamSession: ClientConnectionDelegate, TimerWheelTarget {
     /// first event (an upstream may take a while to its first token).
     func sourceResponded(flush: Bool = false) {
         self.perform(self.machine.sourceResponded())
-        if flush { self.connection?.flush() }
+        if flush, self.connection?.flush() == true { self.updateWriteProgress() }
     }
 
     /// A content delta. `last`: the source finishes right after, so the event waits to leave
@@ -272,19 +273,27 @@ final class StreamSession: ClientConnectionDelegate, TimerWheelTarget {
 
     // MARK: Connection events
 
-    func connectionDrained() {
-        if self.machine.state == .flushing {
-            self.perform(self.machine.finalWriteCompleted())
-            return
-        }
-        if self.timerPurpose == .writeProgress { self.cancelTimer() }
-        self.source?.resume()
+    func connectionSentWaitingBytes() {
+        self.updateWriteProgress()
     }
 
-    func connectionProgressed() {
-        // Per-write progress: every step forward re-arms the write timeout.
-        if self.timerPurpose == .writeProgress {
+    /// Looks at the connection after anything was written: runs the write-progress timer while
+    /// bytes wait (re-armed by every step forward), and once nothing waits, stops it and
+    /// resumes the source, or completes the final write.
+    private func updateWriteProgress() {
+        guard let connection = self.connection else { return }
+        switch self.writeProgress.observe(pendingBytes: connection.pendingBytes, sentBytes: connection.sentBytes) {
+        case .none:
+            return
+        case .armTimer:
             self.armTimer(.writeProgress, after: self.writeTimeout)
+        case .drained:
+            if self.timerPurpose == .writeProgress { self.cancelTimer() }
+            if self.machine.state == .flushing {
+                self.perform(self.machine.finalWriteCompleted())
+            } else {
+                self.source?.resume()
+            }
         }
     }
 
@@ -349,10 +358,8 @@ final class StreamSession: ClientConnectionDelegate, TimerWheelTarget {
         self.recordFirstByte()
         self.environment.metrics.bytesSent.increment(by: buffer.readableBytes)
         self.log?.bytes += buffer.readableBytes
-        connection.write(buffer)
-        if connection.hasPendingWrites, self.timerPurpose == .none {
-            self.armTimer(.writeProgress, after: self.writeTimeout)
-        }
+        guard connection.write(buffer) else { return }  // closed: connectionClosed did the rest
+        self.updateWriteProgress()
     }
 
     private func writeFinal(_ bytes: StreamStateMachine.FinalBytes) {
@@ -377,12 +384,13 @@ final class StreamSession: ClientConnectionDelegate, TimerWheelTarget {
                 allocator: Self.allocator
             )
         }
-        self.cancelTimer()
         self.environment.metrics.bytesSent.increment(by: buffer.readableBytes)
         guard connection.write(buffer) else { return }  // closed: connectionClosed did the rest
         if connection.hasPendingWrites {
-            self.armTimer(.writeProgress, after: self.writeTimeout)
+            self.updateWriteProgress()
         } else {
+            if self.timerPurpose == .writeProgress { self.cancelTimer() }
+            self.writeProgress = WriteProgress()
             self.perform(self.machine.finalWriteCompleted())
         }
     }
