@@ -78,3 +78,48 @@ import Glibc
         }
     }
 }
+
+/// The acceptor's receive deadlines belong to connections, not descriptor numbers.
+@Suite struct AcceptorDeadlineTests {
+    /// C connects and stays silent, so its deadline heads the queue. A connects behind it and
+    /// delivers; B then gets A's descriptor number and is slow to send. B must keep its own
+    /// deadline rather than inherit A's stale one (which would close it before it sent).
+    @Test func aReusedDescriptorNumberKeepsItsOwnDeadline() async throws {
+        try await withDaemon({ $0.timeouts.handoff = .milliseconds(600) }) { daemon, metrics in
+            let path = daemon.socketPath
+            let (first, firstServer) = try FakeApache.tcpConnection()
+            let (second, secondServer) = try FakeApache.tcpConnection()
+            defer { first.closeIfOpen(); second.closeIfOpen() }
+            let (a, b) = (firstServer.rawValue, secondServer.rawValue)
+            let outcome = try await offThePool { () -> Bool in
+                // The daemon runs in this process, so every descriptor the test opens takes a
+                // number too: open B's socket first and keep A's until the end, so that the
+                // daemon's accept for B reuses the number its connection from A had.
+                let address = try UnixSocketAddress(path: path)
+                let connectionB = OwnedDescriptor(taking: try Syscall.socket(domain: AF_UNIX, type: CInt(SOCK_SEQPACKET.rawValue)))
+                defer { connectionB.closeIfOpen() }
+                // C: connect at 0 ms and never send (deadline 600).
+                let silent = try #require(try HandoffSender.connect(to: path))
+                defer { silent.closeIfOpen() }
+                usleep(50_000)
+                // A: connect at 50 ms (deadline 650), deliver at 100 ms.
+                let connectionA = try #require(try HandoffSender.connect(to: path))
+                defer { connectionA.closeIfOpen() }
+                usleep(50_000)
+                _ = try HandoffSender.send(on: connectionA.rawValue, payload: Array(#"{"prompt":"a"}"#.utf8), descriptors: [a])
+                // B: connect at 300 ms (deadline 900; A's stale one says 650), deliver at 750 ms.
+                usleep(200_000)
+                _ = try Syscall.connect(connectionB.rawValue, to: address)
+                usleep(450_000)
+                return (try? HandoffSender.send(on: connectionB.rawValue, payload: Array(#"{"prompt":"b"}"#.utf8), descriptors: [b])) == true
+            }
+            firstServer.closeIfOpen()
+            secondServer.closeIfOpen()
+            #expect(outcome)
+            let (bytes, _) = try await FakeApache.response(from: second.rawValue, timeoutMilliseconds: 5000)
+            #expect(ReceivedResponse(bytes)?.status == 200)
+            // Only the silent connection timed out.
+            #expect(metrics.counterTotal(label: "handoffd_handoff_errors_total", dimensions: [("reason", "timeout")]) == 1)
+        }
+    }
+}
