@@ -5,6 +5,7 @@ keeps the client until the daemon says it owns it, and answers 503 itself when i
 """
 
 import os
+import shutil
 import signal
 import socket
 import threading
@@ -14,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from harness import Apache, Daemon, free_port, post_json
+from harness import Apache, Daemon, free_port, make_temp_dir, post_json
 from test_apache_handoff import assert_error_page, handoff, mock_stream
 
 # Connect 300 ms + send/ack 200 ms by default; /slowack/ waits up to 5 s for the ack.
@@ -23,6 +24,8 @@ FAULT_CONF = [
     "SocketHandoffSendTimeoutMs 200",
     'Alias /slowack/ "{docroot}/"',
     '<Location "/slowack/">', "    SocketHandoffSendTimeoutMs 5000", "</Location>",
+    'Alias /patient/ "{docroot}/"',
+    '<Location "/patient/">', "    SocketHandoffConnectTimeoutMs 3000", "    SocketHandoffMaxRetries 10", "</Location>",
     'Alias /noack/ "{docroot}/"',
     '<Location "/noack/">', "    SocketHandoffAck Off", "</Location>",
 ]
@@ -250,6 +253,25 @@ def test_the_original_protocol_still_streams(fault_apache):
         resp = handoff(fault_apache, d.socket_path, {"prompt": "plain", "user_id": 5},
                        path="/noack/handoff.php")
     assert resp.raw == mock_stream(5, 5, "plain")
+
+
+def test_a_symlink_planted_between_retries_is_refused(fault_apache):
+    """The path does not exist at the first attempt (ENOENT: retry). A symlink to a daemon
+    outside the prefix appears before the next attempt: the module checks the path again on
+    every attempt, so it refuses (403) instead of handing the client to that daemon."""
+    outside = make_temp_dir()  # reachable by Apache's children, outside the prefix
+    link = fault_apache.run_dir / "planted.sock"
+    with Daemon(outside / "evil.sock") as evil:
+        timer = threading.Timer(0.15, lambda: os.symlink(evil.socket_path, link))
+        timer.start()
+        try:
+            resp = handoff(fault_apache, link, {"prompt": "x"}, path="/patient/handoff.php")
+        finally:
+            timer.join()
+            link.unlink(missing_ok=True)
+            shutil.rmtree(outside, ignore_errors=True)
+    assert_error_page(resp, 403)
+    assert "outside the allowed prefix" in fault_apache.error_log_text()
 
 
 def test_a_record_too_large_for_the_socket_gets_413_from_apache(fault_apache):
