@@ -213,6 +213,46 @@ public enum Syscall {
         throw HandoffWireError.syscall("lstat", errno: error, context: path)
     }
 
+    /// `openat(2)` with `O_CLOEXEC` added to `flags`.
+    public static func openAt(_ directory: CInt, _ name: String, flags: CInt) throws -> CInt {
+        try retrying("openat", context: name) { Glibc.openat(directory, name, flags | O_CLOEXEC) }
+    }
+
+    /// What `fstat(2)` says of an open file, as far as callers need it.
+    public struct FileStatus: Sendable {
+        /// A regular file (not a directory, FIFO, device or socket).
+        public var isRegularFile: Bool
+        /// Size in bytes.
+        public var size: Int
+    }
+
+    /// `fstat(2)`.
+    public static func fileStatus(_ fd: CInt) throws -> FileStatus {
+        var info = stat()
+        _ = try retrying("fstat", context: "fd \(fd)") { Glibc.fstat(fd, &info) }
+        return FileStatus(isRegularFile: info.st_mode & S_IFMT == S_IFREG, size: Int(info.st_size))
+    }
+
+    /// `read(2)` into `buffer` until it is full or the file ends (a blocking descriptor).
+    /// Returns the bytes read.
+    public static func readFully(_ fd: CInt, into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
+        var total = 0
+        while total < buffer.count {
+            let count = try retrying("read", context: "fd \(fd)") { Glibc.read(fd, buffer.baseAddress! + total, buffer.count - total) }
+            if count == 0 { break }
+            total += count
+        }
+        return total
+    }
+
+    /// `unlinkat(2)` of a file in `directory`; a missing name is not an error.
+    public static func unlinkAt(_ directory: CInt, _ name: String) throws {
+        if Glibc.unlinkat(directory, name, 0) == 0 { return }
+        let error = Glibc.errno
+        if error == ENOENT { return }
+        throw HandoffWireError.syscall("unlinkat", errno: error, context: name)
+    }
+
     /// `unlink(2)`; a missing path is not an error.
     public static func unlink(_ path: String) throws {
         if Glibc.unlink(path) == 0 { return }

@@ -77,4 +77,57 @@ import Testing
             _ = try Attachments.load(AttachmentReference(path: "a.txt"), limits: AttachmentLimits(), field: "attachments[0]")
         }
     }
+
+    /// A file swapped for a symlink to a secret, over and over, while handoffs read it: the
+    /// secret never comes out, and nothing blocks (a FIFO, a directory) or leaks.
+    @Test func swappingTheFileForASymlinkNeverReadsTheSecret() async throws {
+        try await withTemporaryDirectory { directory in
+            let data = directory + "/data"
+            try FileManager.default.createDirectory(atPath: data, withIntermediateDirectories: true)
+            // A directory symlink out of the data directory, to walk through.
+            try FileManager.default.createSymbolicLink(atPath: data + "/sub", withDestinationPath: directory)
+            try "TOP-SECRET".write(toFile: directory + "/secret.txt", atomically: true, encoding: .utf8)
+            let limits = AttachmentLimits(dataDirectory: data)
+            let stop = ManagedFlag()
+            let swapper = Thread {
+                var round = 0
+                while !stop.isSet {
+                    round += 1
+                    // Each step replaces the name atomically (rename), as an attacker would.
+                    let regular = data + "/r\(round)"
+                    let link = data + "/l\(round)"
+                    _ = "harmless".withCString { text in
+                        let fd = open(regular, O_CREAT | O_WRONLY | O_TRUNC, 0o644)
+                        defer { close(fd) }
+                        return write(fd, text, 8)
+                    }
+                    rename(regular, data + "/a.txt")
+                    symlink(directory + "/secret.txt", link)
+                    rename(link, data + "/a.txt")
+                }
+            }
+            swapper.start()
+            defer { stop.set() }
+            var read = 0
+            for _ in 0..<3000 {
+                for path in ["a.txt", "sub/secret.txt"] {
+                    if case .text(let text) = try? Attachments.load(AttachmentReference(path: path), limits: limits, field: "attachments[0]") {
+                        #expect(!text.contains("TOP-SECRET"))
+                        read += 1
+                    }
+                }
+            }
+            stop.set()
+            #expect(read > 0)  // the race was really run: some reads found the regular file
+        }
+    }
+}
+
+/// A flag one thread sets and another polls.
+private final class ManagedFlag: @unchecked Sendable {
+    // @unchecked Sendable: guarded by the lock.
+    private let lock = NSLock()
+    private var value = false
+    var isSet: Bool { self.lock.withLock { self.value } }
+    func set() { self.lock.withLock { self.value = true } }
 }

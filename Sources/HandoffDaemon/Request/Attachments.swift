@@ -1,11 +1,15 @@
 import Foundation
+import HandoffWire
 
 /// Images and files a handoff brings for the model, turned into OpenAI content parts.
 ///
 /// Inline `images` are base64 and validated (known type, real magic bytes, decodable, size).
-/// `attachments` name files under the configured data directory: the path must stay inside it
-/// after resolving symlinks, be a regular file under the size cap; the file is read once and
-/// deleted. Reading happens on a thread pool, never on an event loop.
+/// `attachments` name files under the configured data directory. The path is walked one
+/// component at a time with `openat(2)` and `O_NOFOLLOW` from the directory, so it cannot leave
+/// it (no `..`, no symlink anywhere); the open descriptor is checked with `fstat` (a regular
+/// file under the size cap) and read, at most the cap; then the file is deleted. Nothing is
+/// checked by name and then used by name, so swapping the file for a symlink mid-way gains
+/// nothing. Reading happens on a thread pool, never on an event loop.
 public struct AttachmentLimits: Sendable {
     /// Directory attachments must live in; `nil` refuses every attachment.
     public var dataDirectory: String?
@@ -63,48 +67,86 @@ enum Attachments {
         guard let directory = limits.dataDirectory else {
             throw .invalidValue(field, "this server accepts no attachments (no data directory configured)")
         }
-        guard !reference.path.hasPrefix("/"), !reference.path.isEmpty, !reference.path.contains("\0") else {
-            throw .invalidValue("\(field).path", "must be a relative path inside the data directory")
+        let components = reference.path.split(separator: "/", omittingEmptySubsequences: true).map(String.init)
+        guard !reference.path.hasPrefix("/"), !components.isEmpty, !reference.path.contains("\0"),
+            !components.contains(".."), !components.contains(".")
+        else {
+            throw .invalidValue("\(field).path", "must be a relative path inside the data directory, without . or ..")
         }
-        guard let root = Self.resolved(directory), let file = Self.resolved(directory + "/" + reference.path) else {
-            throw .invalidValue("\(field).path", "does not exist")
-        }
-        guard file.hasPrefix(root.hasSuffix("/") ? root : root + "/") else {
-            throw .invalidValue("\(field).path", "resolves outside the data directory")
-        }
-        var info = stat()
-        guard lstat(file, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else {
-            throw .invalidValue("\(field).path", "is not a regular file")
-        }
-        guard Int(info.st_size) <= limits.maxBytes else {
-            throw .tooLarge(field, limit: limits.maxBytes)
-        }
-        let mediaType = reference.mediaType ?? Self.mediaType(forExtension: (file as NSString).pathExtension)
+        let mediaType = reference.mediaType ?? Self.mediaType(forExtension: (components.last! as NSString).pathExtension)
         guard let mediaType, Self.imageTypes.contains(mediaType) || Self.textTypes.contains(mediaType) else {
             throw .invalidValue("\(field).media_type", "must be an image (\(Self.imageTypes.joined(separator: ", "))) or text (\(Self.textTypes.joined(separator: ", ")))")
         }
-        guard let data = FileManager.default.contents(atPath: file), data.count <= limits.maxBytes else {
-            throw .invalidValue("\(field).path", "could not be read")
-        }
-        // Read once: the file belongs to this handoff and goes away now.
-        unlink(file)
+        let data = try Self.readAndDelete(components, under: directory, maxBytes: limits.maxBytes, field: field)
         if Self.imageTypes.contains(mediaType) {
             guard Self.magicMatches(Array(data.prefix(12)), mediaType: mediaType) else {
                 throw .invalidValue(field, "is not a \(mediaType) image")
             }
-            return .imageURL("data:\(mediaType);base64,\(data.base64EncodedString())")
+            return .imageURL("data:\(mediaType);base64,\(Data(data).base64EncodedString())")
         }
-        guard let text = String(data: data, encoding: .utf8) else {
+        guard let text = String(validating: data, as: UTF8.self) else {
             throw .invalidValue(field, "is not UTF-8 text")
         }
-        let name = reference.name ?? (reference.path as NSString).lastPathComponent
+        let name = reference.name ?? components.last!
         return .text("Attachment \(name):\n\(text)")
     }
 
-    static func resolved(_ path: String) -> String? {
-        guard let pointer = realpath(path, nil) else { return nil }
-        defer { free(pointer) }
-        return String(cString: pointer)
+    /// Opens `components` under `directory` without following any symlink, reads the regular
+    /// file there (at most `maxBytes`), and deletes it.
+    private static func readAndDelete(_ components: [String], under directory: String, maxBytes: Int, field: String) throws(HandoffRequestError) -> [UInt8] {
+        var parent: CInt
+        do {
+            parent = try Syscall.openAt(AT_FDCWD, directory, flags: O_RDONLY | O_DIRECTORY)
+        } catch {
+            throw .invalidValue(field, "the data directory cannot be opened")
+        }
+        defer { _ = try? Syscall.close(parent) }
+        for component in components.dropLast() {
+            let next: CInt
+            do {
+                next = try Syscall.openAt(parent, component, flags: O_RDONLY | O_DIRECTORY | O_NOFOLLOW)
+            } catch {
+                throw Self.openError(error, field: field)
+            }
+            _ = try? Syscall.close(parent)
+            parent = next
+        }
+        let name = components.last!
+        let file: CInt
+        do {
+            // O_NONBLOCK: a FIFO planted here must not hang the reading thread.
+            file = try Syscall.openAt(parent, name, flags: O_RDONLY | O_NOFOLLOW | O_NONBLOCK)
+        } catch {
+            throw Self.openError(error, field: field)
+        }
+        defer { _ = try? Syscall.close(file) }
+        guard let info = try? Syscall.fileStatus(file), info.isRegularFile else {
+            throw .invalidValue("\(field).path", "is not a regular file")
+        }
+        guard info.size <= maxBytes else {
+            throw .tooLarge(field, limit: maxBytes)
+        }
+        // Read one byte past the cap: a file that grew since fstat is refused, not cut.
+        var data = [UInt8](repeating: 0, count: min(info.size, maxBytes) + 1)
+        let count: Int
+        do {
+            count = try data.withUnsafeMutableBytes { try Syscall.readFully(file, into: $0) }
+        } catch {
+            throw .invalidValue("\(field).path", "could not be read")
+        }
+        guard count <= maxBytes else { throw .tooLarge(field, limit: maxBytes) }
+        data.removeSubrange(count...)
+        // Read once: the file belongs to this handoff and goes away now.
+        try? Syscall.unlinkAt(parent, name)
+        return data
+    }
+
+    private static func openError(_ error: any Error, field: String) -> HandoffRequestError {
+        switch (error as? HandoffWireError)?.errno {
+        case ENOENT: .invalidValue("\(field).path", "does not exist")
+        case ELOOP, ENOTDIR: .invalidValue("\(field).path", "is or goes through a symbolic link, or is not a directory where one is needed")
+        default: .invalidValue("\(field).path", "could not be opened")
+        }
     }
 
     static func mediaType(forExtension ext: String) -> String? {
