@@ -60,6 +60,7 @@ struct HandoffdCommand: AsyncParsableCommand {
     @Option(name: .customLong("event-loops"), help: .init(Self.help("event-loops"), valueName: "n")) var eventLoops: String?
     @Option(name: .customLong("data-dir"), help: .init(Self.help("data-dir"), valueName: "path")) var dataDir: String?
     @Option(name: .customLong("max-attachment-bytes"), help: .init(Self.help("max-attachment-bytes"), valueName: "bytes")) var maxAttachmentBytes: String?
+    @Option(name: .customLong("max-upstream-event-bytes"), help: .init(Self.help("max-upstream-event-bytes"), valueName: "bytes")) var maxUpstreamEventBytes: String?
     @Option(name: .customLong("log-level"), help: .init(Self.help("log-level"), valueName: "level")) var logLevel: String?
 
     static func help(_ key: String) -> String {
@@ -78,6 +79,7 @@ struct HandoffdCommand: AsyncParsableCommand {
             ("linger-ms", self.lingerMs), ("backlog", self.backlog), ("log-level", self.logLevel),
             ("metrics-address", self.metricsAddress), ("openai-base-url", self.openAIBaseURL), ("workers", self.workers), ("event-loops", self.eventLoops),
             ("data-dir", self.dataDir), ("max-attachment-bytes", self.maxAttachmentBytes),
+            ("max-upstream-event-bytes", self.maxUpstreamEventBytes),
             ("openai-api-key", self.openAIAPIKey), ("openai-api-key-file", self.openAIAPIKeyFile),
             ("openai-model", self.openAIModel), ("upstream-http", self.upstreamHTTP),
             ("upstream-unix-socket", self.upstreamUnixSocket), ("upstream-insecure", self.upstreamInsecure ? "true" : nil),

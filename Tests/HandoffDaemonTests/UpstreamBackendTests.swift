@@ -136,6 +136,22 @@ import Testing
         }
     }
 
+    /// A stream buffers at most one event of the configured size: a bigger upstream event ends
+    /// the stream with an error event instead of growing without bound.
+    @Test func anUpstreamEventOverTheCapEndsTheStream() async throws {
+        try await self.withMock(.h2c) { _, settings in
+            try await withDaemon({
+                $0.openAI = OpenAIBackend(upstream: settings)
+                $0.limits.maxUpstreamEventBytes = 2048
+            }) { daemon, _ in
+                let response = try #require(try await exchange(daemon, json: #"{"backend":"openai","prompt":"x","test_pattern":"long"}"#).response)
+                #expect(response.status == 200)
+                #expect(response.events?.last?.event == "error")
+                #expect(response.events?.last?.data.contains("upstream_malformed") == true)
+            }
+        }
+    }
+
     @Test func openAIWithoutConfigurationIs501() async throws {
         try await withDaemon { daemon, _ in
             let response = try #require(try await exchange(daemon, json: #"{"backend":"openai","prompt":"x"}"#).response)

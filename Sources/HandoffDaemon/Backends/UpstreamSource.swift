@@ -15,7 +15,7 @@ final class UpstreamSource<Dialect: UpstreamDialect>: StreamSource, UpstreamResp
     private var dialect: Dialect
     private var request: PreparedRequest?
     private let timeouts: DaemonConfiguration.Timeouts
-    private var parser = SSEParser()
+    private var parser: SSEParser
     private var call: (any UpstreamCall)?
     private var timerToken: UInt32 = 0
     private var responded = false
@@ -31,8 +31,10 @@ final class UpstreamSource<Dialect: UpstreamDialect>: StreamSource, UpstreamResp
         transport: any UpstreamTransport,
         dialect: Dialect,
         request: PreparedRequest,
-        timeouts: DaemonConfiguration.Timeouts
+        timeouts: DaemonConfiguration.Timeouts,
+        maxEventBytes: Int
     ) {
+        self.parser = SSEParser(maximumLineBytes: maxEventBytes, maximumEventBytes: maxEventBytes)
         self.session = session
         self.loop = loop
         self.transport = transport

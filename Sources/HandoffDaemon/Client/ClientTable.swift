@@ -21,10 +21,14 @@ final class ClientTable: @unchecked Sendable {
     /// Read scratch space for discarding what clients send.
     var scratch: UnsafeMutableRawBufferPointer
 
-    init(eventLoop: any EventLoop, index: Int, capacity: Int) {
+    /// Slots the table starts with; it doubles as descriptor numbers grow, so an idle daemon
+    /// with a large open-file limit does not pay for it up front.
+    static let initialSlots = 1024
+
+    init(eventLoop: any EventLoop, index: Int) {
         self.eventLoop = eventLoop
         self.index = index
-        self.slots = Array(repeating: nil, count: capacity)
+        self.slots = Array(repeating: nil, count: Self.initialSlots)
         self.scratch = .allocate(byteCount: 4096, alignment: 16)
     }
 
@@ -40,7 +44,10 @@ final class ClientTable: @unchecked Sendable {
 
     func insert(_ connection: ClientConnection) {
         let fd = Int(connection.fd)
-        if fd >= self.slots.count { self.slots.append(contentsOf: repeatElement(nil, count: fd - self.slots.count + 1024)) }
+        if fd >= self.slots.count {
+            let grown = max(fd + 1, 2 * self.slots.count)
+            self.slots.append(contentsOf: repeatElement(nil, count: grown - self.slots.count))
+        }
         self.slots[fd] = connection
     }
 

@@ -49,6 +49,7 @@ public enum ConfigurationSource {
         Key(name: "keepalive-interval-s", environment: "HANDOFFD_KEEPALIVE_INTERVAL_S", help: "A ': ping' comment after this much silence (0: never). Default 15."),
         Key(name: "data-dir", environment: "HANDOFFD_DATA_DIR", help: "Directory attachments must live in (each is read once, then deleted). Default: none, attachments refused."),
         Key(name: "max-attachment-bytes", environment: "HANDOFFD_MAX_ATTACHMENT_BYTES", help: "Largest image or attachment, in bytes. Default 20971520."),
+        Key(name: "max-upstream-event-bytes", environment: "HANDOFFD_MAX_UPSTREAM_EVENT_BYTES", help: "Largest upstream SSE line or event a stream buffers, in bytes; larger fails the stream. Default 262144."),
         Key(name: "access-log", environment: "HANDOFFD_ACCESS_LOG", help: "on or off: one line per stream on stderr. Default on."),
         Key(name: "metrics-address", environment: "HANDOFFD_METRICS_ADDRESS", help: "host:port for /metrics and /healthz, or 'off'. Default 127.0.0.1:9464."),
         Key(name: "event-loops", environment: "HANDOFFD_EVENT_LOOPS", help: "Event loop threads per process. Default: one per core."),
@@ -108,6 +109,7 @@ public enum ConfigurationSource {
             configuration.attachments.dataDirectory = directory
         }
         if let bytes = try values.integer("max-attachment-bytes", in: 1...1 << 30) { configuration.attachments.maxBytes = bytes }
+        if let bytes = try values.integer("max-upstream-event-bytes", in: 1024...1 << 26) { configuration.limits.maxUpstreamEventBytes = bytes }
         if let loops = try values.integer("event-loops", in: 1...256) { configuration.eventLoops = loops }
         if let url = values.string("openai-base-url") {
             configuration.openAI = try Self.openAI(url: url, values: values)

@@ -110,12 +110,24 @@ public struct DaemonConfiguration: Sendable {
         public var reservedDescriptors: Int
         /// Seconds a `503` tells the client to wait (`Retry-After`). Default 1.
         public var retryAfterSeconds: Int
+        /// Largest upstream SSE line, and largest event's data, in bytes: what one stream may
+        /// buffer while an event arrives. A larger one fails the stream (`upstream_malformed`).
+        /// Default 262144 (an LLM chunk is a few hundred bytes; LangGraph `values` events carry
+        /// the graph state and can be larger).
+        public var maxUpstreamEventBytes: Int
 
-        public init(maxConnections: Int? = nil, maxHandoffBytes: Int = 131_072, reservedDescriptors: Int = 64, retryAfterSeconds: Int = 1) {
+        public init(
+            maxConnections: Int? = nil,
+            maxHandoffBytes: Int = 131_072,
+            reservedDescriptors: Int = 64,
+            retryAfterSeconds: Int = 1,
+            maxUpstreamEventBytes: Int = 262_144
+        ) {
             self.maxConnections = maxConnections
             self.maxHandoffBytes = maxHandoffBytes
             self.reservedDescriptors = reservedDescriptors
             self.retryAfterSeconds = retryAfterSeconds
+            self.maxUpstreamEventBytes = maxUpstreamEventBytes
         }
     }
 

@@ -11,10 +11,10 @@ final class EventLoopState: @unchecked Sendable {
     let registry: StreamRegistry
     let wheel: TimerWheel
 
-    init(index: Int, eventLoop: any EventLoop, descriptorSlots: Int) {
+    init(index: Int, eventLoop: any EventLoop) {
         self.index = index
         self.eventLoop = eventLoop
-        self.clients = ClientTable(eventLoop: eventLoop, index: index, capacity: descriptorSlots)
+        self.clients = ClientTable(eventLoop: eventLoop, index: index)
         self.registry = StreamRegistry(eventLoop: eventLoop)
         self.wheel = TimerWheel(eventLoop: eventLoop)
     }

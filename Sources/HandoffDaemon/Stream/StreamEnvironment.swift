@@ -32,8 +32,7 @@ final class StreamEnvironment: Sendable {
         backends: Backends,
         eventLoops: [any EventLoop]
     ) throws {
-        let descriptorSlots = (try? Syscall.openFileLimit()).map { min($0, 1 << 20) } ?? 65536
-        self.loops = eventLoops.enumerated().map { EventLoopState(index: $0, eventLoop: $1, descriptorSlots: descriptorSlots) }
+        self.loops = eventLoops.enumerated().map { EventLoopState(index: $0, eventLoop: $1) }
         self.watcher = try ClientWatcher(tables: self.loops.map(\.clients), logger: logger)
         self.backends = backends
         self.threadPool = NIOThreadPool(numberOfThreads: 2)

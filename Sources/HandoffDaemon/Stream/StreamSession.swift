@@ -164,7 +164,7 @@ final class StreamSession: ClientConnectionDelegate, TimerWheelTarget {
                 } else {
                     prepared = .pending(self.loadingAttachments(of: request, dialect: dialect))
                 }
-                return UpstreamSource(session: self, loop: self.loop, transport: transport, dialect: dialect, request: prepared, timeouts: timeouts)
+                return UpstreamSource(session: self, loop: self.loop, transport: transport, dialect: dialect, request: prepared, timeouts: timeouts, maxEventBytes: self.environment.configuration.limits.maxUpstreamEventBytes)
             case .langgraph:
                 guard let name = request.profile ?? backends.defaultLangGraphProfile else {
                     throw refused(.badRequest, "profile_required", "name a langgraph profile; this server has: \(backends.langGraph.keys.sorted().joined(separator: ", "))")
@@ -174,7 +174,7 @@ final class StreamSession: ClientConnectionDelegate, TimerWheelTarget {
                 }
                 let dialect = LangGraphDialect(profile: profile)
                 let upstreamRequest = try dialect.makeRequest(for: request, allocator: Self.allocator)
-                return UpstreamSource(session: self, loop: self.loop, transport: transport, dialect: dialect, request: .ready(upstreamRequest), timeouts: timeouts)
+                return UpstreamSource(session: self, loop: self.loop, transport: transport, dialect: dialect, request: .ready(upstreamRequest), timeouts: timeouts, maxEventBytes: self.environment.configuration.limits.maxUpstreamEventBytes)
             }
         } catch let error as HandoffRequestError {
             throw Refusal(response: ErrorResponse(status: .badRequest, error: error.reason.description, message: error.description))
