@@ -10,6 +10,7 @@ import errno
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -148,7 +149,7 @@ def seqpacket_accepts(path):
 class Daemon:
     """handoffd on a SEQPACKET socket at `socket_path`; stderr goes to `<socket>.log`."""
 
-    def __init__(self, socket_path, *args, mock_messages=5, mock_interval_ms=10, env=None):
+    def __init__(self, socket_path, *args, mock_messages=5, mock_interval_ms=10, env=None, nofile=None):
         self.socket_path = Path(socket_path)
         self.log_path = self.socket_path.with_name(self.socket_path.name + ".log")
         mock = [] if mock_messages is None else ["--mock-messages", str(mock_messages),
@@ -157,6 +158,7 @@ class Daemon:
                      "--drain-timeout-s", "1", "--log-level", "info", "--metrics-address", "off",
                      *map(str, args)]
         self.env = env
+        self.nofile = nofile  # an open-file limit for the daemon (soft and hard)
         self.proc = None
 
     def start(self, timeout=10.0):
@@ -168,7 +170,8 @@ class Daemon:
                     self.proc = subprocess.Popen([str(HANDOFFD_BIN), *self.args],
                                                  stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                                  start_new_session=True,
-                                                 env=None if self.env is None else {**os.environ, **self.env})
+                                                 env=None if self.env is None else {**os.environ, **self.env},
+                                                 preexec_fn=self._limit_files if self.nofile else None)
                     break
                 except OSError as e:  # ETXTBSY: a concurrent `swift build` is relinking it
                     if e.errno != errno.ETXTBSY or attempt == 49:
@@ -181,6 +184,9 @@ class Daemon:
             self.stop()
             raise RuntimeError(f"{e}\n--- handoffd log ---\n{self.log()}") from None
         return self
+
+    def _limit_files(self):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (self.nofile, self.nofile))
 
     def stop(self):
         stop_process(self.proc)

@@ -62,13 +62,14 @@ public final class HandoffDaemon: Sendable {
         }
 
         let descriptorRoom = try Self.clientDescriptorRoom(reserved: configuration.limits.reservedDescriptors)
-        let capacity = StreamCapacity(
-            maximumStreams: configuration.limits.maxConnections ?? descriptorRoom,
-            maximumClientDescriptors: descriptorRoom
-        )
         let metrics = DaemonMetrics(factory: metricsFactory)
         let loops = Array(self.group.makeIterator())
         let backends = try Backends(configuration: configuration, eventLoops: loops, logger: logger)
+        let capacity = StreamCapacity(
+            maximumStreams: configuration.limits.maxConnections ?? descriptorRoom,
+            maximumDescriptors: descriptorRoom,
+            upstreamDescriptors: { backends.openConnections }
+        )
         self.environment = try StreamEnvironment(
             configuration: configuration,
             metrics: metrics,

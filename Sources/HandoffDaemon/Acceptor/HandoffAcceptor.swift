@@ -170,7 +170,7 @@ final class HandoffAcceptor: @unchecked Sendable {
 
     /// Room for one more Unix connection and the client descriptor it will bring.
     private var hasDescriptorRoom: Bool {
-        self.capacity.hasRoomForClientDescriptors(2 * (self.pending.count + 1))
+        self.capacity.hasRoomForDescriptors(2 * (self.pending.count + 1))
     }
 
     private func acceptBurst(epoll: Epoll) {

@@ -28,6 +28,15 @@ final class Backends: Sendable {
         }
     }
 
+    /// Descriptors one more stream on `backend` opens (its own upstream connection or none).
+    func descriptorsPerStream(_ backend: BackendKind, profile: String?) -> Int {
+        switch backend {
+        case .mock: 0
+        case .openai: self.openAI?.transport.descriptorsPerStream ?? 0
+        case .langgraph: (profile ?? self.defaultLangGraphProfile).flatMap { self.langGraph[$0]?.transport.descriptorsPerStream } ?? 0
+        }
+    }
+
     /// Open upstream connections across every transport.
     var openConnections: Int {
         (self.openAI?.transport.openConnections ?? 0) + self.langGraph.values.reduce(0) { $0 + $1.transport.openConnections }

@@ -104,12 +104,28 @@ final class StreamSession: ClientConnectionDelegate, TimerWheelTarget {
             self.perform(self.machine.rejected(ErrorResponse(status: .badRequest, error: "unknown_backend", message: message)))
             return
         }
-        guard self.environment.capacity.admitStream() else {
+        let capacity = self.environment.capacity
+        let upstreamDescriptors = self.environment.backends.descriptorsPerStream(backend, profile: request.profile)
+        guard capacity.admitStream() else {
             self.environment.metrics.handoffError("over_capacity")
             let response = ErrorResponse(
                 status: .serviceUnavailable,
                 error: "over_capacity",
                 message: "the server is at its stream limit; retry shortly",
+                retryAfter: .seconds(self.environment.configuration.limits.retryAfterSeconds)
+            )
+            self.perform(self.machine.rejected(response))
+            return
+        }
+        // An upstream connection of its own needs a descriptor too: without room for it the
+        // stream could only fail later (EMFILE at connect), so it is refused now, retryably.
+        guard upstreamDescriptors == 0 || capacity.hasRoomForDescriptors(upstreamDescriptors) else {
+            capacity.releaseStream()
+            self.environment.metrics.handoffError("out_of_descriptors")
+            let response = ErrorResponse(
+                status: .serviceUnavailable,
+                error: "over_capacity",
+                message: "the server is at its connection limit; retry shortly",
                 retryAfter: .seconds(self.environment.configuration.limits.retryAfterSeconds)
             )
             self.perform(self.machine.rejected(response))

@@ -33,12 +33,14 @@ final class HTTP1UpstreamTransport: UpstreamTransport {
                     try sync.addHandler(bound.value)
                 }
             }
+        // Counted from the connect on: the socket holds a descriptor from then.
+        counter.wrappingIncrement(ordering: .relaxed)
         settings.connect(bootstrap).assumeIsolated().whenComplete { result in
             switch result {
             case .success(let channel):
-                counter.wrappingIncrement(ordering: .relaxed)
                 channel.closeFuture.whenComplete { _ in counter.wrappingDecrement(ordering: .relaxed) }
             case .failure(let error):
+                counter.wrappingDecrement(ordering: .relaxed)
                 call.failBeforeStart(UpstreamError(UpstreamError.Kind(connectError: error), "\(settings.endpoint): \(error)"))
             }
         }
@@ -48,6 +50,8 @@ final class HTTP1UpstreamTransport: UpstreamTransport {
     func shutdown() async {}
 
     var openConnections: Int { self.connectionCount.load(ordering: .relaxed) }
+
+    var descriptorsPerStream: Int { 1 }
 }
 
 /// One HTTP/1.1 request on its own connection. Loop-bound.

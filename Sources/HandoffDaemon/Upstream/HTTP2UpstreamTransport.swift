@@ -32,4 +32,7 @@ final class HTTP2UpstreamTransport: UpstreamTransport {
     }
 
     var openConnections: Int { self.connectionCount.load(ordering: .relaxed) }
+
+    /// Streams share pooled connections (counted in ``openConnections``).
+    var descriptorsPerStream: Int { 0 }
 }

@@ -37,6 +37,8 @@ protocol UpstreamTransport: Sendable {
     func start(_ request: UpstreamRequest, on eventLoop: any EventLoop, delegate: any UpstreamResponseDelegate) -> any UpstreamCall
     /// Closes every connection.
     func shutdown() async
-    /// Open upstream connections, for metrics and benchmarks.
+    /// Open upstream connections (counted from the connect on: each holds a descriptor).
     var openConnections: Int { get }
+    /// Descriptors one more stream opens: 1 where each stream has its own connection.
+    var descriptorsPerStream: Int { get }
 }
