@@ -2,6 +2,7 @@ import HandoffSSE
 import Foundation
 import NIOCore
 import NIOHTTP1
+import NIOHTTP2
 
 /// One streamed answer: OpenAI `chat.completion.chunk` events or LangGraph events, on timers,
 /// shaped and broken as the ``TestPattern`` says.
@@ -20,6 +21,8 @@ final class MockCompletionStream {
     private let context: ChannelHandlerContext
     private let keepAlive: Bool
     private let onEnd: (MockStats.Outcome) -> Void
+    private let stats: MockStats
+    private var goAwaySent = false
     private var sent = 0
     private var finishSent = false
     private var timer: Scheduled<Void>?
@@ -36,8 +39,10 @@ final class MockCompletionStream {
         chunkDelay: TimeAmount,
         context: ChannelHandlerContext,
         keepAlive: Bool,
+        stats: MockStats,
         onEnd: @escaping (MockStats.Outcome) -> Void
     ) {
+        self.stats = stats
         self.kind = kind
         self.model = model
         self.pattern = pattern
@@ -55,9 +60,41 @@ final class MockCompletionStream {
             self.respondWithStatus(code)
         case .stall(let milliseconds):
             self.schedule(after: .milliseconds(Int64(milliseconds))) { $0.beginStream() }
+        case .refuseOnce(let token) where self.http2StreamID != nil && self.stats.firstSighting(of: token):
+            self.refuseStream()
+        case .goAwayRefuseOnce(let token) where self.http2StreamID != nil && self.stats.firstSighting(of: token):
+            self.sendGoAway(lastStreamID: self.http2StreamID.map { $0 > 2 ? HTTP2StreamID(Int32($0) - 2) : .rootStream } ?? .rootStream)
+            self.onEnd(.failed)
+            self.context.close(promise: nil)
         default:
             self.beginStream()
         }
+    }
+
+    // MARK: HTTP/2 faults
+
+    /// This stream's id when it is an HTTP/2 stream.
+    private var http2StreamID: Int? {
+        guard self.context.channel.parent != nil else { return nil }
+        return (try? self.context.channel.syncOptions?.getOption(HTTP2StreamChannelOptions.streamID)).map { Int($0) }
+    }
+
+    /// `RST_STREAM(REFUSED_STREAM)` before any response: the request was not processed.
+    private func refuseStream() {
+        self.onEnd(.failed)
+        guard let codec = try? self.context.pipeline.syncOperations.context(handlerType: HTTP2FramePayloadToHTTP1ServerCodec.self) else {
+            self.context.close(promise: nil)
+            return
+        }
+        codec.writeAndFlush(NIOAny(HTTP2Frame.FramePayload.rstStream(.refusedStream)), promise: nil)
+    }
+
+    /// A GOAWAY on the connection: streams above `lastStreamID` are not processed.
+    private func sendGoAway(lastStreamID: HTTP2StreamID) {
+        guard let connection = self.context.channel.parent else { return }
+        self.goAwaySent = true
+        let frame = HTTP2Frame(streamID: .rootStream, payload: .goAway(lastStreamID: lastStreamID, errorCode: .noError, opaqueData: nil))
+        connection.writeAndFlush(frame, promise: nil)
     }
 
     func cancel() {
@@ -72,6 +109,7 @@ final class MockCompletionStream {
         var headers = HTTPHeaders()
         headers.add(name: "content-type", value: "text/event-stream; charset=utf-8")
         headers.add(name: "cache-control", value: "no-cache")
+        if self.pattern.fault == .overlong { headers.add(name: "content-length", value: "1") }
         if !self.keepAlive { headers.add(name: "connection", value: "close") }
         self.context.write(NIOAny(HTTPServerResponsePart.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: headers))), promise: nil)
         if case .langGraph(let threadID) = self.kind {
@@ -94,6 +132,9 @@ final class MockCompletionStream {
         case .reset(let after) where self.sent >= after:
             self.resetStream()
             return
+        case .goAway(let after) where self.sent >= after && !self.goAwaySent:
+            // A graceful GOAWAY: every stream opened so far finishes, no new one starts here.
+            if self.http2StreamID != nil { self.sendGoAway(lastStreamID: .maxID) }
         case .malformed where self.sent == 1:
             self.writeRaw(#"data: {"choices":[{"index":0,"delta":{"content":"bro"#, flush: true)
             self.writeRaw("\n\n", flush: true)

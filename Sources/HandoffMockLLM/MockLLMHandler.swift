@@ -135,6 +135,7 @@ final class MockLLMHandler: ChannelInboundHandler {
             chunkDelay: self.configuration.chunkDelay,
             context: context,
             keepAlive: head.isKeepAlive,
+            stats: self.stats,
             onEnd: { [self] outcome in self.finish(outcome) }
         )
         self.stream = stream

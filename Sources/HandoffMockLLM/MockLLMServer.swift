@@ -113,6 +113,8 @@ public final class MockLLMServer: Sendable {
                 HTTP2Setting(parameter: .maxConcurrentStreams, value: configuration.maxConcurrentStreams),
                 HTTP2Setting(parameter: .maxHeaderListSize, value: HPACKDecoder.defaultMaxHeaderListSize),
             ]
+            // The `overlong` pattern sends past its declared content-length on purpose.
+            connection.contentLengthValidation = .disabled
             _ = try channel.pipeline.syncOperations.configureHTTP2Pipeline(
                 mode: .server,
                 connectionConfiguration: connection,

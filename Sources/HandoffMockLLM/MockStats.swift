@@ -18,11 +18,17 @@ public final class MockStats: Sendable {
         var byPattern: [String: Counts] = [:]
         var connections = 0
         var http2Connections = 0
+        var tokens: Set<String> = []
     }
 
     private let state = NIOLockedValueBox(State())
 
     public init() {}
+
+    /// Whether `token` is seen for the first time (for the `…-once` patterns).
+    func firstSighting(of token: String) -> Bool {
+        self.state.withLockedValue { $0.tokens.insert(token).inserted }
+    }
 
     func requestStarted(pattern: String) {
         self.update(pattern) {
@@ -92,6 +98,9 @@ public final class MockStats: Sendable {
         encoder.outputFormatting = [.sortedKeys]
         return Array((try? encoder.encode(body)) ?? Data("{}".utf8)) + [0x0A]
     }
+
+    /// HTTP/2 connections accepted so far.
+    public var http2ConnectionsAccepted: Int { self.state.withLockedValue { $0.http2Connections } }
 
     /// A snapshot of the totals.
     public var totals: Counts { self.state.withLockedValue { $0.total } }

@@ -30,6 +30,18 @@ public struct TestPattern: Sendable, Equatable {
         case reset(after: Int)
         /// A data line that is not JSON after the first chunk.
         case malformed
+        /// HTTP/2: the head declares `content-length: 1`, then the stream sends far more (a
+        /// stream-level protocol error for the client, on that stream alone).
+        case overlong
+        /// HTTP/2: the first request carrying this token is refused with
+        /// `RST_STREAM(REFUSED_STREAM)` before any response; later ones are served.
+        case refuseOnce(token: String)
+        /// HTTP/2: the first request carrying this token gets a GOAWAY whose last stream id is
+        /// below its own (the server will not process it); later ones are served.
+        case goAwayRefuseOnce(token: String)
+        /// HTTP/2: `N` chunks, then a graceful GOAWAY: streams already open finish, new ones
+        /// must go to another connection.
+        case goAway(after: Int)
     }
 
     public var content: Content = .plain
@@ -75,6 +87,10 @@ public struct TestPattern: Sendable, Equatable {
             case "stall": self.fault = self.fault ?? .stall(milliseconds: number ?? 1000)
             case "hang": self.fault = self.fault ?? .hang(after: number ?? 1)
             case "reset": self.fault = self.fault ?? .reset(after: number ?? 1)
+            case "overlong": self.fault = self.fault ?? .overlong
+            case "refuse-once": self.fault = self.fault ?? .refuseOnce(token: argument ?? "")
+            case "goaway-refuse-once": self.fault = self.fault ?? .goAwayRefuseOnce(token: argument ?? "")
+            case "goaway": self.fault = self.fault ?? .goAway(after: number ?? 1)
             default: continue
             }
         }

@@ -71,7 +71,7 @@ import Glibc
             }.joined()
             #expect(echoed.count == self.prompt.count)
             #expect(echoed == self.prompt, "the echoed text differs")
-            #expect(metrics.counterTotal(label: "handoffd_streams_total", dimensions: [("outcome", "completed")]) == 1)
+            #expect(await eventually { metrics.counterTotal(label: "handoffd_streams_total", dimensions: [("outcome", "completed")]) == 1 })
         }
     }
 

@@ -36,9 +36,17 @@ final class HTTP2ConnectionPool: @unchecked Sendable {
     func start(_ request: UpstreamRequest, delegate: any UpstreamResponseDelegate) -> any UpstreamCall {
         self.eventLoop.assertInEventLoop()
         let stream = HTTP2UpstreamStream(request: request, delegate: delegate, endpoint: self.settings.endpoint)
+        stream.pool = self
         self.waiting.append(stream)
         self.dispatch()
         return stream
+    }
+
+    /// A stream the server refused without processing it, for one more try: first in line.
+    func requeue(_ stream: HTTP2UpstreamStream) {
+        self.eventLoop.assertInEventLoop()
+        self.waiting.prepend(stream)
+        self.dispatch()
     }
 
     /// Gives waiting streams to connections with room; opens connections when needed.

@@ -6,32 +6,35 @@ import NIOPosix
 import NIOSSL
 import NIOTLS
 
-/// One HTTP/2 connection of a ``HTTP2ConnectionPool``. Loop-bound.
+/// One HTTP/2 connection of a ``HTTP2ConnectionPool``: performs what its
+/// ``HTTP2ConnectionStateMachine`` decides. Loop-bound.
 final class HTTP2UpstreamConnection {
-    private enum State {
-        case connecting
-        case ready
-        /// GOAWAY received or reset budget spent: existing streams finish, no new ones.
-        case retiring
-        case closed
-    }
-
     private unowned let pool: HTTP2ConnectionPool
-    private var state = State.connecting
+    private var machine: HTTP2ConnectionStateMachine
     private var channel: (any Channel)?
     private var multiplexer: NIOHTTP2Handler.StreamMultiplexer?
-    private var maxStreams = HTTP2ConnectionPool.assumedStreamsPerConnection
-    private var resets = CircularBuffer<NIODeadline>()
     private var pingTimer: Scheduled<Void>?
-    private var awaitingPong = false
-    private(set) var activeStreams = 0
+    /// Set while a stream's own error is being handled: NIOHTTP2 resets that stream (which
+    /// closes it with the error code), then hands the same error to the connection's pipeline,
+    /// where it must not be taken for a connection error. Cleared at the end of the loop tick.
+    private var streamFailedThisTick = false
 
     init(pool: HTTP2ConnectionPool) {
         self.pool = pool
+        self.machine = HTTP2ConnectionStateMachine(
+            assumedStreams: HTTP2ConnectionPool.assumedStreamsPerConnection,
+            resetBudget: pool.settings.resetBudget
+        )
     }
 
-    var isConnecting: Bool { self.state == .connecting }
-    var canTakeStream: Bool { self.state == .ready && self.activeStreams < self.maxStreams }
+    var isConnecting: Bool { self.machine.isConnecting }
+    var canTakeStream: Bool { self.machine.canTakeStream }
+    var activeStreams: Int { self.machine.activeStreams }
+
+    /// Whether the server said (GOAWAY) it never processed stream `id`.
+    func serverRefused(streamID id: Int) -> Bool {
+        self.machine.lastProcessedStreamID.map { id > $0 } ?? false
+    }
 
     // MARK: Connecting
 
@@ -70,7 +73,7 @@ final class HTTP2UpstreamConnection {
             switch result {
             case .success(let channel):
                 self.channel = channel
-                if self.state == .closed { channel.close(promise: nil) }
+                if self.machine.state == .closed { channel.close(promise: nil) }
             case .failure(let error):
                 self.fail(UpstreamError(UpstreamError.Kind(connectError: error), "\(settings.endpoint): \(error)"))
             }
@@ -79,32 +82,40 @@ final class HTTP2UpstreamConnection {
 
     /// The server's SETTINGS arrived: the connection takes streams now.
     func receivedSettings(maxConcurrentStreams: Int?) {
-        if let maxConcurrentStreams { self.maxStreams = max(0, maxConcurrentStreams) }
-        if self.state == .connecting {
-            self.pool.logger.debug("upstream connection ready", metadata: ["max_streams": "\(self.maxStreams)"])
-            self.state = .ready
-            self.schedulePing()
-        }
-        self.pool.connectionHasRoom(self)
+        self.perform(self.machine.settingsReceived(maxConcurrentStreams: maxConcurrentStreams))
     }
 
     /// GOAWAY: finish what runs, take nothing new.
-    func receivedGoAway(_ detail: String) {
-        guard self.state == .ready || self.state == .connecting else { return }
+    func receivedGoAway(lastStreamID: Int, _ detail: String) {
         self.pool.logger.debug("upstream connection retiring", metadata: ["reason": "\(detail)"])
-        self.state = .retiring
-        if self.activeStreams == 0 { self.close() }
+        self.perform(self.machine.goAwayReceived(lastStreamID: lastStreamID))
     }
 
     func receivedPong() {
-        self.awaitingPong = false
+        self.machine.pongReceived()
+    }
+
+    /// A stream was closed with an error code (a stream-level error): the error NIOHTTP2 hands
+    /// the connection right after is that stream's.
+    func streamFailed() {
+        guard !self.streamFailedThisTick else { return }
+        self.streamFailedThisTick = true
+        self.pool.eventLoop.assumeIsolated().execute { self.streamFailedThisTick = false }
+    }
+
+    /// An error on the connection's pipeline: a stream's own error (that stream is reset and
+    /// ended already) leaves the connection and its other streams alone.
+    func errorCaught(_ error: any Error) {
+        if self.streamFailedThisTick || error is NIOHTTP2Errors.NoSuchStream {
+            self.pool.logger.debug("upstream stream error; the connection carries on", metadata: ["error": "\(error)"])
+            return
+        }
+        self.fail(UpstreamError(.reset, "\(error)"))
     }
 
     /// Connecting or the connection failed.
     func fail(_ error: UpstreamError) {
-        guard self.state != .closed else { return }
-        let wasConnecting = self.state == .connecting
-        self.state = .closed
+        guard let wasConnecting = self.machine.closed() else { return }
         self.pingTimer?.cancel()
         self.channel?.close(promise: nil)
         if wasConnecting {
@@ -124,6 +135,28 @@ final class HTTP2UpstreamConnection {
         self.fail(UpstreamError(.goingAway, "closed"))
     }
 
+    private func perform(_ action: HTTP2ConnectionStateMachine.Action) {
+        switch action {
+        case .none:
+            return
+        case .offerRoom:
+            self.pool.connectionHasRoom(self)
+        case .startPingsAndOfferRoom:
+            self.pool.logger.debug("upstream connection ready", metadata: ["max_streams": "\(self.machine.maxStreams)"])
+            self.schedulePing()
+            self.pool.connectionHasRoom(self)
+        case .close(let reason):
+            self.pool.logger.debug("upstream connection closing", metadata: ["reason": "\(reason)"])
+            self.close()
+        case .sendPingAndReschedule:
+            let ping = HTTP2Frame(streamID: .rootStream, payload: .ping(HTTP2PingData(withInteger: 1), ack: false))
+            self.channel?.writeAndFlush(ping, promise: nil)
+            self.schedulePing()
+        case .reschedulePing:
+            self.schedulePing()
+        }
+    }
+
     // MARK: Streams
 
     func open(_ stream: HTTP2UpstreamStream) {
@@ -131,7 +164,7 @@ final class HTTP2UpstreamConnection {
             stream.failBeforeStart(UpstreamError(.connectFailed, "no multiplexer"))
             return
         }
-        self.activeStreams += 1
+        self.machine.streamOpened()
         stream.connection = self
         let bound = NIOLoopBound(stream, eventLoop: self.pool.eventLoop)
         multiplexer.createStreamChannel(promise: nil) { channel in
@@ -141,29 +174,9 @@ final class HTTP2UpstreamConnection {
         }
     }
 
-    /// A stream channel closed; `reset` when we cancelled it (RST_STREAM).
-    func streamEnded(reset: Bool) {
-        self.activeStreams -= 1
-        if reset { self.recordReset() }
-        switch self.state {
-        case .retiring where self.activeStreams == 0:
-            self.close()
-        case .ready:
-            self.pool.connectionHasRoom(self)
-        default:
-            break
-        }
-    }
-
-    private func recordReset() {
-        let now = NIODeadline.now()
-        self.resets.append(now)
-        while let first = self.resets.first, now - first > .seconds(30) { self.resets.removeFirst() }
-        if self.resets.count >= self.pool.settings.resetBudget, self.state == .ready {
-            self.pool.logger.debug("upstream connection spent its reset budget; retiring it")
-            self.state = .retiring
-            self.pool.connectionHasRoom(self)
-        }
+    /// A stream channel closed; `resetByUs` when we cancelled a stream the server was serving.
+    func streamEnded(resetByUs: Bool) {
+        self.perform(self.machine.streamEnded(resetByUs: resetByUs, now: .now()))
     }
 
     // MARK: Keep-alive
@@ -171,18 +184,7 @@ final class HTTP2UpstreamConnection {
     private func schedulePing() {
         let interval = TimeAmount(self.pool.settings.pingInterval)
         self.pingTimer = self.pool.eventLoop.assumeIsolated().scheduleTask(in: interval) {
-            guard self.state == .ready || self.state == .retiring, let channel = self.channel else { return }
-            if self.awaitingPong {
-                self.pool.logger.warning("upstream connection did not answer a PING; closing it")
-                self.close()
-                return
-            }
-            if self.activeStreams > 0 {
-                self.awaitingPong = true
-                let ping = HTTP2Frame(streamID: .rootStream, payload: .ping(HTTP2PingData(withInteger: 1), ack: false))
-                channel.writeAndFlush(ping, promise: nil)
-            }
-            self.schedulePing()
+            self.perform(self.machine.pingTimerFired())
         }
     }
 }
@@ -206,7 +208,7 @@ final class HTTP2ConnectionWatcher: ChannelInboundHandler {
             let limit = settings.last { $0.parameter == .maxConcurrentStreams }?.value
             self.connection.value.receivedSettings(maxConcurrentStreams: limit)
         case .goAway(let lastStreamID, let errorCode, _):
-            self.connection.value.receivedGoAway("GOAWAY \(errorCode) after stream \(lastStreamID)")
+            self.connection.value.receivedGoAway(lastStreamID: Int(lastStreamID), "GOAWAY \(errorCode) after stream \(lastStreamID)")
         case .ping(_, ack: true):
             self.connection.value.receivedPong()
         default:
@@ -229,6 +231,6 @@ final class HTTP2ConnectionWatcher: ChannelInboundHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        self.connection.value.fail(UpstreamError(.reset, "\(error)"))
+        self.connection.value.errorCaught(error)
     }
 }

@@ -1,0 +1,127 @@
+import Foundation
+import HandoffClientKit
+import HandoffDaemon
+import HandoffMockLLM
+import HandoffTestSupport
+import Logging
+import NIOCore
+import NIOPosix
+import Testing
+
+/// HTTP/2 faults between handoffd and its upstream: what one stream does to its siblings on
+/// the same connection, and what a refusal costs the client (nothing, when it is retried).
+@Suite struct HTTP2UpstreamFaultTests {
+    /// A mock LLM over h2c with `chunks` chunks `delay` apart, and upstream settings for it
+    /// (one connection, so siblings share it).
+    private func withMock<R>(
+        chunks: Int = 20,
+        delay: TimeAmount = .milliseconds(10),
+        adjust: (inout UpstreamSettings) -> Void = { _ in },
+        _ body: (MockLLMServer, UpstreamSettings) async throws -> R
+    ) async throws -> R {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        var logger = Logger(label: "mock")
+        logger.logLevel = .warning
+        let mock = try await MockLLMServer(configuration: MockLLMConfiguration(chunkCount: chunks, chunkDelay: delay), group: group, logger: logger)
+        var settings = UpstreamSettings(endpoint: try UpstreamEndpoint(url: "http://127.0.0.1:\(mock.port!)/v1"), httpVersion: .http2)
+        settings.maxConnections = 1
+        adjust(&settings)
+        do {
+            let result = try await body(mock, settings)
+            await mock.close()
+            try await group.shutdownGracefully()
+            return result
+        } catch {
+            await mock.close()
+            try? await group.shutdownGracefully()
+            throw error
+        }
+    }
+
+    private func configure(_ settings: UpstreamSettings) -> (inout DaemonConfiguration) -> Void {
+        { configuration in
+            configuration.openAI = OpenAIBackend(upstream: settings)
+            configuration.eventLoops = 1
+        }
+    }
+
+    private func complete(_ response: ReceivedResponse?) -> Bool {
+        response?.status == 200 && response?.events?.last?.data == "[DONE]"
+    }
+
+    private func json(_ pattern: String) -> String {
+        #"{"backend":"openai","prompt":"x","test_pattern":"\#(pattern)"}"#
+    }
+
+    @Test func aStreamLevelErrorEndsOnlyThatStream() async throws {
+        try await self.withMock { _, settings in
+            try await withDaemon(self.configure(settings)) { daemon, _ in
+                async let first = exchange(daemon, json: self.json("plain"))
+                async let second = exchange(daemon, json: self.json("plain"))
+                try await Task.sleep(for: .milliseconds(50))
+                let broken = try await exchange(daemon, json: self.json("overlong")).response
+                #expect(broken?.status == 200)
+                #expect(broken?.events?.last?.event == "error")
+                let (one, two) = (try await first.response, try await second.response)
+                #expect(self.complete(one), "\(one?.events?.last?.data ?? "no events")")
+                #expect(self.complete(two), "\(two?.events?.last?.data ?? "no events")")
+            }
+        }
+    }
+
+    @Test func aRefusedStreamIsRetriedOnAnotherAttempt() async throws {
+        try await self.withMock(chunks: 3) { mock, settings in
+            try await withDaemon(self.configure(settings)) { daemon, _ in
+                let response = try await exchange(daemon, json: self.json("refuse-once:\(UUID().uuidString)")).response
+                #expect(self.complete(response))
+                #expect(mock.stats.totals.requests == 2)
+            }
+        }
+    }
+
+    @Test func aStreamAboveTheGoAwayLastStreamIDIsRetriedOnANewConnection() async throws {
+        try await self.withMock(chunks: 3) { mock, settings in
+            try await withDaemon(self.configure(settings)) { daemon, _ in
+                // A first stream, so the refused one is not stream 1 (GOAWAY names a last id).
+                let warmUp = try await exchange(daemon, json: self.json("plain")).response
+                #expect(self.complete(warmUp))
+                let response = try await exchange(daemon, json: self.json("goaway-refuse-once:\(UUID().uuidString)")).response
+                #expect(self.complete(response), "\(response?.body ?? "")")
+                #expect(mock.stats.http2ConnectionsAccepted == 2)
+            }
+        }
+    }
+
+    @Test func aGoAwayMidStreamLetsItFinishAndNewStreamsGoToANewConnection() async throws {
+        try await self.withMock { mock, settings in
+            try await withDaemon(self.configure(settings)) { daemon, _ in
+                let (client, server) = try FakeApache.tcpConnection()
+                defer { client.closeIfOpen() }
+                try FakeApache.handOff(to: daemon.socketPath, json: self.json("goaway:2"), server: server)
+                // The GOAWAY went out after chunk 2: once chunk 3 is here, the daemon has it.
+                _ = try await FakeApache.read(until: "Mock token 3 ", from: client.rawValue)
+                let later = try await exchange(daemon, json: self.json("plain")).response
+                let (rest, _) = try await FakeApache.response(from: client.rawValue, timeoutMilliseconds: 5000)
+                #expect(self.complete(later), "\(later?.events?.last?.data ?? later?.body ?? "nil")")
+                #expect(String(decoding: rest, as: UTF8.self).hasSuffix("data: [DONE]\n\n"))
+                #expect(mock.stats.http2ConnectionsAccepted == 2)
+            }
+        }
+    }
+
+    /// Error answers end their streams early (the stream is cancelled), but they are the
+    /// upstream's doing, not resets of streams it was serving: the connection stays.
+    @Test func errorStatusesDoNotSpendTheResetBudget() async throws {
+        try await self.withMock(chunks: 2, adjust: { $0.resetBudget = 3 }) { mock, settings in
+            try await withDaemon(self.configure(settings)) { daemon, _ in
+                for _ in 0..<5 {
+                    let status = try await exchange(daemon, json: self.json("status:500")).response?.status
+                    #expect(status == 502)
+                }
+                let after = try await exchange(daemon, json: self.json("plain")).response
+                #expect(self.complete(after))
+                #expect(mock.stats.http2ConnectionsAccepted == 1)
+            }
+        }
+    }
+}
