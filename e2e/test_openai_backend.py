@@ -2,6 +2,8 @@
 -> handoff-mock-llm, and the conformance runner against handoffd."""
 
 import json
+import uuid
+from concurrent.futures import ThreadPoolExecutor
 import subprocess
 import time
 
@@ -94,3 +96,46 @@ def test_conformance_runner_passes_against_handoffd(openai_stack, mock_llm):
     assert result.returncode == 0, result.stdout + result.stderr
     assert "not ok" not in result.stdout
     assert result.stdout.count("\nok ") >= 20
+
+
+# --- HTTP/2 faults between handoffd and the upstream, in real processes ----------------------
+
+@pytest.fixture(scope="module")
+def one_connection_stack(tmp_path_factory, module_path):
+    """Apache, and handoffd with one TLS h2 connection to a mock of 20-chunk streams, so every
+    stream shares the connection a fault hits."""
+    root = tmp_path_factory.mktemp("h2-faults")
+    with MockLLM(root, tls=True, chunk_count=20, chunk_delay_ms=15) as mock, \
+            Apache("prefork", workers=8, module=module_path) as apache:
+        daemon = Daemon(apache.run_dir / "h2.sock", "--backend", "openai", "--openai-base-url", mock.url,
+                        "--upstream-ca-file", mock.cert_path, "--openai-api-key", "sk-test",
+                        "--upstream-max-connections", "1", "--event-loops", "1").start()
+        try:
+            yield apache, daemon, mock
+        finally:
+            daemon.stop()
+
+
+def stream_via(apache, daemon, pattern):
+    return post_json(apache.port, "/handoff.php", {"socket": str(daemon.socket_path),
+                                                   "data": json.dumps({"prompt": "x", "test_pattern": pattern})},
+                     timeout=20)
+
+
+def test_a_stream_level_upstream_error_leaves_its_siblings_alone(one_connection_stack):
+    apache, daemon, _ = one_connection_stack
+    with ThreadPoolExecutor(3) as pool:
+        siblings = [pool.submit(stream_via, apache, daemon, "plain") for _ in range(2)]
+        time.sleep(0.1)
+        broken = stream_via(apache, daemon, "overlong")
+        done = [f.result(30) for f in siblings]
+    assert broken.status == 200 and b"event: error" in broken.body
+    for resp in done:
+        assert resp.status == 200 and resp.events()[-1] == "[DONE]", resp.raw[-300:]
+
+
+def test_refused_upstream_streams_are_retried_before_the_client_sees_anything(one_connection_stack):
+    apache, daemon, mock = one_connection_stack
+    for pattern in (f"refuse-once:{uuid.uuid4()}", f"goaway-refuse-once:{uuid.uuid4()}"):
+        resp = stream_via(apache, daemon, pattern)
+        assert resp.status == 200 and resp.events()[-1] == "[DONE]", (pattern, resp.raw[:300])
