@@ -15,6 +15,7 @@ let package = Package(
         .executable(name: "handoff-bench", targets: ["handoff-bench"]),
         .library(name: "HandoffWire", targets: ["HandoffWire"]),
         .library(name: "HandoffSSE", targets: ["HandoffSSE"]),
+        .library(name: "HandoffRequest", targets: ["HandoffRequest"]),
         .library(name: "HandoffDaemon", targets: ["HandoffDaemon"]),
     ],
     dependencies: [
@@ -47,10 +48,14 @@ let package = Package(
             swiftSettings: strict
         ),
 
+        // The handoff JSON: strict decoding, validation and attachments. No NIO.
+        .target(name: "HandoffRequest", dependencies: ["HandoffWire"], swiftSettings: strict),
+
         // The daemon as a library: configuration, acceptor, streams, backends.
         .target(
             name: "HandoffDaemon",
             dependencies: [
+                "HandoffRequest",
                 "HandoffWire",
                 "HandoffSSE",
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -172,6 +177,7 @@ let package = Package(
             name: "HandoffDaemonTests",
             dependencies: [
                 "HandoffDaemon",
+                "HandoffRequest",
                 "HandoffWire",
                 "HandoffClientKit",
                 "HandoffTestSupport",

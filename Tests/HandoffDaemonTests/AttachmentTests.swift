@@ -3,6 +3,7 @@ import HandoffTestSupport
 import Testing
 
 @testable import HandoffDaemon
+@testable import HandoffRequest
 
 @Suite struct AttachmentTests {
     static let png: [UInt8] = [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0, 0, 0, 13]

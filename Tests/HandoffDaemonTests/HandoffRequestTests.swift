@@ -1,5 +1,6 @@
 import HandoffDaemon
 import Testing
+@testable import HandoffRequest
 
 @Suite struct HandoffRequestTests {
     private func decode(_ json: String) throws(HandoffRequestError) -> HandoffRequest {

@@ -1,5 +1,6 @@
 import HandoffDaemon
 import Testing
+@testable import HandoffRequest
 
 @Suite struct ResponseHeaderFilterTests {
     private func filter(_ headers: [String: String]) throws(HandoffRequestError) -> [HandoffRequest.ResponseHeader] {

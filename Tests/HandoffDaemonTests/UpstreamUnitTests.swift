@@ -4,6 +4,7 @@ import NIOCore
 import Testing
 
 @testable import HandoffDaemon
+@testable import HandoffRequest
 
 @Suite struct UpstreamEndpointTests {
     @Test func parsesURLs() throws {

@@ -1,3 +1,5 @@
+import HandoffRequest
+
 /// What the access log records about one stream; Apache cannot log any of it, since the
 /// response never passes through Apache.
 struct AccessLogFields {

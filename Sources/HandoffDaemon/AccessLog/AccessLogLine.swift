@@ -1,3 +1,5 @@
+import HandoffRequest
+
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -1,6 +1,7 @@
 import Foundation
 import HandoffSSE
 import NIOCore
+import HandoffRequest
 
 /// LangGraph Platform runs: `POST {base}/threads/{thread_id}/runs/stream` (or `/runs/stream`
 /// without a thread). Its native events are passed to the client unchanged; an `error` event

@@ -1,4 +1,5 @@
 import NIOCore
+import HandoffRequest
 
 /// The built-in `mock` backend: answers at once, then sends `messages` content events, the
 /// first immediately and one every `interval` after, then finishes.

@@ -1,6 +1,7 @@
 import Foundation
 import HandoffSSE
 import NIOCore
+import HandoffRequest
 
 /// OpenAI-compatible chat completions: `POST {base}/chat/completions` with `stream: true`;
 /// events are `chat.completion.chunk` JSON, and `data: [DONE]` ends a finished stream.

@@ -1,5 +1,6 @@
 import HandoffSSE
 import NIOCore
+import HandoffRequest
 
 /// How one kind of upstream is spoken: the request it wants and the meaning of its events.
 /// Pure apart from JSON: the I/O, timers and client writes belong to ``UpstreamSource``.

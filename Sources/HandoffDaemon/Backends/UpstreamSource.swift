@@ -1,6 +1,7 @@
 import HandoffSSE
 import Logging
 import NIOCore
+import HandoffRequest
 
 /// A stream fed by an upstream request: runs the request through a transport, parses the
 /// event stream, lets the dialect interpret each event, and enforces the upstream timeouts.

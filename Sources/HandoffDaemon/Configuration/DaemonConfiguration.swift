@@ -1,3 +1,5 @@
+public import HandoffRequest
+
 /// Everything handoffd needs to run, validated once (see `DaemonConfiguration+Validation`).
 ///
 /// Built by the executable from flags, environment and defaults; built directly by tests.

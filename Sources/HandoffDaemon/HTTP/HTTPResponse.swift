@@ -1,5 +1,6 @@
 public import NIOCore
 import HandoffSSE
+public import HandoffRequest
 
 /// The bytes of every HTTP/1.1 response head and error response handoffd writes.
 public enum HTTPResponse {

@@ -3,6 +3,7 @@ import HandoffWire
 import Logging
 import NIOCore
 import NIOPosix
+import HandoffRequest
 
 /// What every stream on every loop shares: configuration, counters, metrics, logger and the
 /// per-loop registries. Immutable after start, so reading it needs no synchronisation.

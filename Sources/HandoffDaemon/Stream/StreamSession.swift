@@ -5,6 +5,7 @@ import NIOCore
 
 #if canImport(Glibc)
 import Glibc
+import HandoffRequest
 #endif
 
 /// One client connection from adoption to close: it writes the whole HTTP response.

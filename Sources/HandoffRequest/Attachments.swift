@@ -41,7 +41,8 @@ public struct AttachmentReference: Sendable, Equatable {
     public var name: String?
 }
 
-enum Attachments {
+/// Reading attachments and validating images (see the file header).
+public enum Attachments {
     static let imageTypes = ["image/png", "image/jpeg", "image/gif", "image/webp"]
     static let textTypes = ["text/plain", "text/markdown", "text/csv", "application/json"]
 
@@ -63,7 +64,7 @@ enum Attachments {
     }
 
     /// Reads (and deletes) an attachment; returns its content part. Blocking: thread pool only.
-    static func load(_ reference: AttachmentReference, limits: AttachmentLimits, field: String) throws(HandoffRequestError) -> HandoffRequest.ContentPart {
+    public static func load(_ reference: AttachmentReference, limits: AttachmentLimits, field: String) throws(HandoffRequestError) -> HandoffRequest.ContentPart {
         guard let directory = limits.dataDirectory else {
             throw .invalidValue(field, "this server accepts no attachments (no data directory configured)")
         }

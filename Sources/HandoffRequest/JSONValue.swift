@@ -27,7 +27,7 @@ public enum JSONValue: Sendable, Equatable, Decodable {
     }
 
     /// The value as Foundation objects, for `JSONSerialization`.
-    var foundationValue: Any {
+    public var foundationValue: Any {
         switch self {
         case .null: NSNull()
         case .bool(let value): value

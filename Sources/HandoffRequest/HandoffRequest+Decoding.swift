@@ -286,8 +286,9 @@ extension HandoffRequest.ChatMessage {
 }
 
 extension Unicode.Scalar {
+    // public: the access log escapes the same set.
     /// C0, DEL, C1, and the Unicode line and paragraph separators.
-    var isControlCharacter: Bool {
+    public var isControlCharacter: Bool {
         self.value < 0x20 || (0x7F...0x9F).contains(self.value) || self.value == 0x2028 || self.value == 0x2029
     }
 }

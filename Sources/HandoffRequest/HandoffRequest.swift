@@ -39,8 +39,8 @@ public struct HandoffRequest: Sendable, Equatable {
     public var imageURLs: [String] = []
     /// Files under the data directory, read (and deleted) before the upstream request.
     public var attachments: [AttachmentReference] = []
-    /// The attachments once read, as content parts.
-    var attachmentParts: [ContentPart] = []
+    /// The attachments once read, as content parts (filled in by the daemon off the event loop).
+    public var attachmentParts: [ContentPart] = []
 
     public init(
         prompt: String? = nil,
