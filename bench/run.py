@@ -311,10 +311,11 @@ def main():
 
 
 def summary(results):
-    """The results without the raw parts: the load generator's stdout and its timelines."""
+    """The results without the raw parts: the load generator's stdout, timelines and raw latency
+    histograms (their percentiles stay, in `latency_summary_ms`)."""
     def strip(value):
         if isinstance(value, dict):
-            return {k: strip(v) for k, v in value.items() if k not in ("stdout", "timeline")}
+            return {k: strip(v) for k, v in value.items() if k not in ("stdout", "timeline", "latencies")}
         return value
     return strip(results)
 
