@@ -4,7 +4,10 @@ import HandoffClientKit
 import HandoffTestSupport
 import HandoffWire
 import Logging
+import HandoffMockLLM
 import MetricsTestKit
+import NIOCore
+import NIOPosix
 
 /// A daemon running in-process on a temporary socket, shut down gracefully after `body`.
 func withDaemon(
@@ -62,5 +65,42 @@ func eventually(within milliseconds: Int = 3000, _ condition: () -> Bool) async 
 func offThePool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
     try await withCheckedThrowingContinuation { continuation in
         Thread { continuation.resume(with: Result { try body() }) }.start()
+    }
+}
+
+/// How the daemon reaches the mock LLM in a test.
+enum MockUpstream {
+    case tls, h2c, http1
+}
+
+/// A mock LLM in-process (`chunks` chunks `delay` apart) and upstream settings that reach it,
+/// closed after `body`.
+func withMockLLM<R>(
+    _ upstream: MockUpstream,
+    chunks: Int = 4,
+    delay: TimeAmount = .milliseconds(5),
+    _ body: (MockLLMServer, UpstreamSettings) async throws -> R
+) async throws -> R {
+    try await withTemporaryDirectory { directory in
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        var configuration = MockLLMConfiguration(chunkCount: chunks, chunkDelay: delay)
+        if upstream == .tls { configuration.tls = .selfSigned(certificateOutput: directory + "/mock.pem") }
+        var logger = Logger(label: "mock")
+        logger.logLevel = .warning
+        let mock = try await MockLLMServer(configuration: configuration, group: group, logger: logger)
+        let scheme = upstream == .tls ? "https" : "http"
+        let endpoint = try UpstreamEndpoint(url: "\(scheme)://127.0.0.1:\(mock.port!)/v1")
+        var settings = UpstreamSettings(endpoint: endpoint, httpVersion: upstream == .http1 ? .http1 : .http2)
+        if upstream == .tls { settings.trustedCertificatesFile = directory + "/mock.pem" }
+        do {
+            let result = try await body(mock, settings)
+            await mock.close()
+            try await group.shutdownGracefully()
+            return result
+        } catch {
+            await mock.close()
+            try? await group.shutdownGracefully()
+            throw error
+        }
     }
 }

@@ -19,22 +19,11 @@ import Testing
         adjust: (inout UpstreamSettings) -> Void = { _ in },
         _ body: (MockLLMServer, UpstreamSettings) async throws -> R
     ) async throws -> R {
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        var logger = Logger(label: "mock")
-        logger.logLevel = .warning
-        let mock = try await MockLLMServer(configuration: MockLLMConfiguration(chunkCount: chunks, chunkDelay: delay), group: group, logger: logger)
-        var settings = UpstreamSettings(endpoint: try UpstreamEndpoint(url: "http://127.0.0.1:\(mock.port!)/v1"), httpVersion: .http2)
-        settings.maxConnections = 1
-        adjust(&settings)
-        do {
-            let result = try await body(mock, settings)
-            await mock.close()
-            try await group.shutdownGracefully()
-            return result
-        } catch {
-            await mock.close()
-            try? await group.shutdownGracefully()
-            throw error
+        try await withMockLLM(.h2c, chunks: chunks, delay: delay) { mock, settings in
+            var settings = settings
+            settings.maxConnections = 1
+            adjust(&settings)
+            return try await body(mock, settings)
         }
     }
 

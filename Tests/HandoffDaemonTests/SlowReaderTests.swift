@@ -15,10 +15,17 @@ import Glibc
     /// 180 KiB echoed back in 4 KiB events: far more than the small socket buffers below hold.
     private let prompt = String(repeating: "0123456789abcdef", count: 180 * 64)
 
-    private func shrinkBuffers(client: OwnedDescriptor, server: OwnedDescriptor) {
+    /// Hands off an echo of ``prompt`` over a connection with small socket buffers; returns
+    /// the client's end.
+    private func startEcho(on daemon: HandoffDaemon) throws -> OwnedDescriptor {
+        let (client, server) = try FakeApache.tcpConnection()
         var size: CInt = 4096
         setsockopt(server.rawValue, SOL_SOCKET, SO_SNDBUF, &size, socklen_t(MemoryLayout<CInt>.size))
         setsockopt(client.rawValue, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<CInt>.size))
+        let json = try JSONSerialization.data(withJSONObject: ["prompt": self.prompt, "test_pattern": "echo"])
+        try FakeApache.handOff(to: daemon.socketPath, payload: Array(json), descriptors: [server.rawValue])
+        server.closeIfOpen()
+        return client
     }
 
     private func configure(_ configuration: inout DaemonConfiguration) {
@@ -52,12 +59,8 @@ import Glibc
 
     @Test func aSteadySlowReaderGetsTheWholeStream() async throws {
         try await withDaemon(self.configure) { daemon, metrics in
-            let (client, server) = try FakeApache.tcpConnection()
+            let client = try self.startEcho(on: daemon)
             defer { client.closeIfOpen() }
-            self.shrinkBuffers(client: client, server: server)
-            let json = try JSONSerialization.data(withJSONObject: ["prompt": self.prompt, "test_pattern": "echo"])
-            try FakeApache.handOff(to: daemon.socketPath, payload: Array(json), descriptors: [server.rawValue])
-            server.closeIfOpen()
             // 512 bytes every 5 ms (about 50 KB/s in practice): the stream outlasts the write
             // timeout while the writes keep making progress.
             let fd = client.rawValue
@@ -77,12 +80,8 @@ import Glibc
 
     @Test func aReaderThatStopsIsCutAfterTheWriteTimeout() async throws {
         try await withDaemon(self.configure) { daemon, metrics in
-            let (client, server) = try FakeApache.tcpConnection()
+            let client = try self.startEcho(on: daemon)
             defer { client.closeIfOpen() }
-            self.shrinkBuffers(client: client, server: server)
-            let json = try JSONSerialization.data(withJSONObject: ["prompt": self.prompt, "test_pattern": "echo"])
-            try FakeApache.handOff(to: daemon.socketPath, payload: Array(json), descriptors: [server.rawValue])
-            server.closeIfOpen()
             #expect(await eventually { daemon.heldClientDescriptors == 1 })
             let started = ContinuousClock.now
             #expect(await eventually(within: 8000) { daemon.heldClientDescriptors == 0 })

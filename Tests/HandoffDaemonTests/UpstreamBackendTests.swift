@@ -10,37 +10,14 @@ import Testing
 
 /// The upstream backends in-process: handoffd → HTTP/2 (TLS or h2c) or HTTP/1.1 → the mock LLM.
 @Suite struct UpstreamBackendTests {
-    enum Upstream {
-        case tls, h2c, http1
-    }
+    typealias Upstream = MockUpstream
 
     private func withMock<R>(
         _ upstream: Upstream,
         chunks: Int = 4,
         _ body: (MockLLMServer, UpstreamSettings) async throws -> R
     ) async throws -> R {
-        try await withTemporaryDirectory { directory in
-            let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-            var configuration = MockLLMConfiguration(chunkCount: chunks, chunkDelay: .milliseconds(5))
-            if upstream == .tls { configuration.tls = .selfSigned(certificateOutput: directory + "/mock.pem") }
-            var logger = Logger(label: "mock")
-            logger.logLevel = .warning
-            let mock = try await MockLLMServer(configuration: configuration, group: group, logger: logger)
-            let scheme = upstream == .tls ? "https" : "http"
-            let endpoint = try UpstreamEndpoint(url: "\(scheme)://127.0.0.1:\(mock.port!)/v1")
-            var settings = UpstreamSettings(endpoint: endpoint, httpVersion: upstream == .http1 ? .http1 : .http2)
-            if upstream == .tls { settings.trustedCertificatesFile = directory + "/mock.pem" }
-            do {
-                let result = try await body(mock, settings)
-                await mock.close()
-                try await group.shutdownGracefully()
-                return result
-            } catch {
-                await mock.close()
-                try? await group.shutdownGracefully()
-                throw error
-            }
-        }
+        try await withMockLLM(upstream, chunks: chunks, body)
     }
 
     private func contents(_ response: ReceivedResponse) -> [String] {

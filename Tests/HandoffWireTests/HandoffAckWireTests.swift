@@ -50,7 +50,9 @@ import Glibc
         }
     }
 
-    @Test func anAckInTimeCommits() async throws {
+    /// A listener with one record waiting in its backlog, sent asking for an ack with a real
+    /// client connection; `body` gets the listener and the sender's end.
+    private func withRecordWaiting(_ body: (SeqpacketListener, OwnedDescriptor) throws -> Void) async throws {
         try await withTemporaryUnixSocketPath { path in
             let listener = try SeqpacketListener.bind(path: path)
             defer { listener.close() }
@@ -58,10 +60,21 @@ import Glibc
             defer { browser.closeIfOpen(); server.closeIfOpen() }
             let sender = try self.send(to: path, requestingAck: true, client: server)
             defer { sender.closeIfOpen() }
-            let accepted = try #require(try listener.acceptConnection())
-            let client = try self.receiveClient(on: accepted.connection)
-            #expect(self.sendAck(accepted.connection))
-            accepted.connection.closeIfOpen()
+            try body(listener, sender)
+        }
+    }
+
+    /// Accepts and receives the waiting record as a daemon would; returns the connection and client.
+    private func takeRecord(_ listener: SeqpacketListener) throws -> (connection: OwnedDescriptor, client: OwnedDescriptor) {
+        let accepted = try #require(try listener.acceptConnection())
+        return (accepted.connection, try self.receiveClient(on: accepted.connection))
+    }
+
+    @Test func anAckInTimeCommits() async throws {
+        try await self.withRecordWaiting { listener, sender in
+            let (connection, client) = try self.takeRecord(listener)
+            #expect(self.sendAck(connection))
+            connection.closeIfOpen()
             client.closeIfOpen()
             #expect(HandoffSender.awaitAck(on: sender.rawValue, timeoutMilliseconds: 2000) == .committed)
         }
@@ -70,38 +83,25 @@ import Glibc
     /// A hung daemon: the sender gives up and shuts down; when the daemon wakes, its ack fails,
     /// so it knows to close the client without writing. Never both answer, never neither.
     @Test func anAckAfterTheSenderGaveUpFails() async throws {
-        try await withTemporaryUnixSocketPath { path in
-            let listener = try SeqpacketListener.bind(path: path)
-            defer { listener.close() }
-            let (browser, server) = try FakeApache.tcpConnection()
-            defer { browser.closeIfOpen(); server.closeIfOpen() }
-            let sender = try self.send(to: path, requestingAck: true, client: server)
+        try await self.withRecordWaiting { listener, sender in
             let started = FakeApache.monotonicMilliseconds()
             #expect(HandoffSender.awaitAck(on: sender.rawValue, timeoutMilliseconds: 100) == .notHandedOff)
             #expect(FakeApache.monotonicMilliseconds() - started < 1000)
             sender.closeIfOpen()
             // The daemon wakes up: the record and its descriptor are still there to read ...
-            let accepted = try #require(try listener.acceptConnection())
-            let client = try self.receiveClient(on: accepted.connection)
+            let (connection, client) = try self.takeRecord(listener)
             // ... but the ack cannot be delivered any more.
-            #expect(!self.sendAck(accepted.connection))
-            accepted.connection.closeIfOpen()
+            #expect(!self.sendAck(connection))
+            connection.closeIfOpen()
             client.closeIfOpen()
         }
     }
 
     /// The race's other half: the ack lands just before the sender's shutdown and still counts.
     @Test func anAckQueuedBeforeTheShutdownStillCommits() async throws {
-        try await withTemporaryUnixSocketPath { path in
-            let listener = try SeqpacketListener.bind(path: path)
-            defer { listener.close() }
-            let (browser, server) = try FakeApache.tcpConnection()
-            defer { browser.closeIfOpen(); server.closeIfOpen() }
-            let sender = try self.send(to: path, requestingAck: true, client: server)
-            defer { sender.closeIfOpen() }
-            let accepted = try #require(try listener.acceptConnection())
-            let client = try self.receiveClient(on: accepted.connection)
-            #expect(self.sendAck(accepted.connection))
+        try await self.withRecordWaiting { listener, sender in
+            let (connection, client) = try self.takeRecord(listener)
+            #expect(self.sendAck(connection))
             var exchange = HandoffAckExchange()
             #expect(exchange.observe(.nothingYet) == .shutDownAndLookOnceMore)
             try Syscall.shutdown(sender.rawValue, how: CInt(SHUT_RDWR))
@@ -109,22 +109,15 @@ import Glibc
             let count = try withUnsafeMutableBytes(of: &byte) { try Syscall.read(sender.rawValue, into: $0) }
             #expect(count == 1)
             #expect(exchange.observe(.received(byte)) == .finish(.committed))
-            accepted.connection.closeIfOpen()
+            connection.closeIfOpen()
             client.closeIfOpen()
         }
     }
 
     @Test func anOriginalDaemonThatReadsAndClosesTookTheClient() async throws {
-        try await withTemporaryUnixSocketPath { path in
-            let listener = try SeqpacketListener.bind(path: path)
-            defer { listener.close() }
-            let (browser, server) = try FakeApache.tcpConnection()
-            defer { browser.closeIfOpen(); server.closeIfOpen() }
-            let sender = try self.send(to: path, requestingAck: true, client: server)
-            defer { sender.closeIfOpen() }
-            let accepted = try #require(try listener.acceptConnection())
-            let client = try self.receiveClient(on: accepted.connection)
-            accepted.connection.closeIfOpen()
+        try await self.withRecordWaiting { listener, sender in
+            let (connection, client) = try self.takeRecord(listener)
+            connection.closeIfOpen()
             client.closeIfOpen()
             #expect(HandoffSender.awaitAck(on: sender.rawValue, timeoutMilliseconds: 2000) == .committedToLegacyDaemon)
         }
@@ -132,12 +125,7 @@ import Glibc
 
     /// A daemon killed with the record still in its backlog: the sender learns it at once.
     @Test func aDaemonThatDiesWithTheRecordUnreadDidNotTakeIt() async throws {
-        try await withTemporaryUnixSocketPath { path in
-            let listener = try SeqpacketListener.bind(path: path)
-            let (browser, server) = try FakeApache.tcpConnection()
-            defer { browser.closeIfOpen(); server.closeIfOpen() }
-            let sender = try self.send(to: path, requestingAck: true, client: server)
-            defer { sender.closeIfOpen() }
+        try await self.withRecordWaiting { listener, sender in
             listener.close()
             let started = FakeApache.monotonicMilliseconds()
             #expect(HandoffSender.awaitAck(on: sender.rawValue, timeoutMilliseconds: 5000) == .notHandedOff)

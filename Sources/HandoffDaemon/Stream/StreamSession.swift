@@ -108,28 +108,14 @@ final class StreamSession: ClientConnectionDelegate, TimerWheelTarget {
         let capacity = self.environment.capacity
         let upstreamDescriptors = self.environment.backends.descriptorsPerStream(backend, profile: request.profile)
         guard capacity.admitStream() else {
-            self.environment.metrics.handoffError("over_capacity")
-            let response = ErrorResponse(
-                status: .serviceUnavailable,
-                error: "over_capacity",
-                message: "the server is at its stream limit; retry shortly",
-                retryAfter: .seconds(self.environment.configuration.limits.retryAfterSeconds)
-            )
-            self.perform(self.machine.rejected(response))
+            self.refuseOverCapacity(reason: "over_capacity", limit: "stream limit")
             return
         }
         // An upstream connection of its own needs a descriptor too: without room for it the
         // stream could only fail later (EMFILE at connect), so it is refused now, retryably.
         guard upstreamDescriptors == 0 || capacity.hasRoomForDescriptors(upstreamDescriptors) else {
             capacity.releaseStream()
-            self.environment.metrics.handoffError("out_of_descriptors")
-            let response = ErrorResponse(
-                status: .serviceUnavailable,
-                error: "over_capacity",
-                message: "the server is at its connection limit; retry shortly",
-                retryAfter: .seconds(self.environment.configuration.limits.retryAfterSeconds)
-            )
-            self.perform(self.machine.rejected(response))
+            self.refuseOverCapacity(reason: "out_of_descriptors", limit: "connection limit")
             return
         }
         let source: any StreamSource
@@ -212,6 +198,18 @@ final class StreamSession: ClientConnectionDelegate, TimerWheelTarget {
             loaded.attachmentParts = parts
             return try dialect.makeRequest(for: loaded, allocator: Self.allocator)
         }.nonisolated()
+    }
+
+    /// `503` with `Retry-After`: the daemon is full (`limit` says which limit), counted as `reason`.
+    private func refuseOverCapacity(reason: String, limit: String) {
+        self.environment.metrics.handoffError(reason)
+        let response = ErrorResponse(
+            status: .serviceUnavailable,
+            error: "over_capacity",
+            message: "the server is at its \(limit); retry shortly",
+            retryAfter: .seconds(self.environment.configuration.limits.retryAfterSeconds)
+        )
+        self.perform(self.machine.rejected(response))
     }
 
     // MARK: Source reports
