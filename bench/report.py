@@ -38,10 +38,11 @@ def streams_line(report):
             f"peak concurrent {r['peakConcurrent']}; {report.get('completed_per_second', 0):.0f} completed/s over {r['elapsedSeconds']:.1f} s.\n")
 
 
-def section(title, report, method, extra=""):
+def section(title, report, method, extra="", measured=None):
     if report is None:
         return f"## {title}\n\nNot measured in this run.\n\n"
-    return (f"## {title}\n\n{method}\n\n`{report['command']}`\n\n" + streams_line(report) + "\n" + latency_table(report)
+    when = f"Measured {measured}. " if measured else ""
+    return (f"## {title}\n\n{when}{method}\n\n`{report['command']}`\n\n" + streams_line(report) + "\n" + latency_table(report)
             + (f"\nDaemon RSS: idle {report.get('daemonIdleRSSKiB')} KiB, peak {report.get('daemonPeakRSSKiB')} KiB; "
                f"(peak − idle) / peak concurrent = **{fmt(report.get('daemon_kib_per_stream'))} KiB per stream**.\n"
                if report.get("daemonIdleRSSKiB") is not None else "") + extra + curve(report) + "\n")
@@ -52,6 +53,7 @@ def render_markdown(r):
     memory, ttfe, throughput = r.get("memory"), r.get("ttfe"), r.get("throughput")
     fifty, apache = r.get("fifty_thousand"), r.get("apache")
     openai1, openai5, cancel = r.get("openai_1000"), r.get("openai_5000"), r.get("cancel")
+    dates = r.get("dates", {})
     out = ["# handoffd benchmark report\n",
            f"Machine: {m['cores']} cores ({m['cpu']}), {m['memory_gib']} GiB, Linux {m['kernel']}, "
            f"{m['open_files_per_process']} open files per process. Build: `swift build -c release` ({m['swift']}). "
@@ -62,7 +64,7 @@ def render_markdown(r):
     rows = []
     if memory:
         v = memory.get("daemon_kib_per_stream")
-        rows.append(("Daemon RSS per held stream, 15 000 × (18 events × 500 ms), mock", "≤ 2.0 KB", f"{fmt(v)} KiB", met(v is not None and v <= 2.0)))
+        rows.append(("Daemon RSS per held stream, 15 000 × (18 events × 500 ms), mock", "≤ 2.0 KB (1.95 KiB)", f"{fmt(v)} KiB", met(v is not None and v <= 2000 / 1024)))
     if throughput:
         v = throughput.get("completed_per_second")
         rows.append(("Handoffs per second, 1-event streams, 64 concurrent senders", "≥ 12 000", f"{v:.0f}", met(v >= 12000)))
@@ -81,7 +83,7 @@ def render_markdown(r):
     if openai1 and openai5:
         for report, n in ((openai1, "1 000"), (openai5, "5 000")):
             v = report.get("daemon_kib_per_stream")
-            rows.append((f"openai backend: daemon RSS per stream at {n} (client + upstream side)", "≤ 6 KB at 5 000", f"{fmt(v)} KiB", met(v is not None and v <= 6.0) if n == "5 000" else "–"))
+            rows.append((f"openai backend: daemon RSS per stream at {n} (client + upstream side)", "≤ 6 KB (5.86 KiB) at 5 000", f"{fmt(v)} KiB", met(v is not None and v <= 6000 / 1024) if n == "5 000" else "–"))
         rows.append(("openai backend: upstream TCP connections for 1 000 streams", "few", str(openai1.get("upstream", {}).get("http2_connections")), "–"))
     if cancel:
         rows.append(("Upstream cancelled after client disconnect (median / max of runs)", "≤ 100 ms", f"{cancel['median_ms']:.1f} / {cancel['max_ms']:.1f} ms", met(cancel["max_ms"] <= 100)))
@@ -99,7 +101,7 @@ def render_markdown(r):
     out.append(section("Memory per held stream", memory,
                        "Mode: `handoff-bench load`, socketpair clients handed off exactly as Apache does; mock backend, "
                        "18 events × 500 ms per stream; streams started over 5 s so all are held at once; fresh daemon. "
-                       "Figure: (peak RSS − idle RSS) / peak concurrent streams.", independent))
+                       "Figure: (peak RSS − idle RSS) / peak concurrent streams.", independent, measured=dates.get("memory")))
     ttfe_runs = ""
     if ttfe and ttfe.get("runs_p99_ms"):
         ttfe_runs = ("\nFirst-event p99 of each run: " + ", ".join(f"{v:.3f} ms" for v in ttfe["runs_p99_ms"]) + "; the median run is shown. "
@@ -108,12 +110,12 @@ def render_markdown(r):
                      "under a millisecond, and `--event-loops 1` made the tail worse, not better.\n")
     out.append(section("Time to first event", ttfe,
                        "Mode: as above, 15 000 streams started evenly over 10 s (1 500 handoffs/s), two load processes; three runs. "
-                       "Timed from the start of a stream (client socket creation) to its first event.", ttfe_runs))
+                       "Timed from the start of a stream (client socket creation) to its first event.", ttfe_runs, measured=dates.get("ttfe")))
     out.append(section("Handoff throughput", throughput,
-                       "Mode: closed loop, 64 concurrent senders, each stream one event then `[DONE]`; one load process."))
+                       "Mode: closed loop, 64 concurrent senders, each stream one event then `[DONE]`; one load process.", measured=dates.get("throughput")))
     out.append(section("50 000 concurrent streams", fifty,
                        "Mode: `handoffd --workers 3` (one socket, three processes: this machine allows 20 000 descriptors per process), "
-                       "four load processes, 60 events × 500 ms per stream, ramp 20 s. RSS is the supervisor plus its workers."))
+                       "four load processes, 60 events × 500 ms per stream, ramp 20 s. RSS is the supervisor plus its workers.", measured=dates.get("fifty_thousand")))
     apache_extra = ""
     if apache and apache.get("apache_D_us"):
         d = apache["apache_D_us"]
@@ -135,7 +137,7 @@ def render_markdown(r):
                        "`ListenBacklog 4096`); the endpoint (`e2e/php/bench.php`) only sets the two handoff headers, mod_socket_handoff "
                        "hands off, the daemon streams 18 events × 1 s; streams start over 15 s. Apache, PHP, the daemon and the load generator share "
                        "the cores; the load generator runs at `nice 10`, standing in for remote clients.",
-                       apache_extra))
+                       apache_extra, measured=dates.get("apache")))
     for report, n in ((openai1, 1000), (openai5, 5000)):
         extra = ""
         if report and report.get("upstream"):

@@ -289,6 +289,12 @@ def main():
         previous = RESULTS / "report.json"
     # Re-running some figures keeps the others from the last full run.
     results = json.loads(previous.read_text()) if only and previous.exists() else {}
+    # Every figure keeps the date it was measured on, so a report that mixes runs says so.
+    dates = results.setdefault("dates", {})
+    earlier = results.get("machine", {}).get("date")
+    for name in ("memory", "ttfe", "throughput", "fifty_thousand", "apache", "openai_1000", "openai_5000", "cancel"):
+        if name in results and earlier:
+            dates.setdefault(name, earlier)
     results.update({"machine": machine(), "quick": QUICK})
     for name, run in [("memory", figure_memory), ("ttfe", figure_ttfe), ("throughput", figure_throughput),
                       ("fifty_thousand", figure_fifty_thousand), ("apache", figure_apache), ("openai", figure_openai),
@@ -298,6 +304,9 @@ def main():
         print(f"\n=== {name} ===", flush=True)
         try:
             run(results)
+            stamp = results["machine"]["date"]
+            for key in (["openai_1000", "openai_5000"] if name == "openai" else [name]):
+                results["dates"][key] = stamp
         except Exception as error:  # a figure that could not be measured is reported as such
             results[f"{name}_error"] = str(error)
             print(f"{name} failed: {error}", flush=True)
