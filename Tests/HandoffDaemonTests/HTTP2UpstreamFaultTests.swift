@@ -3,10 +3,15 @@ import HandoffClientKit
 import HandoffDaemon
 import HandoffMockLLM
 import HandoffTestSupport
+import HandoffWire
 import Logging
 import NIOCore
 import NIOPosix
 import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// HTTP/2 faults between handoffd and its upstream: what one stream does to its siblings on
 /// the same connection, and what a refusal costs the client (nothing, when it is retried).
@@ -94,6 +99,29 @@ import Testing
                 #expect(self.complete(later), "\(later?.events?.last?.data ?? later?.body ?? "nil")")
                 #expect(String(decoding: rest, as: UTF8.self).hasSuffix("data: [DONE]\n\n"))
                 #expect(mock.stats.http2ConnectionsAccepted == 2)
+            }
+        }
+    }
+
+    /// Two clients stop reading: their upstream streams pause (their windows fill), and a third
+    /// stream on the same connection still gets its data.
+    @Test func pausedStreamsDoNotStarveTheirSiblings() async throws {
+        try await self.withMock(chunks: 40, delay: .milliseconds(2)) { _, settings in
+            try await withDaemon(self.configure(settings)) { daemon, _ in
+                var stalled: [OwnedDescriptor] = []
+                defer { stalled.forEach { $0.closeIfOpen() } }
+                for _ in 0..<2 {
+                    let (client, server) = try FakeApache.tcpConnection()
+                    var size: CInt = 4096
+                    setsockopt(server.rawValue, SOL_SOCKET, SO_SNDBUF, &size, socklen_t(MemoryLayout<CInt>.size))
+                    setsockopt(client.rawValue, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<CInt>.size))
+                    try FakeApache.handOff(to: daemon.socketPath, json: self.json("long"), server: server)
+                    stalled.append(client)
+                }
+                try await Task.sleep(for: .milliseconds(300))  // both are paused by now
+                let reader = try await exchange(daemon, json: self.json("long")).response
+                #expect(self.complete(reader))
+                #expect((reader?.events?.count ?? 0) == 41)
             }
         }
     }
