@@ -217,3 +217,52 @@ def test_workers_under_socket_activation_serve_and_report_ready_once(tmp_path):
     assert data.endswith(b"data: [DONE]\n\n")
     assert [m for m in notify.messages if "READY=1" in m] == [notify.messages[0]], notify.messages
     assert "2 workers" in notify.messages[0]
+
+
+def test_reload_under_socket_activation_keeps_serving(tmp_path):
+    """systemd-socket-activate owns the socket: a SIGHUP hands it to a successor, the socket
+    path stays (the service manager's), and handoffs are served before and after."""
+    run = mkdir_public(tmp_path / "run")
+    path = run / "sa.sock"
+    log_path = tmp_path / "sa.log"
+    log = open(log_path, "wb")
+    proc = subprocess.Popen(
+        ["systemd-socket-activate", "--seqpacket", "-l", str(path),
+         str(HANDOFFD_BIN), "--socket", str(path), "--mock-messages", "3", "--mock-interval-ms", "5",
+         "--metrics-address", "off", "--drain-timeout-s", "1"],
+        stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+    successor = None
+    try:
+        wait_for(path.exists, 5, "the activation socket")
+        assert handoff_over(path).endswith(b"data: [DONE]\n\n")
+        proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: "successor accepts" in log_path.read_text(), 10, "the hand-over")
+        successor = int(log_path.read_text().split("successor=")[-1].split()[0])
+        proc.wait(10)  # the old process drained and left
+        assert path.exists()
+        assert handoff_over(path).endswith(b"data: [DONE]\n\n")
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(15)
+        if successor:
+            stop_pid(successor)
+        log.close()
+
+
+def handoff_over(path):
+    """One handoff as Apache makes it, over a socketpair; the client's bytes read to the end."""
+    client, server = socket.socketpair()
+    with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as unix:
+        unix.connect(str(path))
+        socket.send_fds(unix, [b'{"prompt":"sa"}'], [server.fileno()])
+    server.close()
+    client.settimeout(10)
+    data = b""
+    while True:
+        chunk = client.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    client.close()
+    return data
