@@ -68,6 +68,14 @@ struct WorkerSupervisor {
         defer {
             listener.close()
         }
+        // Trapped before the workers start: a signal during their start waits its turn.
+        let signals = SignalInbox()
+        let watcher = Task {
+            for await signal in await UnixSignalsSequence(trapping: .sigterm, .sigint, .sighup) {
+                await signals.received(signal)
+            }
+        }
+        defer { watcher.cancel() }
 
         do {
             try await pool.startAll()
@@ -83,14 +91,6 @@ struct WorkerSupervisor {
         } else {
             SystemdNotify.send("READY=1\nSTATUS=\(self.count) workers accept handoffs", environment: self.environment)
         }
-
-        let signals = SignalInbox()
-        let watcher = Task {
-            for await signal in await UnixSignalsSequence(trapping: .sigterm, .sigint, .sighup) {
-                await signals.received(signal)
-            }
-        }
-        defer { watcher.cancel() }
 
         var stops = 0
         var retiring = false
