@@ -156,6 +156,11 @@ struct HandoffdCommand: AsyncParsableCommand {
             role = .single
         }
 
+        // Trapped before the socket accepts, so a SIGHUP right after start reloads rather than
+        // ends the process. SIGHUP reloads (a worker leaves that to its supervisor); SIGQUIT
+        // retires a worker at its supervisor's reload.
+        let trapped = await UnixSignalsSequence(trapping: role == .worker ? [.sigterm, .sigint, .sighup, .sigquit] : [.sigterm, .sigint, .sighup])
+
         let registry = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
 
@@ -191,12 +196,10 @@ struct HandoffdCommand: AsyncParsableCommand {
         }
         defer { ready.cancel() }
         // The service group turns the first SIGTERM/SIGINT into a graceful drain; a second one
-        // means "now": end every stream with an error event and exit. SIGHUP reloads (a
-        // worker leaves that to its supervisor); SIGQUIT retires a worker at its supervisor's
-        // reload.
+        // means "now": end every stream with an error event and exit.
         let signals = Task {
             var stops = 0
-            for await signal in await UnixSignalsSequence(trapping: role == .worker ? [.sigterm, .sigint, .sighup, .sigquit] : [.sigterm, .sigint, .sighup]) {
+            for await signal in trapped {
                 switch signal {
                 case .sighup:
                     if let reloader {
@@ -210,6 +213,9 @@ struct HandoffdCommand: AsyncParsableCommand {
                     stops += 1
                     if stops == 1 {
                         await reloader?.stop()
+                        // The service group hears it too; this covers a signal that came
+                        // before the group began to listen.
+                        await daemon.triggerGracefulShutdown()
                         continue
                     }
                     logger.notice("second signal: ending all streams now")

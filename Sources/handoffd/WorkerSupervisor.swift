@@ -70,8 +70,9 @@ struct WorkerSupervisor {
         }
         // Trapped before the workers start: a signal during their start waits its turn.
         let signals = SignalInbox()
+        let trapped = await UnixSignalsSequence(trapping: .sigterm, .sigint, .sighup)
         let watcher = Task {
-            for await signal in await UnixSignalsSequence(trapping: .sigterm, .sigint, .sighup) {
+            for await signal in trapped {
                 await signals.received(signal)
             }
         }
