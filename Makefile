@@ -49,7 +49,8 @@ bench: deps module
 FUZZ_RUNS ?= 200000
 FUZZERS = handoff-request sse-parser handoff-record
 fuzz:
-	cd fuzz && $(SWIFT) build -c debug --sanitize=fuzzer --sanitize=address --scratch-path ../.build-fuzz
+	# One -sanitize flag that names both: swiftc keeps only the last of several.
+	cd fuzz && $(SWIFT) build -c debug --sanitize=fuzzer --sanitize=address -Xswiftc -sanitize=fuzzer,address --scratch-path ../.build-fuzz
 	@for f in $(FUZZERS); do \
 		mkdir -p /tmp/handoff-fuzz/$$f; \
 		echo "== fuzz-$$f: $(FUZZ_RUNS) runs"; \

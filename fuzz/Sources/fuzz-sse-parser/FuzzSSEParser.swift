@@ -22,7 +22,8 @@ private func parse(_ pieces: [ArraySlice<UInt8>]) -> String {
     do {
         for piece in pieces {
             try parser.feed(piece) { event in
-                precondition(event.data.utf8.count <= 512, "event over its bound")
+                // The bound is on bytes received; invalid UTF-8 decodes to U+FFFD (3 bytes each).
+                precondition(event.data.utf8.count <= 3 * 512, "event over its bound")
                 events.append("\(event.event ?? "-")|\(event.id ?? "-")|\(event.data)")
             }
         }
