@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs what the build, the tests and the demo need from Debian's packages, when missing.
+# (systemd: for systemd-socket-activate in the socket-activation tests; no systemd runs.)
 # As root it installs them; otherwise it names them and stops.
 set -euo pipefail
 
-packages=(apache2 apache2-dev libapache2-mod-php php-fpm php-cli curl cppcheck chromium chromium-driver)
+packages=(apache2 apache2-dev libapache2-mod-php php-fpm php-cli curl cppcheck chromium chromium-driver systemd)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed' || missing+=("$package")
