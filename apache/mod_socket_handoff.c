@@ -429,6 +429,7 @@ static int wait_for(int fd, short events, apr_time_t deadline)
 #define ACK_MARKER "socket-handoff-ack.1."
 #define ACK_BYTE 0x06
 #define NAK_BYTE 0x15
+#define ACK_SPIN_US 50
 
 static apr_uint32_t ack_sequence;
 
@@ -594,7 +595,14 @@ static ack_event look_for_ack(int sock, apr_time_t deadline)
  * copy unwritten) and looked at once more: an ack queued before the shutdown still counts. */
 static ack_outcome await_ack(int sock, apr_time_t deadline)
 {
-    switch (look_for_ack(sock, deadline)) {
+    ack_event first = SEEN_NOTHING;
+    /* A healthy daemon answers within tens of microseconds: look without sleeping for a
+     * moment first, since going to sleep in poll(2) and being woken again costs about as much
+     * as the answer itself on a busy or virtualised host. */
+    apr_time_t spin_until = apr_time_now() + ACK_SPIN_US;
+    while (first == SEEN_NOTHING && apr_time_now() < spin_until) first = look_for_ack(sock, 0);
+    if (first == SEEN_NOTHING) first = look_for_ack(sock, deadline);
+    switch (first) {
     case SEEN_ACK: return ACK_COMMITTED;
     case SEEN_NAK: return ACK_REFUSED;
     case SEEN_EOF: return ACK_LEGACY_DAEMON;

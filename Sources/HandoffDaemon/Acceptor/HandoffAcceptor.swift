@@ -211,10 +211,21 @@ final class HandoffAcceptor: @unchecked Sendable {
         return self.configuration.listener.allowedPeerUIDs.contains(credentials.uid)
     }
 
-    /// The module sends right after connecting, so the record is usually already there.
+    /// The module sends right after connecting, so the record is usually there already or
+    /// within microseconds: look again for a moment before paying for an epoll round (a sender
+    /// waiting for its acknowledgement would otherwise wait for two wake-ups of this thread).
+    private static let recordSpin = TimeAmount.microseconds(30)
+
     private func receiveFirst(_ connection: OwnedDescriptor, wantsAck: Bool, epoll: Epoll) {
         let fd = connection.rawValue
-        switch self.receiveOutcome(fd) {
+        var outcome = self.receiveOutcome(fd)
+        if case .some(.wouldBlock) = outcome {
+            let until = NIODeadline.now() + Self.recordSpin
+            while case .some(.wouldBlock) = outcome, NIODeadline.now() < until {
+                outcome = self.receiveOutcome(fd)
+            }
+        }
+        switch outcome {
         case .some(.wouldBlock):
             do {
                 try epoll.add(fd, events: [.readable, .readHangup], token: Self.connectionTokenBase + UInt64(fd))
