@@ -29,40 +29,58 @@ def footprint(pid):
 
 
 def burst(socket_path, seconds, pid):
-    """One closed-loop burst of 1-event streams; returns how many completed and failed."""
+    """One closed-loop burst of 1-event streams; returns how many completed and the failures
+    by kind (handoff-bench exits 1 when there are any; the report says which)."""
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
-        subprocess.run([str(RELEASE / "handoff-bench"), "load", "--socket", str(socket_path), "--connections", "64",
-                        "--sustained", "--hold", str(seconds), "--expect-events", "1", "--json", out.name],
-                       check=True, capture_output=True, timeout=seconds + 120)
-        result = json.loads(Path(out.name).read_text())["result"]
-    return result["completed"], sum(result.get("failures", {}).values())
+        proc = subprocess.run([str(RELEASE / "handoff-bench"), "load", "--socket", str(socket_path), "--connections", "64",
+                               "--sustained", "--hold", str(seconds), "--expect-events", "1", "--json", out.name],
+                              capture_output=True, text=True, timeout=seconds + 120)
+        text = Path(out.name).read_text()
+        if not text:
+            raise RuntimeError(f"handoff-bench wrote no report (exit {proc.returncode}): {proc.stderr[-2000:]}")
+        result = json.loads(text)["result"]
+    return result["completed"], result.get("failures", {})
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--streams", type=int, default=1_000_000)
     parser.add_argument("--tolerance", type=float, default=0.02)
+    parser.add_argument("--arena-max", default="2", help="MALLOC_ARENA_MAX for the daemon ('' for glibc's default)")
     args = parser.parse_args()
 
     import harness
     harness.HANDOFFD_BIN = RELEASE / "handoffd"
     root = make_temp_dir()
     mkdir_public(root)
-    daemon = Daemon(root / "soak.sock", mock_messages=1, mock_interval_ms=0).start()
+    # As deployed (deploy/handoffd.service): glibc's per-thread arenas capped, or each thread's
+    # first heavy use grows RSS by a few MB for good (measured: +13% by 340 000 streams, flat
+    # after; with the cap, about +2%).
+    daemon = Daemon(root / "soak.sock", mock_messages=1, mock_interval_ms=0,
+                    env={"MALLOC_ARENA_MAX": args.arena_max} if args.arena_max else None).start()
     try:
         pid = daemon.proc.pid
-        completed, failed = burst(daemon.socket_path, 2, pid)
+        failed = {}
+
+        def add(kinds):
+            for kind, count in kinds.items():
+                failed[kind] = failed.get(kind, 0) + count
+
+        completed, kinds = burst(daemon.socket_path, 2, pid)
+        add(kinds)
         while completed < 10_000:
-            more, bad = burst(daemon.socket_path, 2, pid)
-            completed, failed = completed + more, failed + bad
+            more, kinds = burst(daemon.socket_path, 2, pid)
+            completed += more
+            add(kinds)
         time.sleep(1)  # lingering closes finish
         early = footprint(pid)
         print(f"after {completed} streams: {early[0]} open descriptors, {early[1]} KiB RSS", flush=True)
         started = time.monotonic()
         while completed < args.streams:
-            more, bad = burst(daemon.socket_path, 10, pid)
-            completed, failed = completed + more, failed + bad
-            print(f"  {completed} streams, {failed} failed, {footprint(pid)[1]} KiB RSS", flush=True)
+            more, kinds = burst(daemon.socket_path, 10, pid)
+            completed += more
+            add(kinds)
+            print(f"  {completed} streams, failures {failed or 'none'}, {footprint(pid)[1]} KiB RSS", flush=True)
         time.sleep(1)
         late = footprint(pid)
         elapsed = time.monotonic() - started
@@ -72,8 +90,8 @@ def main():
     fd_growth = (late[0] - early[0]) / early[0]
     rss_growth = (late[1] - early[1]) / early[1]
     print(f"growth since the first 10 000: descriptors {fd_growth:+.1%}, RSS {rss_growth:+.1%} "
-          f"(limit ±{args.tolerance:.0%}); {failed} streams failed")
-    ok = fd_growth <= args.tolerance and rss_growth <= args.tolerance and failed == 0
+          f"(limit ±{args.tolerance:.0%}); failures: {failed or 'none'}")
+    ok = fd_growth <= args.tolerance and rss_growth <= args.tolerance and not failed
     print("soak: " + ("passed" if ok else "FAILED"))
     sys.exit(0 if ok else 1)
 
