@@ -28,12 +28,15 @@ def footprint(pid):
     return fds, 0
 
 
+CLIENT = "tcp"
+
+
 def burst(socket_path, seconds, pid):
     """One closed-loop burst of 1-event streams; returns how many completed and the failures
     by kind (handoff-bench exits 1 when there are any; the report says which)."""
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
         proc = subprocess.run([str(RELEASE / "handoff-bench"), "load", "--socket", str(socket_path), "--connections", "64",
-                               "--sustained", "--hold", str(seconds), "--expect-events", "1", "--json", out.name],
+                               "--client", CLIENT, "--sustained", "--hold", str(seconds), "--expect-events", "1", "--json", out.name],
                               capture_output=True, text=True, timeout=seconds + 120)
         text = Path(out.name).read_text()
         if not text:
@@ -46,8 +49,12 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--streams", type=int, default=1_000_000)
     parser.add_argument("--tolerance", type=float, default=0.02)
+    parser.add_argument("--client", default="tcp", choices=["tcp", "socketpair"],
+                        help="what the handed-off client socket is: loopback TCP, as Apache passes, or a socketpair")
     parser.add_argument("--arena-max", default="2", help="MALLOC_ARENA_MAX for the daemon ('' for glibc's default)")
     args = parser.parse_args()
+    global CLIENT
+    CLIENT = args.client
 
     import harness
     harness.HANDOFFD_BIN = RELEASE / "handoffd"
