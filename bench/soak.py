@@ -29,6 +29,7 @@ def footprint(pid):
 
 
 CLIENT = "tcp"
+ACK = ["--ack-timeout-ms", "1000"]
 
 
 def burst(socket_path, seconds, pid):
@@ -36,7 +37,8 @@ def burst(socket_path, seconds, pid):
     by kind (handoff-bench exits 1 when there are any; the report says which)."""
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
         proc = subprocess.run([str(RELEASE / "handoff-bench"), "load", "--socket", str(socket_path), "--connections", "64",
-                               "--client", CLIENT, "--sustained", "--hold", str(seconds), "--expect-events", "1", "--json", out.name],
+                               "--client", CLIENT, "--sustained", "--hold", str(seconds), "--expect-events", "1", "--json", out.name,
+                               *ACK],
                               capture_output=True, text=True, timeout=seconds + 120)
         text = Path(out.name).read_text()
         if not text:
@@ -51,10 +53,14 @@ def main():
     parser.add_argument("--tolerance", type=float, default=0.02)
     parser.add_argument("--client", default="tcp", choices=["tcp", "socketpair"],
                         help="what the handed-off client socket is: loopback TCP, as Apache passes, or a socketpair")
+    parser.add_argument("--no-ack", action="store_true",
+                        help="hand off the original fire-and-forget way instead of with the acknowledgement")
     parser.add_argument("--arena-max", default="2", help="MALLOC_ARENA_MAX for the daemon ('' for glibc's default)")
     args = parser.parse_args()
-    global CLIENT
+    global CLIENT, ACK
     CLIENT = args.client
+    if args.no_ack:
+        ACK = []
 
     import harness
     harness.HANDOFFD_BIN = RELEASE / "handoffd"

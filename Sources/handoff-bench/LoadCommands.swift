@@ -16,6 +16,7 @@ struct LoadOptions: ParsableArguments {
     @Option(help: "Write the report as JSON here.") var json: String?
     @Option(help: "Write the report as Markdown here.") var markdown: String?
     @Option(help: "Title of the Markdown section.") var title = "handoff-bench"
+    @Option(name: .customLong("ack-timeout-ms"), help: "load: ask for the acknowledged handoff and wait this long for it (as SocketHandoffAck On does).") var ackTimeoutMs: Int?
 
     func configuration(target: LoadConfiguration.Target) -> LoadConfiguration {
         LoadConfiguration(
@@ -26,7 +27,8 @@ struct LoadOptions: ParsableArguments {
             streamTimeout: .milliseconds(Int64(self.streamTimeout * 1000)),
             sustained: self.sustained,
             payload: Array(self.data.utf8),
-            expectedEvents: self.expectEvents
+            expectedEvents: self.expectEvents,
+            ackTimeoutMilliseconds: self.ackTimeoutMs
         )
     }
 

@@ -32,6 +32,9 @@ public struct LoadConfiguration: Sendable, Codable {
     public var payload: [UInt8]
     /// Content events a complete stream has; `nil` accepts any count.
     public var expectedEvents: Int?
+    /// Ask for the acknowledged handoff and wait this many milliseconds for it, as the module
+    /// does with `SocketHandoffAck On`; `nil` hands off the original way.
+    public var ackTimeoutMilliseconds: Int?
 
     public init(
         target: Target,
@@ -41,8 +44,10 @@ public struct LoadConfiguration: Sendable, Codable {
         streamTimeout: Duration = .seconds(60),
         sustained: Bool = false,
         payload: [UInt8],
-        expectedEvents: Int? = nil
+        expectedEvents: Int? = nil,
+        ackTimeoutMilliseconds: Int? = nil
     ) {
+        self.ackTimeoutMilliseconds = ackTimeoutMilliseconds
         self.target = target
         self.connections = connections
         self.rampUp = rampUp

@@ -158,6 +158,12 @@ public final class LoadWorker {
                 _ = poll(&pfd, 1, 100)
                 sent = try HandoffSender.send(on: connection.rawValue, payload: self.configuration.payload, descriptors: [server.rawValue])
             }
+            if let timeout = self.configuration.ackTimeoutMilliseconds {
+                switch HandoffSender.awaitAck(on: connection.rawValue, timeoutMilliseconds: timeout) {
+                case .committed, .committedToLegacyDaemon: break
+                case .refusedByDaemon, .notHandedOff: throw StartFailure(kind: .notAcknowledged)
+                }
+            }
             probe.handedOffAt = Self.now()
         } catch let failure as StartFailure {
             close(probe.fd)
@@ -174,7 +180,9 @@ public final class LoadWorker {
         let deadline = Self.now() + 5_000_000_000
         while true {
             do {
-                if let connection = try HandoffSender.connect(to: path) { return connection }
+                if let connection = try HandoffSender.connect(to: path, requestingAck: self.configuration.ackTimeoutMilliseconds != nil) {
+                    return connection
+                }
             } catch {
                 throw StartFailure(kind: .connect)
             }

@@ -7,6 +7,8 @@ final class StreamProbe {
     enum Failure: String, CaseIterable, Codable, Sendable {
         case connect = "connect_failed"
         case handoff = "handoff_failed"
+        /// The daemon did not acknowledge (Apache would answer 503 itself).
+        case notAcknowledged = "not_acknowledged"
         case status = "bad_status"
         case malformedHead = "malformed_head"
         case malformedBody = "malformed_body"
