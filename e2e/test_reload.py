@@ -191,19 +191,7 @@ def test_workers_under_socket_activation_serve_and_report_ready_once(tmp_path):
     try:
         wait_for(path.exists, 5, "the activation socket")
         # The first connection starts the daemon; its handoff must be served, not dropped.
-        client, server = socket.socketpair()
-        with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as unix:
-            unix.connect(str(path))
-            socket.send_fds(unix, [b'{"prompt":"sa","user_id":2}'], [server.fileno()])
-        server.close()
-        client.settimeout(15)
-        data = b""
-        while not data.endswith(b"data: [DONE]\n\n"):
-            chunk = client.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-        client.close()
+        data = handoff_over(path)
         notify.collect(lambda m: len(m) >= 1, timeout=5)
         time.sleep(0.3)
         notify.collect(lambda m: False, timeout=0.2)
