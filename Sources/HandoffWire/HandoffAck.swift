@@ -1,3 +1,5 @@
+import CHandoffShim
+
 /// The acknowledged handoff (DESIGN.md §3), an opt-in extension of the wire protocol.
 ///
 /// A sender that wants to know whether the daemon took the client binds its end of the
@@ -14,8 +16,9 @@
 /// before the sender's `shutdown(2)` (and the sender's last look finds it) or the send fails
 /// with `EPIPE`.
 public enum HandoffAck {
-    /// The abstract-name prefix (after the leading NUL) that asks for an acknowledgement.
-    public static let marker = "socket-handoff-ack.1."
+    /// The abstract-name prefix (after the leading NUL) that asks for an acknowledgement. One
+    /// definition, in the C shim, which binds and recognises it.
+    public static let marker: String = HANDOFF_ACK_MARKER
     /// "I own the client and will answer it" (ASCII ACK).
     public static let acknowledged: UInt8 = 0x06
     /// "The record was unusable; I closed the client without writing" (ASCII NAK).

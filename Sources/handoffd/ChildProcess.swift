@@ -68,8 +68,9 @@ enum ReadinessReport {
     /// Takes the readiness descriptor out of the environment (close-on-exec, so it reaches no
     /// grandchild); `nil` when this process was not started by a parent that waits for it.
     static func descriptor(environment: [String: String]) -> CInt? {
-        guard let fd = environment[ChildProcess.readyDescriptorVariable].flatMap(CInt.init), fd >= 0 else { return nil }
-        _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+        guard let fd = environment[ChildProcess.readyDescriptorVariable].flatMap(CInt.init), fd >= 0,
+            (try? Syscall.setCloseOnExec(fd)) != nil
+        else { return nil }
         return fd
     }
 

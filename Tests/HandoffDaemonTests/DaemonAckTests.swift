@@ -11,15 +11,21 @@ import Glibc
 /// The daemon's half of the acknowledged handoff: it acknowledges what it will answer, refuses
 /// what it cannot, and never writes to a client whose sender already gave up.
 @Suite struct DaemonAckTests {
+    /// Hands `payload` off asking for an ack, with `server` (closed after) as the client, and
+    /// returns how the exchange ended. Off the cooperative pool: the wait blocks.
+    private func ackedHandOff(_ daemon: HandoffDaemon, _ payload: String, server: OwnedDescriptor?) async throws -> HandoffAckExchange.Outcome? {
+        let (path, descriptors) = (daemon.socketPath, server.map { [$0.rawValue] } ?? [])
+        defer { server?.closeIfOpen() }
+        return try await offThePool {
+            try FakeApache.handOff(to: path, payload: Array(payload.utf8), descriptors: descriptors, ackTimeoutMilliseconds: 2000)
+        }
+    }
+
     @Test func acknowledgedHandoffStreamsToTheClient() async throws {
         try await withDaemon { daemon, _ in
             let (client, server) = try FakeApache.tcpConnection()
             defer { client.closeIfOpen() }
-            let (path, fd) = (daemon.socketPath, server.rawValue)
-            let outcome = try await offThePool {
-                try FakeApache.handOff(to: path, payload: Array(#"{"prompt":"hi"}"#.utf8), descriptors: [fd], ackTimeoutMilliseconds: 2000)
-            }
-            server.closeIfOpen()
+            let outcome = try await self.ackedHandOff(daemon, #"{"prompt":"hi"}"#, server: server)
             #expect(outcome == .committed)
             let (bytes, closed) = try await FakeApache.response(from: client.rawValue, timeoutMilliseconds: 5000)
             let response = try #require(ReceivedResponse(bytes))
@@ -35,11 +41,7 @@ import Glibc
         try await withDaemon { daemon, _ in
             let (client, server) = try FakeApache.tcpConnection()
             defer { client.closeIfOpen() }
-            let (path, fd) = (daemon.socketPath, server.rawValue)
-            let outcome = try await offThePool {
-                try FakeApache.handOff(to: path, payload: Array("{not json".utf8), descriptors: [fd], ackTimeoutMilliseconds: 2000)
-            }
-            server.closeIfOpen()
+            let outcome = try await self.ackedHandOff(daemon, "{not json", server: server)
             #expect(outcome == .committed)
             let (bytes, _) = try await FakeApache.response(from: client.rawValue, timeoutMilliseconds: 5000)
             #expect(ReceivedResponse(bytes)?.status == 400)
@@ -48,10 +50,7 @@ import Glibc
 
     @Test func aRecordWithoutAClientIsRefused() async throws {
         try await withDaemon { daemon, metrics in
-            let path = daemon.socketPath
-            let outcome = try await offThePool {
-                try FakeApache.handOff(to: path, payload: Array("{}".utf8), descriptors: [], ackTimeoutMilliseconds: 2000)
-            }
+            let outcome = try await self.ackedHandOff(daemon, "{}", server: nil)
             #expect(outcome == .refusedByDaemon)
             #expect(metrics.counterTotal(label: "handoffd_handoff_errors_total", dimensions: [("reason", "missing_fd")]) == 1)
         }

@@ -286,11 +286,10 @@ final class HandoffAcceptor: @unchecked Sendable {
             case .none:
                 self.dispatch(disposition)
             case .refuse:
-                _ = try? withUnsafeBytes(of: HandoffAck.refused) { try Syscall.send(connection.rawValue, $0) }
+                _ = Self.reply(HandoffAck.refused, on: connection)
                 self.dispatch(disposition)
             case .acknowledgeThenServe:
-                let sent = (try? withUnsafeBytes(of: HandoffAck.acknowledged) { try Syscall.send(connection.rawValue, $0) }) ?? nil
-                guard sent == 1 else {
+                guard Self.reply(HandoffAck.acknowledged, on: connection) else {
                     // The sender gave up before our ack could reach it and answers the client
                     // itself: close our copy without writing a byte.
                     disposition.abandon()
@@ -301,6 +300,11 @@ final class HandoffAcceptor: @unchecked Sendable {
                 self.dispatch(disposition)
             }
         }
+    }
+
+    /// Sends the one-byte answer; whether it went out.
+    private static func reply(_ byte: UInt8, on connection: OwnedDescriptor) -> Bool {
+        ((try? withUnsafeBytes(of: byte) { try Syscall.send(connection.rawValue, $0) }) ?? nil) == 1
     }
 
     private func forget(_ fd: CInt, epoll: Epoll) -> PendingConnection? {
