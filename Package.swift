@@ -16,6 +16,7 @@ let package = Package(
         .library(name: "HandoffWire", targets: ["HandoffWire"]),
         .library(name: "HandoffSSE", targets: ["HandoffSSE"]),
         .library(name: "HandoffRequest", targets: ["HandoffRequest"]),
+        .library(name: "HandoffJSON", targets: ["HandoffJSON"]),
         .library(name: "HandoffDaemon", targets: ["HandoffDaemon"]),
     ],
     dependencies: [
@@ -48,6 +49,9 @@ let package = Package(
             swiftSettings: strict
         ),
 
+        // A strict pull reader for JSON on hot paths (upstream chunks), with no tree. No dependencies.
+        .target(name: "HandoffJSON", swiftSettings: strict),
+
         // The handoff JSON: strict decoding, validation and attachments. No NIO.
         .target(name: "HandoffRequest", dependencies: ["HandoffWire"], swiftSettings: strict),
 
@@ -58,6 +62,7 @@ let package = Package(
                 "HandoffRequest",
                 "HandoffWire",
                 "HandoffSSE",
+                "HandoffJSON",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -166,6 +171,11 @@ let package = Package(
         .testTarget(
             name: "HandoffWireTests",
             dependencies: ["HandoffWire", "HandoffClientKit", "HandoffTestSupport"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "HandoffJSONTests",
+            dependencies: ["HandoffJSON"],
             swiftSettings: strict
         ),
         .testTarget(

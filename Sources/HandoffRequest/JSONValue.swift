@@ -1,5 +1,3 @@
-import Foundation
-
 /// Any JSON value, kept as decoded so it can be forwarded upstream unchanged (LangGraph input).
 public enum JSONValue: Sendable, Equatable, Decodable {
     case null
@@ -23,18 +21,6 @@ public enum JSONValue: Sendable, Equatable, Decodable {
             self = .array(value)
         } else {
             self = .object(try container.decode([String: JSONValue].self))
-        }
-    }
-
-    /// The value as Foundation objects, for `JSONSerialization`.
-    public var foundationValue: Any {
-        switch self {
-        case .null: NSNull()
-        case .bool(let value): value
-        case .number(let value): value.rounded() == value && abs(value) < 9e15 ? Int(value) as Any : value
-        case .string(let value): value
-        case .array(let values): values.map(\.foundationValue)
-        case .object(let values): values.mapValues(\.foundationValue)
         }
     }
 }

@@ -19,10 +19,13 @@ import Testing
         let request = try self.decode(#"{"prompt":"look","images":[{"data":"\#(base64)","media_type":"image/png"},"data:image/png;base64,\#(base64)"]}"#)
         #expect(request.imageURLs == ["data:image/png;base64,\(base64)", "data:image/png;base64,\(base64)"])
         let messages = try OpenAIDialect.messages(for: request)
-        let parts = try #require(messages.last?["content"] as? [[String: Any]])
+        guard case .object(let last) = try #require(messages.last), case .array(let parts) = try #require(last["content"]) else {
+            Issue.record("the last message has no content parts")
+            return
+        }
         #expect(parts.count == 3)
-        #expect(parts[0]["type"] as? String == "text")
-        #expect((parts[1]["image_url"] as? [String: String])?["url"] == "data:image/png;base64,\(base64)")
+        #expect(parts[0] == .object(["type": .string("text"), "text": .string("look")]))
+        #expect(parts[1] == .object(["type": .string("image_url"), "image_url": .object(["url": .string("data:image/png;base64,\(base64)")])]))
     }
 
     @Test(arguments: [

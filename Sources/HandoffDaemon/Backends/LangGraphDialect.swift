@@ -1,4 +1,3 @@
-import Foundation
 import HandoffSSE
 import NIOCore
 import HandoffRequest
@@ -16,14 +15,14 @@ struct LangGraphDialect: UpstreamDialect {
         guard let assistant = request.assistantID ?? self.profile.assistantID else {
             throw HandoffRequestError(reason: .invalidValue, field: "assistant_id", message: "required: the profile names no default assistant")
         }
-        var body: [String: Any] = [
-            "assistant_id": assistant,
-            "stream_mode": request.streamMode ?? self.profile.streamMode,
+        var body: [String: JSONValue] = [
+            "assistant_id": .string(assistant),
+            "stream_mode": .array((request.streamMode ?? self.profile.streamMode).map(JSONValue.string)),
         ]
         if let input = request.langGraphInput {
-            body["input"] = input.foundationValue
+            body["input"] = input
         } else if request.prompt != nil || request.messages != nil {
-            body["input"] = ["messages": try OpenAIDialect.messages(for: request)]
+            body["input"] = .object(["messages": .array(try OpenAIDialect.messages(for: request))])
         } else {
             throw HandoffRequestError(reason: .invalidValue, field: "langgraph_input", message: "a prompt, messages or langgraph_input is required")
         }
@@ -33,16 +32,17 @@ struct LangGraphDialect: UpstreamDialect {
                 throw HandoffRequestError(reason: .invalidValue, field: "thread_id", message: "may hold only letters, digits, - and _")
             }
             path = self.profile.upstream.endpoint.pathPrefix + "/threads/\(thread)/runs/stream"
-            if self.profile.createThreads { body["if_not_exists"] = "create" }
+            if self.profile.createThreads { body["if_not_exists"] = .string("create") }
         } else {
             path = self.profile.upstream.endpoint.pathPrefix + "/runs/stream"
         }
-        let data = (try? JSONSerialization.data(withJSONObject: body, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data("{}".utf8)
+        var data = allocator.buffer(capacity: 256)
+        data.writeJSON(.object(body))
         var headers: [(String, String)] = []
         if let key = self.profile.apiKey { headers.append(("x-api-key", key)) }
         if let pattern = request.testPattern { headers.append(("x-test-pattern", pattern)) }
         if let id = request.requestID { headers.append(("x-request-id", id)) }
-        return UpstreamRequest(path: path, headers: headers, body: allocator.buffer(bytes: data))
+        return UpstreamRequest(path: path, headers: headers, body: data)
     }
 
     mutating func interpret(_ event: SSEEvent) -> DialectOutput {
