@@ -53,7 +53,7 @@ let package = Package(
         .target(name: "HandoffJSON", swiftSettings: strict),
 
         // The handoff JSON: strict decoding, validation and attachments. No NIO.
-        .target(name: "HandoffRequest", dependencies: ["HandoffWire"], swiftSettings: strict),
+        .target(name: "HandoffRequest", dependencies: ["HandoffWire", "HandoffJSON"], swiftSettings: strict),
 
         // The daemon as a library: configuration, acceptor, streams, backends.
         .target(

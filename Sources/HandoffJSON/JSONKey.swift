@@ -91,6 +91,8 @@ public struct JSONReaderError: Error, Equatable, Sendable {
         case tooDeep
         /// A `\u` escape that is half of a surrogate pair.
         case loneSurrogate
+        /// A string that is not well-formed UTF-8.
+        case invalidUTF8
         /// An object member the caller reads appeared twice (reported by callers).
         case repeatedMember
     }

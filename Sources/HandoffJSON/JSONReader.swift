@@ -13,7 +13,7 @@
 /// handle on purpose: nesting deeper than `maximumDepth`, and `\u` escapes that are lone
 /// surrogates. Callers with a general decoder fall back to it on any error, so the general
 /// decoder stays the authority on unusual input and this reader only has to be right about
-/// ordinary input. The bytes must be valid UTF-8 (strings are decoded with repair otherwise).
+/// ordinary input. Strings must be well-formed UTF-8 (checked only where a byte is not ASCII).
 public struct JSONReader {
     private let bytes: UnsafeRawBufferPointer
     private var index = 0
@@ -131,6 +131,14 @@ public struct JSONReader {
         return value
     }
 
+    /// Reads a number's text as written (`-2.5e+3`), for the caller to convert.
+    public mutating func readNumberText() throws(JSONReaderError) -> Substring {
+        guard try self.peek() == .number else { throw self.error(.typeMismatch) }
+        let start = self.index
+        try self.scanNumber()
+        return Substring(decoding: UnsafeRawBufferPointer(rebasing: self.bytes[start..<self.index]), as: UTF8.self)
+    }
+
     /// Reads an integer or `null`.
     public mutating func readIntOrNull() throws(JSONReaderError) -> Int? {
         try self.readNull() ? nil : try self.readInt()
@@ -187,6 +195,10 @@ public struct JSONReader {
                 return JSONKey(raw: raw, escaped: escaped)
             }
             if byte < 0x20 { throw self.error(.syntax) }
+            if byte >= 0x80 {
+                self.index += try self.utf8SequenceLength()
+                continue
+            }
             if byte == .backslash {
                 escaped = true
                 self.index += 1
@@ -207,6 +219,31 @@ public struct JSONReader {
             self.index += 1
         }
         throw self.error(.unexpectedEnd)
+    }
+
+    /// The length of the well-formed UTF-8 sequence at `index` (Unicode 15, table 3-7).
+    private func utf8SequenceLength() throws(JSONReaderError) -> Int {
+        let lead = self.bytes[self.index]
+        let length: Int
+        var low: UInt8 = 0x80
+        var high: UInt8 = 0xBF
+        switch lead {
+        case 0xC2...0xDF: length = 2
+        case 0xE0: (length, low) = (3, 0xA0)
+        case 0xE1...0xEC, 0xEE...0xEF: length = 3
+        case 0xED: (length, high) = (3, 0x9F)
+        case 0xF0: (length, low) = (4, 0x90)
+        case 0xF1...0xF3: length = 4
+        case 0xF4: (length, high) = (4, 0x8F)
+        default: throw self.error(.invalidUTF8)
+        }
+        guard self.index + length <= self.bytes.count else { throw self.error(.invalidUTF8) }
+        let second = self.bytes[self.index + 1]
+        guard second >= low, second <= high else { throw self.error(.invalidUTF8) }
+        for offset in 2..<length where self.bytes[self.index + offset] & 0xC0 != 0x80 {
+            throw self.error(.invalidUTF8)
+        }
+        return length
     }
 
     /// `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`

@@ -5,6 +5,13 @@ extension HandoffRequest {
     /// "no `X-Handoff-Data`" and yields the defaults.
     public static func decode(_ payload: [UInt8], limits: HandoffRequestLimits = .init()) throws(HandoffRequestError) -> HandoffRequest {
         if payload.isEmpty { return HandoffRequest() }
+        if let ordinary = payload.withUnsafeBytes({ Self.scan($0, limits: limits) }) { return ordinary }
+        return try Self.decodeGeneral(payload, limits: limits)
+    }
+
+    /// Foundation's `JSONDecoder`, field by field: the authority on every payload, and the one
+    /// that names what is wrong.
+    static func decodeGeneral(_ payload: [UInt8], limits: HandoffRequestLimits) throws(HandoffRequestError) -> HandoffRequest {
         let decoder = JSONDecoder()
         decoder.userInfo[Wire.limitsKey] = limits
         do {
