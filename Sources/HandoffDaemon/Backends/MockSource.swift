@@ -2,7 +2,8 @@ import NIOCore
 import HandoffRequest
 
 /// The built-in `mock` backend: answers at once, then sends `messages` content events, the
-/// first immediately and one every `interval` after, then finishes.
+/// first immediately and one every `interval` after (all at once when it is zero), then
+/// finishes.
 ///
 /// Test patterns (`test_pattern`): `echo` streams the prompt back unchanged in 4 KiB
 /// pieces, so a client can check that large handoff data arrived intact.
@@ -53,17 +54,30 @@ final class MockSource: StreamSource, TimerWheelTarget {
             self.paused = true
             return
         }
-        let content = self.script.content(at: self.next)
-        self.next += 1
-        self.session.sourceProducedContent(content, last: self.next == self.script.count)
+        // Without an interval, events go back to back: all that fit under the client's
+        // high-water mark leave in one write.
+        let backToBack = self.script.interval == .zero
+        repeat {
+            let content = self.script.content(at: self.next)
+            self.next += 1
+            self.session.sourceProducedContent(content, queued: backToBack || self.next == self.script.count)
+        } while backToBack && self.next < self.script.count && self.session.isWritable && !self.cancelled
         guard !self.cancelled else { return }
         if self.next == self.script.count {
             self.cancelled = true
             self.session.sourceFinished()
-        } else {
-            self.tickToken &+= 1
-            self.wheel.schedule(self, token: self.tickToken, after: self.script.interval)
+            return
         }
+        if backToBack {
+            self.session.sourceSendQueued()
+            guard !self.cancelled else { return }
+            if !self.session.isWritable {
+                self.paused = true  // resumed once the client has taken the bytes
+                return
+            }
+        }
+        self.tickToken &+= 1
+        self.wheel.schedule(self, token: self.tickToken, after: self.script.interval)
     }
 }
 

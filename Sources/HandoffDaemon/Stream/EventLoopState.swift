@@ -10,6 +10,9 @@ final class EventLoopState: @unchecked Sendable {
     let clients: ClientTable
     let registry: StreamRegistry
     let wheel: TimerWheel
+    /// Events and bytes sent since they were last added to the metrics.
+    private var unreportedEvents = 0
+    private var unreportedBytes = 0
 
     init(index: Int, eventLoop: any EventLoop) {
         self.index = index
@@ -17,5 +20,22 @@ final class EventLoopState: @unchecked Sendable {
         self.clients = ClientTable(eventLoop: eventLoop, index: index)
         self.registry = StreamRegistry(eventLoop: eventLoop)
         self.wheel = TimerWheel(eventLoop: eventLoop)
+    }
+
+    /// Counts bytes sent to a client: added up here and passed to the metrics in batches, so
+    /// an event costs no atomic operation (``reportSent(to:)``).
+    func countSent(bytes: Int, events: Int = 0) {
+        self.unreportedBytes += bytes
+        self.unreportedEvents += events
+    }
+
+    /// Adds what was counted to the metrics; called when a stream ends, and by
+    /// ``countSent(bytes:events:)``'s callers once 256 events are waiting.
+    func reportSent(to metrics: DaemonMetrics, ifAtLeast events: Int = 0) {
+        guard self.unreportedEvents >= events, self.unreportedEvents + self.unreportedBytes > 0 else { return }
+        metrics.eventsSent.increment(by: self.unreportedEvents)
+        metrics.bytesSent.increment(by: self.unreportedBytes)
+        self.unreportedEvents = 0
+        self.unreportedBytes = 0
     }
 }

@@ -221,22 +221,26 @@ final class StreamSession: ClientConnectionDelegate, TimerWheelTarget {
         if flush, self.connection?.flush() == true { self.updateWriteProgress() }
     }
 
-    /// A content delta. `last`: the source finishes right after, so the event waits to leave
-    /// with `[DONE]` in one write.
-    func sourceProducedContent(_ content: String, last: Bool = false) {
+    /// A content delta. `queued`: more follows at once (the source finishes right after, or
+    /// sends back to back), so the event waits to leave with what follows in one write
+    /// (``sourceSendQueued()``, or the final bytes).
+    func sourceProducedContent(_ content: String, queued: Bool = false) {
         guard self.machine.sourceProducedEvent() == .writeEvent else { return }
         var buffer = Self.allocator.buffer(capacity: content.utf8.count + 24)
         HandoffEvents.writeContent(content, into: &buffer)
-        self.environment.metrics.eventsSent.increment()
         self.log?.events += 1
-        if last {
+        if queued {
             self.recordFirstByte()
-            self.environment.metrics.bytesSent.increment(by: buffer.readableBytes)
-            self.log?.bytes += buffer.readableBytes
+            self.countSent(buffer.readableBytes, events: 1)
             self.connection?.enqueue(buffer)
         } else {
-            self.write(buffer)
+            self.write(buffer, events: 1)
         }
+    }
+
+    /// Sends what ``sourceProducedContent(_:queued:)`` queued.
+    func sourceSendQueued() {
+        if self.connection?.flush() == true { self.updateWriteProgress() }
     }
 
     /// A native event to pass through unchanged (LangGraph).
@@ -244,9 +248,8 @@ final class StreamSession: ClientConnectionDelegate, TimerWheelTarget {
         guard self.machine.sourceProducedEvent() == .writeEvent else { return }
         var buffer = Self.allocator.buffer(capacity: event.data.utf8.count + 32)
         SSEEncoder.writeEvent(event.data, event: event.event, id: event.id, into: &buffer)
-        self.environment.metrics.eventsSent.increment()
         self.log?.events += 1
-        self.write(buffer)
+        self.write(buffer, events: 1)
     }
 
     /// A `: ping` comment during upstream silence.
@@ -328,8 +331,7 @@ final class StreamSession: ClientConnectionDelegate, TimerWheelTarget {
             // Queued, not sent: it leaves with the first event in one syscall.
             let head = HTTPResponse.streamHead(extraHeaders: self.extraHeaders, allocator: Self.allocator)
             self.extraHeaders = []
-            self.environment.metrics.bytesSent.increment(by: head.readableBytes)
-            self.log?.bytes += head.readableBytes
+            self.countSent(head.readableBytes)
             self.log?.status = 200
             self.connection?.enqueue(head)
         case .writeFinal(let bytes, let cancelSource):
@@ -368,11 +370,17 @@ final class StreamSession: ClientConnectionDelegate, TimerWheelTarget {
         self.log?.timeToFirstByteNanoseconds = elapsed
     }
 
-    private func write(_ buffer: ByteBuffer) {
+    /// Counts bytes (and events) for the metrics, in the loop's batch, and for the access log.
+    private func countSent(_ bytes: Int, events: Int = 0) {
+        self.loop.countSent(bytes: bytes, events: events)
+        self.log?.bytes += bytes
+    }
+
+    private func write(_ buffer: ByteBuffer, events: Int = 0) {
         guard let connection = self.connection else { return }
         self.recordFirstByte()
-        self.environment.metrics.bytesSent.increment(by: buffer.readableBytes)
-        self.log?.bytes += buffer.readableBytes
+        self.countSent(buffer.readableBytes, events: events)
+        if events > 0 { self.loop.reportSent(to: self.environment.metrics, ifAtLeast: 256) }
         guard connection.write(buffer) else { return }  // closed: connectionClosed did the rest
         self.updateWriteProgress()
     }
@@ -399,7 +407,7 @@ final class StreamSession: ClientConnectionDelegate, TimerWheelTarget {
                 allocator: Self.allocator
             )
         }
-        self.environment.metrics.bytesSent.increment(by: buffer.readableBytes)
+        self.countSent(buffer.readableBytes)
         guard connection.write(buffer) else { return }  // closed: connectionClosed did the rest
         if connection.hasPendingWrites {
             self.updateWriteProgress()
@@ -449,6 +457,7 @@ final class StreamSession: ClientConnectionDelegate, TimerWheelTarget {
     private func finalize() {
         guard !self.finalized else { return }
         self.finalized = true
+        self.loop.reportSent(to: self.environment.metrics)
         self.releaseSource(cancel: true)
         self.cancelTimer()
         self.environment.capacity.clientDescriptorClosed()
