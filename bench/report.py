@@ -48,6 +48,36 @@ def section(title, report, method, extra="", measured=None):
                if report.get("daemonIdleRSSKiB") is not None else "") + extra + curve(report) + "\n")
 
 
+def cpu_section(cpu, measured):
+    rows = []
+    for path, label in (("openai", "openai (TLS h2 upstream, chunks every 20 ms, 2 000 streams over 2 s)"),
+                        ("mock", "mock (back to back, 64 senders, closed loop 10 s)")):
+        for events in (18, 6):
+            rep = cpu.get(f"{path}_{events}")
+            if not rep:
+                continue
+            res = rep["result"]
+            runs = ", ".join(f"{v:.0f}" for v in rep.get("runs_cpu_us_per_stream", []))
+            rows.append(f"| {label} | {events} | **{rep['cpu_us_per_stream']:.0f}** ({runs}) | {res['completed']} of {res['started']} | "
+                        f"{fmt(lat(rep, 'first_event', 'p50'), 2)} / {fmt(lat(rep, 'first_event', 'p99'), 2)} |")
+    out = (f"## CPU per stream and per event\n\n" + (f"Measured {measured}. " if measured else "")
+           + "Daemon CPU (user + system, `/proc/<pid>/stat`) over a whole `handoff-bench load` run, divided by the streams completed; "
+             "three runs each, the median shown in bold and every run in brackets. The per-event cost is the slope between "
+             "18 and 6 events per stream, so per-stream costs (handoff, headers, upstream request, close) cancel out.\n\n"
+             "| path | events per stream | daemon CPU per stream, µs (runs) | completed | first event p50 / p99, ms |\n|---|---|---|---|---|\n"
+           + "\n".join(rows) + "\n\n"
+           + f"Per relayed event: openai {fmt(cpu.get('openai_us_per_event'), 1)} µs, mock {fmt(cpu.get('mock_us_per_event'), 1)} µs.\n")
+    profile = cpu.get("openai_profile") or {}
+    if profile.get("self"):
+        out += (f"\nProfile of the first openai run with 18 chunks (`perf record -e cpu-clock -g`, {profile['samples']} samples), "
+                "so the next hot spot is visible without re-running anything:\n\n| hottest frames (self) | % | | our frames (inclusive) | % |\n|---|---|---|---|---|\n")
+        pairs = zip(profile["self"], profile["inclusive"] + [["", ""]] * len(profile["self"]))
+        out += "\n".join(f"| `{a}` | {b} | | {'`' + c + '`' if c else ''} | {d} |" for (a, b), (c, d) in pairs) + "\n"
+    elif profile.get("error"):
+        out += f"\nNo profile: {profile['error']}.\n"
+    return out
+
+
 def render_markdown(r):
     m = r["machine"]
     memory, ttfe, throughput = r.get("memory"), r.get("ttfe"), r.get("throughput")
@@ -87,6 +117,22 @@ def render_markdown(r):
         rows.append(("openai backend: upstream TCP connections for 1 000 streams", "few", str(openai1.get("upstream", {}).get("http2_connections")), "–"))
     if cancel:
         rows.append(("Upstream cancelled after client disconnect (median / max of runs)", "≤ 100 ms", f"{cancel['median_ms']:.1f} / {cancel['max_ms']:.1f} ms", met(cancel["max_ms"] <= 100)))
+    cpu = r.get("cpu")
+    if cpu:
+        o18, m18 = cpu.get("openai_18"), cpu.get("mock_18")
+        if o18:
+            v = o18["cpu_us_per_stream"]
+            rows.append(("openai path: daemon CPU per 18-chunk stream (TLS h2 upstream, 1 000 handoffs/s)", "≤ 400 µs", f"{v:.0f} µs", met(v <= 400)))
+            p50, p99 = lat(o18, "first_event", "p50"), lat(o18, "first_event", "p99")
+            res = o18["result"]
+            ok = p50 is not None and p50 <= 10 and p99 <= 100 and res["completed"] == res["started"]
+            rows.append(("openai path: first event at 2 000 streams over 2 s, p50 / p99, all complete", "≤ 10 / ≤ 100 ms",
+                         f"{fmt(p50, 1)} / {fmt(p99, 1)} ms, {res['completed']} of {res['started']}", met(ok)))
+        if m18:
+            v = m18["cpu_us_per_stream"]
+            rows.append(("mock path: daemon CPU per 18-event stream, back to back", "≤ 100 µs", f"{v:.0f} µs", met(v <= 100)))
+        rows.append(("daemon CPU per relayed event (slope 18 − 6 events), openai / mock", "–",
+                     f"{fmt(cpu.get('openai_us_per_event'), 1)} / {fmt(cpu.get('mock_us_per_event'), 1)} µs", "–"))
     out.append("## Summary\n\n| figure | target | measured | |\n|---|---|---|---|\n" + "\n".join(f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows) + "\n")
     errors = {k: v for k, v in r.items() if k.endswith("_error")}
     if errors:
@@ -144,6 +190,8 @@ def render_markdown(r):
         out.append(section(f"openai backend, {n} streams", report,
                            "Mode: daemon with `--backend openai` against handoff-mock-llm over TLS with ALPN h2 (18 chunks × 500 ms); "
                            "RSS covers the client side and the upstream HTTP/2 streams.", extra))
+    if cpu:
+        out.append(cpu_section(cpu, dates.get("cpu")))
     if cancel:
         out.append(f"## Cancel latency\n\nThe conformance scenario `client-disconnect`, {cancel['runs']} runs: the client closes mid-stream; "
                    f"the time until the mock's `/stats` shows the upstream stream cancelled (polled over a fresh TLS connection, so it "

@@ -24,6 +24,7 @@ RELEASE = REPO / ".build/release"
 os.environ.setdefault("HANDOFFD_BIN", str(RELEASE / "handoffd"))
 os.environ.setdefault("MOCK_LLM_BIN", str(RELEASE / "handoff-mock-llm"))
 sys.path.insert(0, str(REPO / "e2e"))
+sys.path.insert(0, str(REPO / "bench"))
 from harness import Apache, Daemon, MockLLM, make_temp_dir, mkdir_public  # noqa: E402
 
 BENCH = RELEASE / "handoff-bench"
@@ -269,6 +270,51 @@ def figure_cancel(results):
         mock.stop()
 
 
+def figure_cpu(results):
+    """Daemon CPU per stream and per relayed event, both paths, three runs each (median):
+    openai against handoff-mock-llm over TLS h2 (chunks every 20 ms, 2 000 streams over 2 s,
+    i.e. 1 000 handoffs/s), and the mock backend back to back (64 senders, closed loop, 10 s).
+    Per event: the slope between 18 and 6 events per stream. A profile of one openai run."""
+    import cpu
+    figures = {}
+    for events in (18, 6):
+        runs = []
+        for attempt in range(1 if QUICK else 3):
+            root = make_temp_dir()
+            mock = MockLLM(root / "llm", chunk_count=events, chunk_delay_ms=20, args=["--quiet"]).start()
+            daemon = fresh_daemon(root / "run", "--backend", "openai", "--openai-base-url", mock.url, "--upstream-ca-file", mock.cert_path)
+            try:
+                time.sleep(0.5)
+                args = ["load", "--socket", daemon.socket_path, "--connections", scale(2000), "--ramp-up", 2, "--hold", 5,
+                        "--expect-events", events, "--pid", daemon.proc.pid]
+                profile = cpu.Profile(daemon.proc.pid, root / "perf.data") if events == 18 and attempt == 0 else None
+                if profile:
+                    with profile:
+                        report = cpu.measured(lambda: [daemon.proc.pid], lambda: run_bench(args, f"cpu-openai-{events}"))
+                    figures["openai_profile"] = profile.summary()
+                else:
+                    report = cpu.measured(lambda: [daemon.proc.pid], lambda: run_bench(args, f"cpu-openai-{events}"))
+                runs.append(report)
+            finally:
+                daemon.stop()
+                mock.stop()
+        figures[f"openai_{events}"] = cpu.median_run(runs)
+    for events in (18, 6):
+        runs = []
+        for _ in range(1 if QUICK else 3):
+            daemon = fresh_daemon(make_temp_dir(), messages=events, interval=0)
+            try:
+                args = ["load", "--socket", daemon.socket_path, "--connections", 64, "--sustained", "--hold", 3 if QUICK else 10,
+                        "--expect-events", events, "--pid", daemon.proc.pid]
+                runs.append(cpu.measured(lambda: [daemon.proc.pid], lambda: run_bench(args, f"cpu-mock-{events}")))
+            finally:
+                daemon.stop()
+        figures[f"mock_{events}"] = cpu.median_run(runs)
+    for path in ("openai", "mock"):
+        figures[f"{path}_us_per_event"] = cpu.slope([figures[f"{path}_18"]["cpu_us_per_stream"], figures[f"{path}_6"]["cpu_us_per_stream"]], [18, 6])
+    results["cpu"] = figures
+
+
 def machine():
     cpu = re.search(r"model name\s*:\s*(.*)", Path("/proc/cpuinfo").read_text())
     mem = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1)) // 1024 // 1024
@@ -292,13 +338,13 @@ def main():
     # Every figure keeps the date it was measured on, so a report that mixes runs says so.
     dates = results.setdefault("dates", {})
     earlier = results.get("machine", {}).get("date")
-    for name in ("memory", "ttfe", "throughput", "fifty_thousand", "apache", "openai_1000", "openai_5000", "cancel"):
+    for name in ("memory", "ttfe", "throughput", "fifty_thousand", "apache", "openai_1000", "openai_5000", "cancel", "cpu"):
         if name in results and earlier:
             dates.setdefault(name, earlier)
     results.update({"machine": machine(), "quick": QUICK})
     for name, run in [("memory", figure_memory), ("ttfe", figure_ttfe), ("throughput", figure_throughput),
                       ("fifty_thousand", figure_fifty_thousand), ("apache", figure_apache), ("openai", figure_openai),
-                      ("cancel", figure_cancel)]:
+                      ("cancel", figure_cancel), ("cpu", figure_cpu)]:
         if only and name not in only:
             continue
         print(f"\n=== {name} ===", flush=True)
