@@ -105,6 +105,13 @@ def render_markdown(r):
         res = fifty["result"]
         ok = res["completed"] == res["started"] and res["peakConcurrent"] >= 50000
         rows.append(("Concurrent streams held and completed (3 workers)", "50 000", f"{res['completed']} of {res['started']}, peak {res['peakConcurrent']}", met(ok)))
+    hundred = r.get("hundred_thousand")
+    if hundred:
+        res = hundred["result"]
+        ok = res["completed"] == res["started"] and res["peakConcurrent"] >= 100000
+        rows.append(("Concurrent streams held and completed (7 workers, 7 load processes)", "100 000, 100%", f"{res['completed']} of {res['started']}, peak {res['peakConcurrent']}", met(ok)))
+        v = hundred.get("independent_rss", {}).get("kib_per_stream")
+        rows.append(("Daemon RSS per held stream at 100 000 (supervisor + workers)", "≤ 1 KiB", f"{fmt(v)} KiB", met(v is not None and v <= 1)))
     if apache:
         res = apache["result"]
         d = apache.get("apache_D_us", {}).get("p50")
@@ -160,6 +167,15 @@ def render_markdown(r):
     out.append(section("50 000 concurrent streams", fifty,
                        "Mode: `handoffd --workers 3` (one socket, three processes: this machine allows 20 000 descriptors per process), "
                        "four load processes, 60 events × 500 ms per stream, ramp 20 s. RSS is the supervisor plus its workers.", measured=dates.get("fifty_thousand")))
+    hundred_extra = ""
+    if hundred and hundred.get("independent_rss"):
+        ind = hundred["independent_rss"]
+        hundred_extra = (f"\nRSS of the supervisor and its workers (bench/run.py, `/proc` every 100 ms): idle {ind['idle_kib']} KiB, "
+                         f"peak {ind['peak_kib']} KiB, {ind['kib_per_stream']:.2f} KiB per held stream.\n")
+    out.append(section("100 000 concurrent streams", hundred,
+                       "Mode: `handoffd --workers 7` (one socket, seven processes: 20 000 descriptors per process here), seven load "
+                       "processes, 60 events × 1 s per stream, ramp 40 s, so all streams are held at once.", hundred_extra,
+                       measured=dates.get("hundred_thousand")))
     apache_extra = ""
     if apache and apache.get("apache_D_us"):
         d = apache["apache_D_us"]

@@ -180,6 +180,25 @@ def figure_fifty_thousand(results):
         daemon.stop()
 
 
+def figure_hundred_thousand(results):
+    """100 000 concurrent streams on this box: 7 daemon workers and 7 load processes (20 000
+    descriptors per process here), 60 events x 1 s per stream, ramp 40 s, so all are held at
+    once; RSS is the supervisor plus its workers, measured by both samplers."""
+    n = scale(100000)
+    root = make_temp_dir()
+    daemon = fresh_daemon(root, "--workers", 7, messages=60, interval=1000)
+    try:
+        time.sleep(1.5)
+        with RSSWatcher(daemon.proc.pid) as watch:
+            report = run_bench(["load", "--socket", daemon.socket_path, "--connections", n, "--ramp-up", 40, "--hold", 30,
+                                "--stream-timeout", 150, "--expect-events", 60, "--processes", 7, "--pid", daemon.proc.pid], "100k")
+        report["independent_rss"] = {"idle_kib": watch.idle, "peak_kib": watch.peak,
+                                     "kib_per_stream": (watch.peak - watch.idle) / max(1, report["result"]["peakConcurrent"])}
+        results["hundred_thousand"] = report
+    finally:
+        daemon.stop()
+
+
 def figure_apache(results):
     """10 000 concurrent streams through a real Apache (prefork + mod_php, 16 workers)."""
     n = scale(10000)
@@ -338,12 +357,12 @@ def main():
     # Every figure keeps the date it was measured on, so a report that mixes runs says so.
     dates = results.setdefault("dates", {})
     earlier = results.get("machine", {}).get("date")
-    for name in ("memory", "ttfe", "throughput", "fifty_thousand", "apache", "openai_1000", "openai_5000", "cancel", "cpu"):
+    for name in ("memory", "ttfe", "throughput", "fifty_thousand", "apache", "openai_1000", "openai_5000", "cancel", "cpu", "hundred_thousand"):
         if name in results and earlier:
             dates.setdefault(name, earlier)
     results.update({"machine": machine(), "quick": QUICK})
     for name, run in [("memory", figure_memory), ("ttfe", figure_ttfe), ("throughput", figure_throughput),
-                      ("fifty_thousand", figure_fifty_thousand), ("apache", figure_apache), ("openai", figure_openai),
+                      ("fifty_thousand", figure_fifty_thousand), ("hundred_thousand", figure_hundred_thousand), ("apache", figure_apache), ("openai", figure_openai),
                       ("cancel", figure_cancel), ("cpu", figure_cpu)]:
         if only and name not in only:
             continue

@@ -212,14 +212,15 @@ final class HandoffAcceptor: @unchecked Sendable {
     }
 
     /// The module sends right after connecting, so the record is usually there already or
-    /// within microseconds: look again for a moment before paying for an epoll round (a sender
-    /// waiting for its acknowledgement would otherwise wait for two wake-ups of this thread).
+    /// within microseconds: for a sender waiting for its acknowledgement (an Apache worker),
+    /// look again for a moment before paying for an epoll round, which would cost it two
+    /// wake-ups of this thread. A sender that does not wait is not worth the spin.
     private static let recordSpin = TimeAmount.microseconds(30)
 
     private func receiveFirst(_ connection: OwnedDescriptor, wantsAck: Bool, epoll: Epoll) {
         let fd = connection.rawValue
         var outcome = self.receiveOutcome(fd)
-        if case .some(.wouldBlock) = outcome {
+        if wantsAck, case .some(.wouldBlock) = outcome {
             let until = NIODeadline.now() + Self.recordSpin
             while case .some(.wouldBlock) = outcome, NIODeadline.now() < until {
                 outcome = self.receiveOutcome(fd)
