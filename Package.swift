@@ -180,7 +180,7 @@ let package = Package(
         ),
         .testTarget(
             name: "HandoffJSONTests",
-            dependencies: ["HandoffJSON"],
+            dependencies: ["HandoffJSON", "HandoffTestSupport"],
             swiftSettings: strict
         ),
         .testTarget(

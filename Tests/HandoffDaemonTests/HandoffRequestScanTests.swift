@@ -1,4 +1,5 @@
 import Foundation
+import HandoffTestSupport
 import Testing
 
 @testable import HandoffRequest
@@ -74,17 +75,11 @@ import Testing
 }
 
 private struct PayloadGenerator {
-    private var state: UInt64
+    private var random: SplitMix64
 
-    init(seed: UInt64) { self.state = seed }
+    init(seed: UInt64) { self.random = SplitMix64(seed: seed) }
 
-    private mutating func next(_ bound: Int) -> Int {
-        self.state &+= 0x9E37_79B9_7F4A_7C15
-        var z = self.state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return Int((z ^ (z >> 31)) % UInt64(bound))
-    }
+    private mutating func next(_ bound: Int) -> Int { self.random.next(bound) }
 
     private mutating func pick(_ options: [String]) -> String { options[self.next(options.count)] }
 

@@ -1,4 +1,5 @@
 import Foundation
+import HandoffTestSupport
 import Testing
 
 @testable import HandoffDaemon
@@ -91,17 +92,11 @@ import Testing
 
 /// Chunk-shaped JSON with random variations, from a fixed seed.
 private struct ChunkGenerator {
-    private var state: UInt64
+    private var random: SplitMix64
 
-    init(seed: UInt64) { self.state = seed }
+    init(seed: UInt64) { self.random = SplitMix64(seed: seed) }
 
-    private mutating func next(_ bound: Int) -> Int {
-        self.state &+= 0x9E37_79B9_7F4A_7C15
-        var z = self.state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return Int((z ^ (z >> 31)) % UInt64(bound))
-    }
+    private mutating func next(_ bound: Int) -> Int { self.random.next(bound) }
 
     private mutating func string() -> String {
         let pieces = ["a", "Hello", " ", "\\n", "\\\"", "\\\\", "\\/", "\\t", "\\u00e9", "\\ud83d\\ude00", "😀", "中", "\\u0000", "\\ud83d", "é"]
@@ -134,7 +129,7 @@ private struct ChunkGenerator {
         var members = members.filter { _ in self.next(6) != 0 }
         if self.next(5) == 0 { members.append(("extra", self.scalar())) }
         if self.next(20) == 0, let first = members.first { members.append(first) }  // repeated key
-        if self.next(4) == 0 { members.shuffle(using: &self) }
+        if self.next(4) == 0 { members.shuffle(using: &self.random) }
         return "{" + members.map { "\"\($0.0)\":\($0.1)" }.joined(separator: ",") + "}"
     }
 
@@ -148,8 +143,4 @@ private struct ChunkGenerator {
         if self.next(15) == 0 { text = String(text.dropLast(self.next(text.count))) }  // cut off
         return text
     }
-}
-
-extension ChunkGenerator: RandomNumberGenerator {
-    mutating func next() -> UInt64 { UInt64(self.next(Int.max)) }
 }
