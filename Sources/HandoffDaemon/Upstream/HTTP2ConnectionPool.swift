@@ -35,7 +35,7 @@ final class HTTP2ConnectionPool: @unchecked Sendable {
 
     func start(_ request: UpstreamRequest, delegate: any UpstreamResponseDelegate) -> any UpstreamCall {
         self.eventLoop.assertInEventLoop()
-        let stream = HTTP2UpstreamStream(request: request, delegate: delegate, endpoint: self.settings.endpoint)
+        let stream = HTTP2UpstreamStream(request: request, delegate: delegate)
         stream.pool = self
         self.waiting.append(stream)
         self.dispatch()

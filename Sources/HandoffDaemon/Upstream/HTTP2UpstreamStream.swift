@@ -2,39 +2,36 @@ import NIOCore
 import NIOHPACK
 import NIOHTTP2
 
-/// One request on an HTTP/2 connection: waits in its pool's queue, then becomes the handler of
-/// its stream channel. It writes the request, reports the response to its delegate, and is the
-/// ``UpstreamCall`` its owner cancels or pauses. Loop-bound.
+/// One request on an HTTP/2 connection: waits in its pool's queue, then runs as a stream of a
+/// ``HTTP2UpstreamConnection``, which hands it its frames (no channel per stream). It reports
+/// the response to its delegate, and is the ``UpstreamCall`` its owner cancels or pauses.
+/// Loop-bound.
 ///
 /// A stream the server refused — `RST_STREAM(REFUSED_STREAM)`, or above a GOAWAY's last stream
 /// id — was never processed, so it goes back to the pool once, for another connection, before
 /// anything reached the client.
-final class HTTP2UpstreamStream: ChannelInboundHandler, UpstreamCall {
-    typealias InboundIn = HTTP2Frame.FramePayload
-    typealias OutboundOut = HTTP2Frame.FramePayload
-
+final class HTTP2UpstreamStream: UpstreamCall {
     private var request: UpstreamRequest?
     /// The request again, for one retry of a refused stream.
     private var retryRequest: UpstreamRequest?
-    private var refused = false
-    /// How the stream closed before any response, while a retry was still possible.
-    private var closedBeforeResponse: UpstreamError?
     private var headStatus: Int?
     private var state: UpstreamCallState
-    private let endpoint: UpstreamEndpoint
-    private var context: ChannelHandlerContext?
     private var headReported = false
-    /// The connection it runs on, once started.
-    var connection: HTTP2UpstreamConnection?
+    /// Body bytes that arrived while the owner paused reading, delivered when it resumes.
+    private var held = CircularBuffer<ByteBuffer>()
+    private var endHeld = false
+    private var reading = true
+    /// The connection it runs on, and its id there, once started.
+    private(set) var connection: HTTP2UpstreamConnection?
+    private(set) var streamID: HTTP2StreamID?
 
     /// The pool that queued it, to queue it again after a refusal.
     weak var pool: HTTP2ConnectionPool?
 
-    init(request: UpstreamRequest, delegate: any UpstreamResponseDelegate, endpoint: UpstreamEndpoint) {
+    init(request: UpstreamRequest, delegate: any UpstreamResponseDelegate) {
         self.request = request
         self.retryRequest = request
         self.state = UpstreamCallState(delegate: delegate)
-        self.endpoint = endpoint
     }
 
     /// Cancelled or finished while still queued: the pool skips it.
@@ -44,14 +41,23 @@ final class HTTP2UpstreamStream: ChannelInboundHandler, UpstreamCall {
 
     func cancel() {
         guard self.state.cancel() else { return }
-        // Closing an open stream channel sends RST_STREAM(CANCEL).
-        self.context?.close(promise: nil)
+        self.held.removeAll()
+        // RST_STREAM(CANCEL); the stream ends when the connection reports it closed.
+        if let connection = self.connection, let id = self.streamID { connection.reset(id) }
     }
 
     func setReading(_ reading: Bool) {
-        guard let context = self.context else { return }
-        context.channel.setOption(ChannelOptions.autoRead, value: reading).whenComplete { _ in }
-        if reading { context.read() }
+        guard reading != self.reading else { return }
+        self.reading = reading
+        guard reading else {
+            self.connection.map { connection in self.streamID.map { connection.setReading(false, on: $0) } }
+            return
+        }
+        while self.reading, !self.state.ended, let buffer = self.held.popFirst() {
+            self.state.delegate?.upstreamReceived(buffer)
+        }
+        if self.reading, self.endHeld { self.state.finish(.success(())) }
+        if self.reading, let connection = self.connection, let id = self.streamID { connection.setReading(true, on: id) }
     }
 
     /// The pool could not start it.
@@ -59,130 +65,101 @@ final class HTTP2UpstreamStream: ChannelInboundHandler, UpstreamCall {
         self.state.finish(.failure(error))
     }
 
-    // MARK: Channel
+    // MARK: Running on a connection
 
-    func handlerAdded(context: ChannelHandlerContext) {
-        self.context = context
-        if self.state.cancelled {
-            context.close(promise: nil)
-            return
-        }
-        if context.channel.isActive { self.sendRequest(context: context) }
-    }
-
-    func channelActive(context: ChannelHandlerContext) {
-        self.sendRequest(context: context)
-        context.fireChannelActive()
-    }
-
-    private func sendRequest(context: ChannelHandlerContext) {
-        guard let request = self.request else { return }
+    /// Started as stream `id` of `connection`: the request's frames, HEADERS then DATA.
+    func started(on connection: HTTP2UpstreamConnection, as id: HTTP2StreamID, endpoint: UpstreamEndpoint) -> (HPACKHeaders, ByteBuffer)? {
+        self.connection = connection
+        self.streamID = id
+        guard let request = self.request else { return nil }
         self.request = nil
         var headers = HPACKHeaders()
         headers.reserveCapacity(8 + request.headers.count)
         headers.add(name: ":method", value: "POST")
-        headers.add(name: ":scheme", value: self.endpoint.tls ? "https" : "http")
-        headers.add(name: ":authority", value: self.endpoint.authority)
+        headers.add(name: ":scheme", value: endpoint.tls ? "https" : "http")
+        headers.add(name: ":authority", value: endpoint.authority)
         headers.add(name: ":path", value: request.path)
         headers.add(name: "content-type", value: "application/json")
         headers.add(name: "accept", value: "text/event-stream")
         headers.add(name: "content-length", value: String(request.body.readableBytes))
         for (name, value) in request.headers { headers.add(name: name, value: value) }
-        context.write(self.wrapOutboundOut(.headers(.init(headers: headers))), promise: nil)
-        context.writeAndFlush(self.wrapOutboundOut(.data(.init(data: .byteBuffer(request.body), endStream: true))), promise: nil)
-        // The id exists once the HEADERS went out.
-        context.channel.getOption(HTTP2StreamChannelOptions.streamID).assumeIsolated().whenSuccess { id in
-            self.streamIDValue = Int(id)
-        }
+        return (headers, request.body)
     }
 
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+    /// A HEADERS frame for this stream.
+    func receivedHeaders(_ headers: HPACKHeaders, endStream: Bool) {
         guard !self.state.ended else { return }
-        switch self.unwrapInboundIn(data) {
-        case .headers(let headers):
-            if !self.headReported {
-                guard let status = headers.headers.first(name: ":status").flatMap(Int.init) else {
-                    self.state.finish(.failure(UpstreamError(.malformed, "response without :status")))
-                    return
-                }
-                if (100..<200).contains(status) { return }
-                self.headReported = true
-                self.headStatus = status
-                self.retryRequest = nil
-                let fields = headers.headers.filter { !$0.name.hasPrefix(":") }.map { ($0.name, $0.value) }
-                self.state.delegate?.upstreamResponded(status: status, headers: fields)
-            }
-            if headers.endStream { self.state.finish(.success(())) }
-        case .data(let data):
-            if case .byteBuffer(let buffer) = data.data, buffer.readableBytes > 0 {
-                self.state.delegate?.upstreamReceived(buffer)
-            }
-            if data.endStream { self.state.finish(.success(())) }
-        case .rstStream(let code):
-            if code == .refusedStream, self.mayRetry {
-                self.refused = true
+        if !self.headReported {
+            guard let status = headers.first(name: ":status").flatMap(Int.init) else {
+                self.state.finish(.failure(UpstreamError(.malformed, "response without :status")))
+                self.connection.map { connection in self.streamID.map(connection.reset) }
                 return
             }
-            self.state.finish(.failure(UpstreamError(.reset, "RST_STREAM \(code)")))
-        default:
-            break
+            if (100..<200).contains(status) { return }
+            self.headReported = true
+            self.headStatus = status
+            self.retryRequest = nil
+            let fields = headers.filter { !$0.name.hasPrefix(":") }.map { ($0.name, $0.value) }
+            self.state.delegate?.upstreamResponded(status: status, headers: fields)
+        }
+        if endStream { self.receivedEnd() }
+    }
+
+    /// A DATA frame's bytes for this stream.
+    func receivedData(_ buffer: ByteBuffer, endStream: Bool) {
+        guard !self.state.ended else { return }
+        if buffer.readableBytes > 0 {
+            if self.reading {
+                self.state.delegate?.upstreamReceived(buffer)
+            } else {
+                self.held.append(buffer)
+            }
+        }
+        if endStream { self.receivedEnd() }
+    }
+
+    private func receivedEnd() {
+        if self.reading {
+            self.state.finish(.success(()))
+        } else {
+            self.endHeld = true
         }
     }
 
-    func channelInactive(context: ChannelHandlerContext) {
-        let connection = self.connection
+    /// The stream closed (`reason` is the error code it closed with, if any). `refused`: the
+    /// server never processed it (REFUSED_STREAM, or above a GOAWAY's last stream id).
+    /// Returns whether it goes back to the pool for another try.
+    func closed(reason: HTTP2ErrorCode?, refused: Bool) -> Bool {
         self.connection = nil
-        context.fireChannelInactive()
-        guard self.mayRetry || self.refused, let connection, let pool = self.pool else {
-            self.ended(on: connection, cancelledByUs: self.state.cancelled)
-            return
-        }
-        // Ended before any response: NIOHTTP2 closes the streams a GOAWAY refuses before it
-        // passes the GOAWAY on, so look again once the connection has seen it.
-        let id = self.streamIDValue
-        context.eventLoop.assumeIsolated().execute {
-            let refused = self.refused || id.map(connection.serverRefused(streamID:)) == true
-            guard refused, self.mayRetry || self.refused else {
-                self.ended(on: connection, cancelledByUs: self.state.cancelled)
-                return
-            }
+        self.streamID = nil
+        if refused, self.mayRetry, let pool = self.pool {
             // Never processed by the server: once more, on whatever connection has room.
-            self.refused = false
-            self.closedBeforeResponse = nil
             self.request = self.retryRequest
             self.retryRequest = nil
-            self.context = nil
-            self.streamIDValue = nil
-            connection.streamEnded(resetByUs: false)
+            self.held.removeAll()
+            self.endHeld = false
             pool.requeue(self)
+            return true
         }
+        if self.endHeld, !self.state.cancelled {
+            return false  // ended well; the rest is delivered when the owner resumes
+        }
+        if let reason {
+            self.state.finish(.failure(UpstreamError(.reset, "RST_STREAM \(reason)")))
+        } else {
+            self.state.finish(.failure(UpstreamError(.reset, "stream closed before its end")))
+        }
+        return false
     }
 
-    private func ended(on connection: HTTP2UpstreamConnection?, cancelledByUs: Bool) {
-        self.state.finish(.failure(self.closedBeforeResponse ?? UpstreamError(.reset, "stream closed before its end")))
-        // An error answer cancelled early is the server's doing, not a reset of a stream it served.
-        connection?.streamEnded(resetByUs: cancelledByUs && (self.headStatus ?? 200) < 400)
-    }
-
-    func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        if let closed = error as? NIOHTTP2Errors.StreamClosed, self.mayRetry {
-            // Closed before any response: refused outright, or perhaps by a GOAWAY that the
-            // connection has not seen yet; channelInactive decides.
-            if closed.errorCode == .refusedStream { self.refused = true }
-            self.closedBeforeResponse = UpstreamError(.reset, "\(error)")
-            return
-        }
-        if let closed = error as? NIOHTTP2Errors.StreamClosed, closed.errorCode != .cancel {
-            self.connection?.streamFailed()
-        }
-        self.state.finish(.failure(UpstreamError(.reset, "\(error)")))
-        context.close(promise: nil)
+    /// Whether it was cancelled by us while the server served it (an error answer cancelled
+    /// early does not count): such resets spend the connection's reset budget.
+    var cancelledWhileServed: Bool {
+        self.state.cancelled && (self.headStatus ?? 200) < 400
     }
 
     /// Refused before any response, cancelled by nobody, and not retried yet.
-    private var mayRetry: Bool {
+    var mayRetry: Bool {
         !self.headReported && self.retryRequest != nil && !self.state.cancelled && !self.state.ended
     }
-
-    private var streamIDValue: Int?
 }

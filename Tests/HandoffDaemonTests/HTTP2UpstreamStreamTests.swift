@@ -1,0 +1,84 @@
+import NIOCore
+import NIOHPACK
+import NIOHTTP2
+import Testing
+
+@testable import HandoffDaemon
+
+/// What a paused ``HTTP2UpstreamStream`` does with the frames that still arrive (up to the
+/// window's end): it holds them, and delivers them in order, end included, when reading resumes.
+@Suite struct HTTP2UpstreamStreamPauseTests {
+    final class Recorder: UpstreamResponseDelegate {
+        var received: [String] = []
+        var finished = false
+        var failed: UpstreamError?
+        func upstreamResponded(status: Int, headers: [(String, String)]) {}
+        func upstreamReceived(_ body: ByteBuffer) { self.received.append(String(buffer: body)) }
+        func upstreamFinished() { self.finished = true }
+        func upstreamFailed(_ error: UpstreamError) { self.failed = error }
+    }
+
+    private func stream(_ recorder: Recorder) -> HTTP2UpstreamStream {
+        let stream = HTTP2UpstreamStream(request: UpstreamRequest(path: "/", headers: [], body: ByteBuffer()), delegate: recorder)
+        stream.receivedHeaders([":status": "200"], endStream: false)
+        return stream
+    }
+
+    @Test func framesArrivingWhilePausedAreHeldAndDeliveredInOrder() {
+        let recorder = Recorder()
+        let stream = self.stream(recorder)
+        stream.receivedData(ByteBuffer(string: "a"), endStream: false)
+        stream.setReading(false)
+        stream.receivedData(ByteBuffer(string: "b"), endStream: false)
+        stream.receivedData(ByteBuffer(string: "c"), endStream: true)
+        #expect(recorder.received == ["a"])
+        #expect(!recorder.finished)
+        // The stream closes cleanly while its owner is paused: nothing is lost.
+        #expect(stream.closed(reason: nil, refused: false) == false)
+        #expect(recorder.failed == nil)
+        stream.setReading(true)
+        #expect(recorder.received == ["a", "b", "c"])
+        #expect(recorder.finished)
+    }
+
+    @Test func anOwnerThatPausesAgainWhileCatchingUpGetsTheRestLater() {
+        final class Pauser: UpstreamResponseDelegate {
+            var received: [String] = []
+            var finished = false
+            weak var stream: HTTP2UpstreamStream?
+            func upstreamResponded(status: Int, headers: [(String, String)]) {}
+            func upstreamReceived(_ body: ByteBuffer) {
+                self.received.append(String(buffer: body))
+                self.stream?.setReading(false)  // full again after every piece
+            }
+            func upstreamFinished() { self.finished = true }
+            func upstreamFailed(_ error: UpstreamError) {}
+        }
+        let pauser = Pauser()
+        let stream = HTTP2UpstreamStream(request: UpstreamRequest(path: "/", headers: [], body: ByteBuffer()), delegate: pauser)
+        pauser.stream = stream
+        stream.receivedHeaders([":status": "200"], endStream: false)
+        stream.receivedData(ByteBuffer(string: "1"), endStream: false)  // delivered, then paused
+        stream.receivedData(ByteBuffer(string: "2"), endStream: false)
+        stream.receivedData(ByteBuffer(string: "3"), endStream: true)
+        #expect(pauser.received == ["1"])
+        stream.setReading(true)
+        #expect(pauser.received == ["1", "2"])
+        stream.setReading(true)
+        #expect(pauser.received == ["1", "2", "3"])
+        #expect(!pauser.finished)
+        stream.setReading(true)
+        #expect(pauser.finished)
+    }
+
+    @Test func aResetWhilePausedDropsWhatWasHeldAndFails() {
+        let recorder = Recorder()
+        let stream = self.stream(recorder)
+        stream.setReading(false)
+        stream.receivedData(ByteBuffer(string: "x"), endStream: false)
+        _ = stream.closed(reason: .internalError, refused: false)
+        #expect(recorder.failed != nil)
+        stream.setReading(true)
+        #expect(recorder.received.isEmpty)
+    }
+}
