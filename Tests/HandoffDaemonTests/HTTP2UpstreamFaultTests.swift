@@ -148,9 +148,11 @@ import Glibc
 /// A client that stops reading pauses its upstream stream (no window is given back, so the
 /// server stops at the window's end); once it reads again, every event arrives, in order.
 @Suite struct HTTP2UpstreamBackpressureTests {
-    /// Fails today with old and new daemons alike: handoff-mock-llm resets (RST_STREAM CANCEL)
-    /// a stream whose flow-control window runs out instead of waiting; see issue 10 (the mock's
-    /// backpressure). The stream's own pause logic is tested without the mock below.
+    /// Fails today with the channel-per-stream daemon and this one alike: handoff-mock-llm resets
+    /// (RST_STREAM CANCEL) a stream whose HTTP/2 window runs out, instead of waiting for the
+    /// window (curl --limit-rate, which never lets the window run out, gets every chunk). The
+    /// mock's backpressure is issue 10's; the daemon's pause logic is tested without the mock in
+    /// `HTTP2UpstreamStreamTests` and `HTTP2InboundWindowTests`.
     @Test(.disabled("handoff-mock-llm resets a stream whose window runs out (issue 10)"))
     func aStalledClientGetsEveryEventInOrderOnceItReads() async throws {
         let chunks = 3000
