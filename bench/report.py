@@ -67,6 +67,12 @@ def cpu_section(cpu, measured):
              "| path | events per stream | daemon CPU per stream, µs (runs) | completed | first event p50 / p99, ms |\n|---|---|---|---|---|\n"
            + "\n".join(rows) + "\n\n"
            + f"Per relayed event: openai {fmt(cpu.get('openai_us_per_event'), 1)} µs, mock {fmt(cpu.get('mock_us_per_event'), 1)} µs.\n")
+    o18 = cpu.get("openai_18") or {}
+    if o18.get("upstream_cpu_us_per_stream") is not None:
+        out += (f"\nThe upstream (handoff-mock-llm, TLS h2) runs on the same two cores and used "
+                f"{o18['upstream_cpu_us_per_stream']:.0f} µs of CPU per 18-chunk stream in the median run: at 1 000 handoffs/s the "
+                f"daemon and the mock together need {(o18['cpu_us_per_stream'] + o18['upstream_cpu_us_per_stream']) / 1000:.2f} cores "
+                "of the two, beside the load generator, which is what first-event latency measures on this box.\n")
     profile = cpu.get("openai_profile") or {}
     if profile.get("self"):
         out += (f"\nProfile of the first openai run with 18 chunks (`perf record -e cpu-clock -g`, {profile['samples']} samples), "
