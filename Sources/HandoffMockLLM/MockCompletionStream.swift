@@ -27,6 +27,8 @@ final class MockCompletionStream {
     private var finishSent = false
     private var timer: Scheduled<Void>?
     private var cancelled = false
+    /// Paused because the reader is not taking the bytes (the channel is not writable).
+    private var waitingForWritability = false
     private var cumulative = ""
     private let id = "chatcmpl-mock-\(UInt32.random(in: 0...UInt32.max))"
 
@@ -119,9 +121,23 @@ final class MockCompletionStream {
         self.step()
     }
 
-    /// Sends the next chunk (or the fault, or the end) and schedules the one after.
+    /// The channel is writable again: the stream goes on where it waited.
+    func resumeIfWaiting() {
+        guard self.waitingForWritability, !self.cancelled else { return }
+        self.waitingForWritability = false
+        self.step()
+    }
+
+    /// Sends the next chunk (or the fault, or the end) and schedules the one after; waits while
+    /// the reader does not take the bytes (backpressure), so a stalled reader costs a bounded
+    /// amount of memory.
     private func step() {
         guard !self.cancelled else { return }
+        guard self.context.channel.isWritable else {
+            self.context.flush()
+            self.waitingForWritability = true
+            return
+        }
         switch self.pattern.fault {
         case .abort(let after) where self.sent >= after:
             self.endBody(outcome: .failed)

@@ -44,6 +44,13 @@ final class MockLLMHandler: ChannelInboundHandler {
         }
     }
 
+    /// A reader that stopped reading makes the channel unwritable (its HTTP/2 window or the
+    /// socket is full): the stream waits, so memory stays bounded; it goes on once writable.
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable { self.stream?.resumeIfWaiting() }
+        context.fireChannelWritabilityChanged()
+    }
+
     func channelInactive(context: ChannelHandlerContext) {
         if !self.streamEnded {
             self.stream?.cancel()
