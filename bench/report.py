@@ -146,6 +146,11 @@ def render_markdown(r):
             rows.append(("mock path: daemon CPU per 18-event stream, back to back", "≤ 100 µs", f"{v:.0f} µs", met(v <= 100)))
         rows.append(("daemon CPU per relayed event (slope 18 − 6 events), openai / mock", "–",
                      f"{fmt(cpu.get('openai_us_per_event'), 1)} / {fmt(cpu.get('mock_us_per_event'), 1)} µs", "–"))
+    stalled = r.get("stalled")
+    if stalled:
+        d, k = stalled["daemon_kib_per_stream"], stalled["mock_kib_per_stream"]
+        rows.append((f"{stalled['clients']} clients that stop reading (openai, endless upstream): RSS per stalled stream, daemon / mock",
+                     "≤ 128 KiB each", f"{d:.1f} / {k:.1f} KiB", met(d <= 128 and k <= 128)))
     out.append("## Summary\n\n| figure | target | measured | |\n|---|---|---|---|\n" + "\n".join(f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows) + "\n")
     errors = {k: v for k, v in r.items() if k.endswith("_error")}
     if errors:
@@ -215,6 +220,15 @@ def render_markdown(r):
                            "RSS covers the client side and the upstream HTTP/2 streams.", extra))
     if cpu:
         out.append(cpu_section(cpu, dates.get("cpu")))
+    if stalled:
+        rows_ = "\n".join(f"| {t} | {d} | {k} |" for t, d, k in stalled["samples"])
+        out.append(f"## Clients that stop reading\n\n" + (f"Measured {dates.get('stalled')}. " if dates.get("stalled") else "")
+                   + f"{stalled['clients']} TCP clients handed off (openai backend, handoff-mock-llm over TLS h2 with 100 000 chunks and no delay) "
+                   "that never read. The daemon stops giving the upstream stream HTTP/2 window once its queue for the client is full, and "
+                   "the mock waits for the window: memory stays flat. Idle RSS: daemon "
+                   f"{stalled['daemon_idle_kib']} KiB, mock {stalled['mock_idle_kib']} KiB; after 15 s: "
+                   f"{stalled['daemon_kib_per_stream']:.1f} KiB per stalled stream in the daemon, {stalled['mock_kib_per_stream']:.1f} KiB in the mock.\n\n"
+                   "| t (s) | daemon RSS (KiB) | mock RSS (KiB) |\n|---|---|---|\n" + rows_ + "\n")
     if cancel:
         out.append(f"## Cancel latency\n\nThe conformance scenario `client-disconnect`, {cancel['runs']} runs: the client closes mid-stream; "
                    f"the time until the mock's `/stats` shows the upstream stream cancelled (polled over a fresh TLS connection, so it "

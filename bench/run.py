@@ -339,6 +339,48 @@ def figure_cpu(results):
     results["cpu"] = figures
 
 
+def figure_stalled(results):
+    """Clients that stop reading, on the openai backend with a long upstream stream (100 000
+    chunks, no delay): the daemon pauses each upstream stream (no HTTP/2 window given back) and
+    the mock waits for its window, so both stay bounded. RSS of both, before and after 15 s."""
+    import array
+    n = scale(300)
+    root = make_temp_dir()
+    mock = MockLLM(root / "llm", chunk_count=100000, chunk_delay_ms=0, args=["--quiet"]).start()
+    daemon = fresh_daemon(root / "run", "--backend", "openai", "--openai-base-url", mock.url, "--upstream-ca-file", mock.cert_path)
+    clients = []
+    try:
+        time.sleep(0.5)
+        daemon_idle, mock_idle = RSSWatcher(daemon.proc.pid).rss(), RSSWatcher(mock.proc.pid).rss()
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(n)
+        for _ in range(n):
+            client = socket.create_connection(listener.getsockname())
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            server, _ = listener.accept()
+            with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as unix:
+                unix.connect(str(daemon.socket_path))
+                unix.sendmsg([b'{"backend":"openai","prompt":"stall"}'],
+                              [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [server.fileno()]))])
+            server.close()
+            clients.append(client)  # never read
+        listener.close()
+        samples = []
+        for second in range(15):
+            time.sleep(1)
+            samples.append((second + 1, RSSWatcher(daemon.proc.pid).rss(), RSSWatcher(mock.proc.pid).rss()))
+        results["stalled"] = {
+            "clients": n, "daemon_idle_kib": daemon_idle, "mock_idle_kib": mock_idle, "samples": samples,
+            "daemon_kib_per_stream": (samples[-1][1] - daemon_idle) / n, "mock_kib_per_stream": (samples[-1][2] - mock_idle) / n,
+        }
+    finally:
+        for client in clients:
+            client.close()
+        daemon.stop()
+        mock.stop()
+
+
 def machine():
     cpu = re.search(r"model name\s*:\s*(.*)", Path("/proc/cpuinfo").read_text())
     mem = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1)) // 1024 // 1024
@@ -362,13 +404,13 @@ def main():
     # Every figure keeps the date it was measured on, so a report that mixes runs says so.
     dates = results.setdefault("dates", {})
     earlier = results.get("machine", {}).get("date")
-    for name in ("memory", "ttfe", "throughput", "fifty_thousand", "apache", "openai_1000", "openai_5000", "cancel", "cpu", "hundred_thousand"):
+    for name in ("memory", "ttfe", "throughput", "fifty_thousand", "apache", "openai_1000", "openai_5000", "cancel", "cpu", "hundred_thousand", "stalled"):
         if name in results and earlier:
             dates.setdefault(name, earlier)
     results.update({"machine": machine(), "quick": QUICK})
     for name, run in [("memory", figure_memory), ("ttfe", figure_ttfe), ("throughput", figure_throughput),
                       ("fifty_thousand", figure_fifty_thousand), ("hundred_thousand", figure_hundred_thousand), ("apache", figure_apache), ("openai", figure_openai),
-                      ("cancel", figure_cancel), ("cpu", figure_cpu)]:
+                      ("cancel", figure_cancel), ("cpu", figure_cpu), ("stalled", figure_stalled)]:
         if only and name not in only:
             continue
         print(f"\n=== {name} ===", flush=True)
