@@ -18,6 +18,7 @@ let package = Package(
         .executable(name: "handoffd", targets: ["handoffd"]),
         .executable(name: "handoff-mock-llm", targets: ["handoff-mock-llm"]),
         .executable(name: "handoff-bench", targets: ["handoff-bench"]),
+        .executable(name: "handoff-exec", targets: ["handoff-exec"]),
         .library(name: "HandoffWire", targets: ["HandoffWire"]),
         .library(name: "HandoffSSE", targets: ["HandoffSSE"]),
         .library(name: "HandoffRequest", targets: ["HandoffRequest"]),
@@ -99,6 +100,14 @@ let package = Package(
             swiftSettings: strict
         ),
 
+        // Runs a program per handoff (the counterpart of the original fdrecv). No NIO.
+        .target(name: "HandoffExec", dependencies: ["HandoffWire"], swiftSettings: strict),
+        .executableTarget(
+            name: "handoff-exec",
+            dependencies: ["HandoffExec", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: strict
+        ),
+
         // The mock upstream: OpenAI- and LangGraph-compatible, HTTP/1.1, h2c, h2 over TLS.
         .target(
             name: "HandoffMockLLM",
@@ -176,6 +185,11 @@ let package = Package(
         .testTarget(
             name: "HandoffWireTests",
             dependencies: ["HandoffWire", "HandoffClientKit", "HandoffTestSupport"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "HandoffExecTests",
+            dependencies: ["HandoffExec"],
             swiftSettings: strict
         ),
         .testTarget(

@@ -27,6 +27,7 @@ REPO = Path(__file__).resolve().parent.parent
 PHP_SRC = Path(__file__).resolve().parent / "php"
 HANDOFFD_BIN = Path(os.environ.get("HANDOFFD_BIN", REPO / ".build/debug/handoffd"))
 MOCK_LLM_BIN = Path(os.environ.get("MOCK_LLM_BIN", REPO / ".build/debug/handoff-mock-llm"))
+HANDOFF_EXEC_BIN = Path(os.environ.get("HANDOFF_EXEC_BIN", REPO / ".build/debug/handoff-exec"))
 MODULE_PATH = Path(os.environ.get("HANDOFF_MODULE", REPO / "apache/.libs/mod_socket_handoff.so"))
 APACHE_BIN = os.environ.get("APACHE_BIN", "/usr/sbin/apache2")
 APACHE_MODULES = Path("/usr/lib/apache2/modules")
@@ -205,6 +206,51 @@ class Daemon:
 
     def log(self):
         return _read(self.log_path)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+class HandoffExec:
+    """handoff-exec on a SEQPACKET socket at `socket_path`, running `program` per handoff;
+    stderr goes to `<socket>.log`."""
+
+    def __init__(self, socket_path, program, *args, options=()):
+        self.socket_path = Path(socket_path)
+        self.log_path = self.socket_path.with_name(self.socket_path.name + ".log")
+        self.args = ["--socket", str(self.socket_path), "--socket-mode", "0666", *map(str, options), "--", str(program), *map(str, args)]
+        self.proc = None
+
+    def start(self, timeout=10.0):
+        mkdir_public(self.socket_path.parent)
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen([str(HANDOFF_EXEC_BIN), *self.args], stdin=subprocess.DEVNULL,
+                                         stdout=log, stderr=log, start_new_session=True)
+        wait_for(lambda: seqpacket_accepts(self.socket_path), timeout, "handoff-exec", self.proc)
+        return self
+
+    def log(self):
+        return _read(self.log_path)
+
+    def children(self):
+        """Pids of its children, zombies included, with their state letter."""
+        found = []
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    stat = Path(f"/proc/{entry}/stat").read_text()
+                except OSError:
+                    continue
+                fields = stat.rsplit(")", 1)[1].split()
+                if int(fields[1]) == self.proc.pid:
+                    found.append((int(entry), fields[0]))
+        return found
+
+    def stop(self):
+        stop_process(self.proc)
 
     def __enter__(self):
         return self.start()

@@ -171,3 +171,9 @@ const uint32_t handoff_EPOLLET = EPOLLET;
 const int handoff_EPOLL_CTL_ADD = EPOLL_CTL_ADD;
 const int handoff_EPOLL_CTL_DEL = EPOLL_CTL_DEL;
 const int handoff_EPOLL_CTL_MOD = EPOLL_CTL_MOD;
+
+#include <spawn.h>
+
+int handoff_spawn_close_from(void *actions, int lowest) {
+    return posix_spawn_file_actions_addclosefrom_np((posix_spawn_file_actions_t *)actions, lowest);
+}

@@ -315,9 +315,19 @@ public enum Syscall {
 extension Syscall {
     /// Starts `path` with `arguments` and `environment` via `posix_spawn`, with each of
     /// `descriptors` available in the child at its target number (close-on-exec cleared there;
-    /// every other descriptor of ours is close-on-exec). The child starts with no signal
-    /// blocked and every signal at its default action, whatever this process ignores or masks.
-    public static func spawn(path: String, arguments: [String], environment: [String: String], descriptors: [(source: CInt, target: CInt)] = []) throws -> Int32 {
+    /// every other descriptor of ours is close-on-exec). With `closeFrom`, the child also
+    /// closes every descriptor from that number up, even ones this process inherited without
+    /// close-on-exec. With `newProcessGroup`, the child leads a process group of its own (so
+    /// signalling `-pid` reaches whatever it starts). The child starts with no signal blocked
+    /// and every signal at its default action, whatever this process ignores or masks.
+    public static func spawn(
+        path: String,
+        arguments: [String],
+        environment: [String: String],
+        descriptors: [(source: CInt, target: CInt)] = [],
+        closeFrom: CInt? = nil,
+        newProcessGroup: Bool = false
+    ) throws -> Int32 {
         // Park the sources above every target first, so no dup2 overwrites a later source.
         var parked: [CInt] = []
         defer { parked.forEach { _ = Glibc.close($0) } }
@@ -330,6 +340,7 @@ extension Syscall {
         for (source, entry) in zip(parked, descriptors) {
             posix_spawn_file_actions_adddup2(&actions, source, entry.target)
         }
+        if let closeFrom { _ = handoff_spawn_close_from(&actions, closeFrom) }
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
         defer { posix_spawnattr_destroy(&attributes) }
@@ -339,7 +350,12 @@ extension Syscall {
         sigfillset(&all)
         posix_spawnattr_setsigmask(&attributes, &none)
         posix_spawnattr_setsigdefault(&attributes, &all)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+        var flags = POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF
+        if newProcessGroup {
+            posix_spawnattr_setpgroup(&attributes, 0)
+            flags |= POSIX_SPAWN_SETPGROUP
+        }
+        posix_spawnattr_setflags(&attributes, Int16(flags))
         let argv = ([path] + arguments).map { strdup($0) } + [nil]
         let envp = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
         defer {

@@ -91,4 +91,9 @@ extern const int handoff_EPOLL_CTL_MOD;
 }
 #endif
 
+/// posix_spawn_file_actions_addclosefrom_np: the child closes every descriptor from `lowest` up,
+/// whatever the parent inherited without close-on-exec. `actions` is a
+/// `posix_spawn_file_actions_t *`.
+int handoff_spawn_close_from(void *actions, int lowest);
+
 #endif
