@@ -25,7 +25,7 @@ os.environ.setdefault("HANDOFFD_BIN", str(RELEASE / "handoffd"))
 os.environ.setdefault("MOCK_LLM_BIN", str(RELEASE / "handoff-mock-llm"))
 sys.path.insert(0, str(REPO / "e2e"))
 sys.path.insert(0, str(REPO / "bench"))
-from harness import Apache, Daemon, MockLLM, make_temp_dir, mkdir_public  # noqa: E402
+from harness import Apache, Daemon, MockLLM, child_processes, make_temp_dir, mkdir_public  # noqa: E402
 
 BENCH = RELEASE / "handoff-bench"
 RESULTS = REPO / "bench/results"
@@ -45,16 +45,7 @@ class RSSWatcher:
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def family(self):
-        pids = [self.pid]
-        for entry in os.listdir("/proc"):
-            if entry.isdigit():
-                try:
-                    stat = Path(f"/proc/{entry}/stat").read_text()
-                except OSError:
-                    continue
-                if int(stat.rsplit(")", 1)[1].split()[1]) == self.pid:
-                    pids.append(int(entry))
-        return pids
+        return [self.pid] + [pid for pid, _ in child_processes(self.pid)]
 
     def rss(self):
         total = 0

@@ -108,6 +108,21 @@ def stop_pid(pid, timeout=10.0):
         os.kill(pid, signal.SIGKILL)
 
 
+def child_processes(pid):
+    """The children of `pid`, zombies included, as (pid, state letter) from /proc."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            fields = stat.rsplit(")", 1)[1].split()
+            if int(fields[1]) == pid:
+                found.append((int(entry), fields[0]))
+    return found
+
+
 def make_temp_dir(prefix="/tmp/hoe."):
     """A temp dir that Apache's children (www-data) can traverse."""
     d = Path(tempfile.mkdtemp(prefix=prefix))
@@ -236,18 +251,8 @@ class HandoffExec:
         return _read(self.log_path)
 
     def children(self):
-        """Pids of its children, zombies included, with their state letter."""
-        found = []
-        for entry in os.listdir("/proc"):
-            if entry.isdigit():
-                try:
-                    stat = Path(f"/proc/{entry}/stat").read_text()
-                except OSError:
-                    continue
-                fields = stat.rsplit(")", 1)[1].split()
-                if int(fields[1]) == self.proc.pid:
-                    found.append((int(entry), fields[0]))
-        return found
+        """Its children (zombies included), as (pid, state letter)."""
+        return child_processes(self.proc.pid)
 
     def stop(self):
         stop_process(self.proc)
