@@ -23,7 +23,7 @@ def demo(tmp_path_factory, module_path):
     apache = Apache("prefork", workers=4, module=module_path, docroot_src=REPO / "demo",
                     conf=['SetEnv HANDOFF_SOCKET "{run}/handoffd.sock"'])
     daemon = Daemon(apache.run_dir / "handoffd.sock", "--openai-base-url", mock.url,
-                    "--upstream-ca-file", mock.cert_path, mock_messages=6, mock_interval_ms=40).start()
+                    "--upstream-ca-file", mock.cert_path, mock_messages=6, mock_interval_ms=150).start()
     apache.start()
     try:
         yield apache
@@ -75,7 +75,9 @@ def test_tokens_appear_while_the_stream_is_running(browser, demo):
     browser.get(f"http://127.0.0.1:{demo.port}/")
     browser.find_element(By.ID, "prompt").send_keys("Stream slowly")
     browser.find_element(By.ID, "send").click()
-    WebDriverWait(browser, 10).until(expected_conditions.text_to_be_present_in_element((By.ID, "output"), "Mock message 1"))
+    # The stream takes 6 x 150 ms; look often, so the first token is seen well before the last.
+    WebDriverWait(browser, 10, poll_frequency=0.05).until(
+        expected_conditions.text_to_be_present_in_element((By.ID, "output"), "Mock message 1"))
     partial = browser.find_element(By.ID, "output").text
     assert "Mock message 6 of 6" not in partial
     WebDriverWait(browser, 20).until(lambda d: d.find_element(By.ID, "status").get_attribute("data-state") == "done")
