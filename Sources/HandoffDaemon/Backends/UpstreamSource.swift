@@ -123,6 +123,8 @@ final class UpstreamSource<Dialect: UpstreamDialect>: StreamSource, UpstreamResp
             self.failMidStream(UpstreamError(.malformed, "\(error)"))
             return
         }
+        // The events of one read leave in one write.
+        if !self.finished { self.session.sourceSendQueued() }
         if !self.finished, !self.session.isWritable, !self.paused {
             self.paused = true
             self.call?.setReading(false)
@@ -175,10 +177,10 @@ final class UpstreamSource<Dialect: UpstreamDialect>: StreamSource, UpstreamResp
             return
         case .content(let text):
             self.lastClientWrite = .now()
-            self.session.sourceProducedContent(text)
+            self.session.sourceProducedContent(text, queued: true)
         case .passThrough(let event):
             self.lastClientWrite = .now()
-            self.session.sourceProducedEvent(event)
+            self.session.sourceProducedEvent(event, queued: true)
         case .failure(let error):
             self.failMidStream(error)
         }

@@ -221,13 +221,31 @@ final class StreamSession: ClientConnectionDelegate, TimerWheelTarget {
         if flush, self.connection?.flush() == true { self.updateWriteProgress() }
     }
 
-    /// A content delta. `queued`: more follows at once (the source finishes right after, or
-    /// sends back to back), so the event waits to leave with what follows in one write
-    /// (``sourceSendQueued()``, or the final bytes).
+    /// A content delta. `queued`: more follows at once (the source finishes right after, sends
+    /// back to back, or has more events from the same upstream read), so the event waits to
+    /// leave with what follows in one write (``sourceSendQueued()``, or the final bytes).
     func sourceProducedContent(_ content: String, queued: Bool = false) {
         guard self.machine.sourceProducedEvent() == .writeEvent else { return }
         var buffer = Self.allocator.buffer(capacity: content.utf8.count + 24)
         HandoffEvents.writeContent(content, into: &buffer)
+        self.send(buffer, queued: queued)
+    }
+
+    /// Sends what ``sourceProducedContent(_:queued:)`` and ``sourceProducedEvent(_:queued:)`` queued.
+    func sourceSendQueued() {
+        if self.connection?.flush() == true { self.updateWriteProgress() }
+    }
+
+    /// A native event to pass through unchanged (LangGraph).
+    func sourceProducedEvent(_ event: SSEEvent, queued: Bool = false) {
+        guard self.machine.sourceProducedEvent() == .writeEvent else { return }
+        var buffer = Self.allocator.buffer(capacity: event.data.utf8.count + 32)
+        SSEEncoder.writeEvent(event.data, event: event.event, id: event.id, into: &buffer)
+        self.send(buffer, queued: queued)
+    }
+
+    /// One event's bytes: queued to leave with what follows, or written now.
+    private func send(_ buffer: ByteBuffer, queued: Bool) {
         self.log?.events += 1
         if queued {
             self.recordFirstByte()
@@ -236,20 +254,6 @@ final class StreamSession: ClientConnectionDelegate, TimerWheelTarget {
         } else {
             self.write(buffer, events: 1)
         }
-    }
-
-    /// Sends what ``sourceProducedContent(_:queued:)`` queued.
-    func sourceSendQueued() {
-        if self.connection?.flush() == true { self.updateWriteProgress() }
-    }
-
-    /// A native event to pass through unchanged (LangGraph).
-    func sourceProducedEvent(_ event: SSEEvent) {
-        guard self.machine.sourceProducedEvent() == .writeEvent else { return }
-        var buffer = Self.allocator.buffer(capacity: event.data.utf8.count + 32)
-        SSEEncoder.writeEvent(event.data, event: event.event, id: event.id, into: &buffer)
-        self.log?.events += 1
-        self.write(buffer, events: 1)
     }
 
     /// A `: ping` comment during upstream silence.
