@@ -123,6 +123,23 @@ def child_processes(pid):
     return found
 
 
+def stop_and_wait(pid, timeout=5.0):
+    """SIGSTOP `pid` and wait until every one of its threads is stopped: the signal is
+    asynchronous, and a thread already running may still do a little work before it stops."""
+    os.kill(pid, signal.SIGSTOP)
+
+    def stopped():
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            try:
+                state = (task / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            except OSError:
+                continue
+            if state not in ("T", "t"):
+                return False
+        return True
+    wait_for(stopped, timeout, f"pid {pid} stopped")
+
+
 def make_temp_dir(prefix="/tmp/hoe."):
     """A temp dir that Apache's children (www-data) can traverse."""
     d = Path(tempfile.mkdtemp(prefix=prefix))

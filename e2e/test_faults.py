@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from harness import Apache, Daemon, free_port, make_temp_dir, post_json
+from harness import Apache, Daemon, free_port, make_temp_dir, post_json, stop_and_wait
 from test_apache_handoff import assert_error_page, handoff, mock_stream
 
 # Connect 300 ms + send/ack 200 ms by default; /slowack/ waits up to 5 s for the ack.
@@ -61,7 +61,7 @@ def test_stopped_then_killed_daemon_every_queued_client_gets_503(fault_apache):
     d = Daemon(a.run_dir / "stopped.sock").start()
     logged = len(a.access_log_entries())
     try:
-        os.kill(d.proc.pid, signal.SIGSTOP)
+        stop_and_wait(d.proc.pid)
         results = many(12, lambda i: handoff(a, d.socket_path, {"prompt": f"q{i}"}, timeout=10))
         os.kill(d.proc.pid, signal.SIGKILL)
         d.proc.wait(5)
@@ -82,7 +82,7 @@ def test_stopped_daemon_that_wakes_up_writes_nothing_to_abandoned_clients(fault_
     a = fault_apache
     metrics_port = free_port()
     with Daemon(a.run_dir / "wakes.sock", "--metrics-address", f"127.0.0.1:{metrics_port}") as d:
-        os.kill(d.proc.pid, signal.SIGSTOP)
+        stop_and_wait(d.proc.pid)
         raw = []
         socks = []
         try:
@@ -131,7 +131,7 @@ def test_daemon_killed_while_handoffs_wait_for_the_ack(fault_apache):
     a = fault_apache
     d = Daemon(a.run_dir / "killed.sock").start()
     try:
-        os.kill(d.proc.pid, signal.SIGSTOP)
+        stop_and_wait(d.proc.pid)
         timer = threading.Timer(0.5, lambda: os.kill(d.proc.pid, signal.SIGKILL))
         timer.start()
         t0 = time.monotonic()
@@ -159,7 +159,7 @@ def test_daemon_killed_mid_stream_loses_nothing_that_was_queued(fault_apache):
         streaming = ThreadPoolExecutor(4)
         owned = [streaming.submit(stream, i) for i in range(4)]
         time.sleep(0.5)  # the streams are running
-        os.kill(d.proc.pid, signal.SIGSTOP)
+        stop_and_wait(d.proc.pid)
         timer = threading.Timer(0.6, lambda: os.kill(d.proc.pid, signal.SIGKILL))
         timer.start()
         queued = many(4, lambda i: handoff(a, d.socket_path, {"prompt": "queued"},
