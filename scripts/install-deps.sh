@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs what the build, the tests and the demo need from Debian's packages, when missing.
-# (systemd: for systemd-socket-activate in the socket-activation tests; no systemd runs.)
+# (systemd: for systemd-socket-activate in the socket-activation tests; no systemd runs.
+# prometheus: for promtool, which checks the alert rules in deploy/.)
 # As root it installs them; otherwise it names them and stops.
 set -euo pipefail
 
-packages=(apache2 apache2-dev libapache2-mod-php php-fpm php-cli curl cppcheck chromium chromium-driver systemd)
+packages=(apache2 apache2-dev libapache2-mod-php php-fpm php-cli curl cppcheck chromium chromium-driver systemd prometheus)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed' || missing+=("$package")
@@ -36,6 +37,6 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 # Debian starts the packaged services; we only use private instances on loopback.
-for service in apache2 "php*-fpm"; do
+for service in apache2 "php*-fpm" prometheus "prometheus-node-exporter"; do
     systemctl disable --now "$service" >/dev/null 2>&1 || true
 done

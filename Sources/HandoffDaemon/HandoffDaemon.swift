@@ -70,6 +70,7 @@ public final class HandoffDaemon: Sendable {
             maximumDescriptors: descriptorRoom,
             upstreamDescriptors: { backends.openConnections }
         )
+        metrics.maxStreams.set(capacity.maximumStreams)
         self.environment = try StreamEnvironment(
             configuration: configuration,
             metrics: metrics,

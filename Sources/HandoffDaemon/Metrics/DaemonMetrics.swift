@@ -12,6 +12,8 @@ public final class DaemonMetrics: Sendable {
         public static let handoffErrors = "handoffd_handoff_errors_total"
         public static let rejections = "handoffd_rejections_total"
         public static let activeStreams = "handoffd_active_streams"
+        public static let maxStreams = "handoffd_max_streams"
+        public static let draining = "handoffd_draining"
         public static let streams = "handoffd_streams_total"
         public static let bytesSent = "handoffd_bytes_sent_total"
         public static let eventsSent = "handoffd_events_sent_total"
@@ -30,6 +32,10 @@ public final class DaemonMetrics: Sendable {
     private let rejections: [Int: Counter]
     /// Streams currently running.
     let activeStreams: Meter
+    /// The most streams this process takes (`--max-connections`, or what its descriptors allow).
+    let maxStreams: Meter
+    /// 1 once graceful shutdown (or a reload's hand-over) began: the process drains.
+    let draining: Meter
     /// Finished connections, by outcome.
     private let streams: [String: Counter]
     let bytesSent: Counter
@@ -61,6 +67,8 @@ public final class DaemonMetrics: Sendable {
             }
         )
         self.activeStreams = Meter(label: Name.activeStreams, factory: factory)
+        self.maxStreams = Meter(label: Name.maxStreams, factory: factory)
+        self.draining = Meter(label: Name.draining, factory: factory)
         self.streams = Dictionary(
             uniqueKeysWithValues: StreamStateMachine.Outcome.allCases.map {
                 ($0.rawValue, Counter(label: Name.streams, dimensions: [("outcome", $0.rawValue)], factory: factory))

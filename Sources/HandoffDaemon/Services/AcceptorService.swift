@@ -12,6 +12,7 @@ struct AcceptorService: Service {
         self.acceptor.start()
         try? await gracefulShutdown()
         self.environment.draining.store(true, ordering: .relaxed)
+        self.environment.metrics.draining.set(1)
         self.acceptor.stop()
         await self.acceptor.waitUntilStopped()
     }
