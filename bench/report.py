@@ -152,6 +152,9 @@ def render_markdown(r):
         rows.append((f"{stalled['clients']} clients that stop reading (openai, endless upstream): RSS per stalled stream, daemon / mock",
                      "≤ 128 KiB each", f"{d:.1f} / {k:.1f} KiB", met(d <= 128 and k <= 128)))
     out.append("## Summary\n\n| figure | target | measured | |\n|---|---|---|---|\n" + "\n".join(f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows) + "\n")
+    figures = r.get("figures") or []
+    if figures:
+        out.append("## Figures\n\n" + "\n\n".join(f"![{title}]({name})" for title, name in figures) + "\n")
     errors = {k: v for k, v in r.items() if k.endswith("_error")}
     if errors:
         out.append("Figures that could not be measured: " + "; ".join(f"`{k[:-6]}`: {v}" for k, v in errors.items()) + "\n")

@@ -417,6 +417,9 @@ def main():
     # keeps what REPORT.md is made of.
     (RESULTS / "raw").mkdir(exist_ok=True)
     (RESULTS / "raw" / "report-full.json").write_text(json.dumps(results, indent=2, sort_keys=True))
+    # Figures from the full results (the raw histograms they need stay out of git).
+    import figures
+    results["figures"] = figures.draw(results, RESULTS)
     (RESULTS / "report.json").write_text(json.dumps(summary(results), indent=2, sort_keys=True))
     (RESULTS / "REPORT.md").write_text(render(results))
     print(f"\nwrote {RESULTS / 'REPORT.md'} and report.json")
