@@ -263,7 +263,7 @@ public final class ExecServer {
             guard template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) != nil else {
                 throw ExecError("mkdtemp in \(self.configuration.temporaryDirectory) failed: errno \(errno)")
             }
-            self.payloadDirectory = String(cString: template)
+            self.payloadDirectory = String(decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
         }
         self.payloadFiles += 1
         let path = "\(self.payloadDirectory!)/payload-\(self.payloadFiles).json"
