@@ -39,6 +39,16 @@ import Testing
         #expect(machine.streamEnded(resetByUs: false, now: self.now) == .close(reason: "retired"))
     }
 
+    @Test func usedUpStreamIDsRetireTheConnectionOnceItsStreamsEnd() {
+        var machine = self.ready()
+        machine.streamOpened()
+        #expect(machine.streamIDsExhausted() == .none)
+        #expect(!machine.canTakeStream)
+        #expect(machine.streamEnded(resetByUs: false, now: self.now) == .close(reason: "retired"))
+        var idle = self.ready()
+        #expect(idle.streamIDsExhausted() == .close(reason: "stream ids used up"))
+    }
+
     @Test func anIdleConnectionClosesAtOnceOnGoAway() {
         var machine = self.ready()
         #expect(machine.goAwayReceived(lastStreamID: 0) == .close(reason: "GOAWAY"))

@@ -67,6 +67,14 @@ struct HTTP2ConnectionStateMachine {
         return self.activeStreams == 0 ? .close(reason: "GOAWAY") : .none
     }
 
+    /// The connection's stream ids run out (a client has 2^30 of them): it takes no new stream
+    /// and closes once its streams have ended; the pool opens another.
+    mutating func streamIDsExhausted() -> Action {
+        guard self.state == .ready else { return .none }
+        self.state = .retiring
+        return self.activeStreams == 0 ? .close(reason: "stream ids used up") : .none
+    }
+
     /// A stream was given to this connection.
     mutating func streamOpened() {
         self.activeStreams += 1

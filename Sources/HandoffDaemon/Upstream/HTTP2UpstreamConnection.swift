@@ -44,6 +44,9 @@ final class HTTP2UpstreamConnection {
         self.connectionWindow = HTTP2InboundWindow(size: min(Int(Int32.max), pool.settings.streamWindowBytes * 128))
     }
 
+    /// The highest stream id a client may open (2^31 − 1, odd).
+    static let lastClientStreamID = Int(Int32.max)
+
     /// The connection window every HTTP/2 connection starts with (RFC 9113 §6.9.2).
     private static let initialConnectionWindow = 65_535
 
@@ -189,10 +192,14 @@ final class HTTP2UpstreamConnection {
             stream.failBeforeStart(UpstreamError(.connectFailed, "the connection is not ready"))
             return
         }
-        self.machine.streamOpened()
         let id = self.nextStreamID
+        guard let (headers, body) = stream.started(on: self, as: id, endpoint: self.pool.settings.endpoint) else {
+            stream.failBeforeStart(UpstreamError(.connectFailed, "no request to send"))
+            return
+        }
         self.nextStreamID = HTTP2StreamID(Int(id) + 2)
-        guard let (headers, body) = stream.started(on: self, as: id, endpoint: self.pool.settings.endpoint) else { return }
+        self.machine.streamOpened()
+        if Int(self.nextStreamID) > Self.lastClientStreamID { self.perform(self.machine.streamIDsExhausted()) }
         self.streams[id] = Entry(stream: stream, window: HTTP2InboundWindow(size: self.pool.settings.streamWindowBytes))
         // A stream NIOHTTP2 could not open (buffered past MAX_CONCURRENT_STREAMS when a GOAWAY
         // came, say) was never seen by the server.
