@@ -38,9 +38,9 @@ import Testing
     @Test func zeroIntervalSendsBackToBack() async throws {
         try await withDaemon({ $0.mock = .init(messages: 6000, interval: .zero) }) { daemon, _ in
             let started = ContinuousClock.now
-            let response = try #require(try await exchange(daemon, json: #"{"user_id":7}"#).response)
+            let response = try #require(try await exchange(daemon, payload: Array(#"{"user_id":7}"#.utf8), timeoutMilliseconds: 30_000).response)
             let elapsed = ContinuousClock.now - started
-            #expect(response.eventBlocks.count == 6001)
+            try #require(response.eventBlocks.count == 6001)
             #expect(response.eventBlocks.last == "data: [DONE]")
             #expect(response.eventBlocks[5999].contains("Mock message 6000 of 6000"))
             #expect(elapsed < .seconds(3), "6 000 events took \(elapsed)")
