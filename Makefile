@@ -43,11 +43,12 @@ clean:
 bench: deps module
 	$(PYTHON) bench/run.py
 
-# libFuzzer targets (not in CI): the handoff JSON decoder, the SSE parser, handoff records over
+# libFuzzer targets (not in CI): the handoff JSON decoder (its fast reader against the general one), the
+# JSON pull reader against Foundation, the SSE parser, handoff records over
 # real sockets. FUZZ_RUNS inputs each, starting from the committed seeds in fuzz/corpus; new
 # inputs and crashes go under /tmp/handoff-fuzz, never into the tree.
 FUZZ_RUNS ?= 200000
-FUZZERS = handoff-request sse-parser handoff-record
+FUZZERS = handoff-request json-reader sse-parser handoff-record
 fuzz:
 	# One -sanitize flag that names both: swiftc keeps only the last of several.
 	cd fuzz && $(SWIFT) build -c debug --sanitize=fuzzer --sanitize=address -Xswiftc -sanitize=fuzzer,address --scratch-path ../.build-fuzz

@@ -15,6 +15,11 @@ let package = Package(
             swiftSettings: asLibrary
         ),
         .executableTarget(
+            name: "fuzz-json-reader",
+            dependencies: [.product(name: "HandoffJSON", package: "socket-handoff")],
+            swiftSettings: asLibrary
+        ),
+        .executableTarget(
             name: "fuzz-sse-parser",
             dependencies: [.product(name: "HandoffSSE", package: "socket-handoff")],
             swiftSettings: asLibrary

@@ -1,10 +1,16 @@
-import HandoffRequest
+import Foundation
+@testable import HandoffRequest
 
-/// The handoff JSON decoder on arbitrary bytes: it never crashes, and what it accepts keeps the
-/// promises the rest of the daemon relies on (limits, no control characters in identifiers).
+/// The handoff JSON decoder on arbitrary bytes: it never crashes, what it accepts keeps the
+/// promises the rest of the daemon relies on (limits, no control characters in identifiers),
+/// and its fast reader (`scan`) agrees with the general decoder wherever it answers.
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzHandoffRequest(_ start: UnsafePointer<UInt8>, _ count: Int) -> CInt {
     let limits = HandoffRequestLimits()
+    let bytes = Array(UnsafeBufferPointer(start: start, count: count))
+    if !bytes.isEmpty, let scanned = bytes.withUnsafeBytes({ HandoffRequest.scan($0, limits: limits) }) {
+        precondition(scanned == (try? HandoffRequest.decodeGeneral(bytes, limits: limits)), "the fast reader disagrees with JSONDecoder")
+    }
     guard let request = try? HandoffRequest.decode(Array(UnsafeBufferPointer(start: start, count: count)), limits: limits) else {
         return 0
     }
