@@ -4,7 +4,6 @@ openai path's hot frames. Imported by bench/run.py (the `cpu` figure)."""
 import os
 import re
 import shutil
-import statistics
 import subprocess
 import time
 from pathlib import Path
@@ -106,6 +105,3 @@ def demangle(names):
         out[name] = re.sub(r"\(.*$", "", line)[:90]
     return out
 
-
-def median(values):
-    return statistics.median(values) if values else None

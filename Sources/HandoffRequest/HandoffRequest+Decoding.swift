@@ -248,7 +248,7 @@ extension HandoffRequest.ChatMessage {
         guard let role = try? message.decode(String.self, forKey: .role) else {
             throw HandoffRequestError.wrongType("\(field).role", expected: "a string")
         }
-        guard ["system", "user", "assistant", "tool", "developer"].contains(role) else {
+        guard Self.roles.contains(role) else {
             throw HandoffRequestError.invalidValue("\(field).role", "must be system, user, assistant, tool or developer")
         }
         if let text = try? message.decode(String.self, forKey: .content) {

@@ -139,9 +139,7 @@ extension HandoffRequest {
                 try reader.skipValue()
             }
         }
-        guard let role, let content, Self.roles.contains(role) else { throw Self.declined }
+        guard let role, let content, ChatMessage.roles.contains(role) else { throw Self.declined }
         return ChatMessage(role: role, content: .text(content))
     }
-
-    static let roles: Set<String> = ["system", "user", "assistant", "tool", "developer"]
 }

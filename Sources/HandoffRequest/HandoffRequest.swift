@@ -88,7 +88,7 @@ public struct HandoffRequest: Sendable, Equatable {
 
     /// One chat message.
     public struct ChatMessage: Sendable, Equatable {
-        /// `system`, `user`, `assistant` or `tool`.
+        /// One of ``roles``.
         public var role: String
         /// Plain text, or OpenAI content parts.
         public var content: Content
@@ -97,6 +97,9 @@ public struct HandoffRequest: Sendable, Equatable {
             self.role = role
             self.content = content
         }
+
+        /// The roles a handoff may give a message.
+        public static let roles: Set<String> = ["system", "user", "assistant", "tool", "developer"]
 
         /// A message's content.
         public enum Content: Sendable, Equatable {
