@@ -39,6 +39,22 @@ import Testing
         }
     }
 
+    /// The events and bytes counters move while a long stream runs (every 256 events), not
+    /// only when it ends, also when the events of one upstream read leave in one write.
+    @Test func sentCountersMoveDuringALongStream() async throws {
+        try await withMockLLM(.h2c, chunks: 3000, delay: .milliseconds(1)) { _, settings in
+            try await withDaemon({ $0.openAI = OpenAIBackend(upstream: settings) }) { daemon, metrics in
+                let (client, server) = try FakeApache.tcpConnection()
+                defer { client.closeIfOpen() }
+                try FakeApache.handOff(to: daemon.socketPath, json: #"{"backend":"openai","prompt":"x"}"#, server: server)
+                _ = try await FakeApache.read(until: "Mock token 600 ", from: client.rawValue)
+                #expect(daemon.activeStreams == 1)
+                #expect(try metrics.expectCounter("handoffd_events_sent_total").totalValue >= 256)
+                #expect(try metrics.expectCounter("handoffd_bytes_sent_total").totalValue > 256 * 20)
+            }
+        }
+    }
+
     @Test func attachmentsReachTheUpstreamAndAreDeleted() async throws {
         try await withTemporaryDirectory { dataDirectory in
             try "remember this".write(toFile: dataDirectory + "/notes.txt", atomically: true, encoding: .utf8)

@@ -218,7 +218,7 @@ final class StreamSession: ClientConnectionDelegate, TimerWheelTarget {
     /// first event (an upstream may take a while to its first token).
     func sourceResponded(flush: Bool = false) {
         self.perform(self.machine.sourceResponded())
-        if flush, self.connection?.flush() == true { self.updateWriteProgress() }
+        if flush { self.sourceSendQueued() }
     }
 
     /// A content delta. `queued`: more follows at once (the source finishes right after, sends
@@ -374,9 +374,11 @@ final class StreamSession: ClientConnectionDelegate, TimerWheelTarget {
         self.log?.timeToFirstByteNanoseconds = elapsed
     }
 
-    /// Counts bytes (and events) for the metrics, in the loop's batch, and for the access log.
+    /// Counts bytes (and events) for the metrics, in the loop's batch (passed on at a stream's
+    /// end and every 256 events), and for the access log.
     private func countSent(_ bytes: Int, events: Int = 0) {
         self.loop.countSent(bytes: bytes, events: events)
+        if events > 0 { self.loop.reportSent(to: self.environment.metrics, ifAtLeast: 256) }
         self.log?.bytes += bytes
     }
 
@@ -384,7 +386,6 @@ final class StreamSession: ClientConnectionDelegate, TimerWheelTarget {
         guard let connection = self.connection else { return }
         self.recordFirstByte()
         self.countSent(buffer.readableBytes, events: events)
-        if events > 0 { self.loop.reportSent(to: self.environment.metrics, ifAtLeast: 256) }
         guard connection.write(buffer) else { return }  // closed: connectionClosed did the rest
         self.updateWriteProgress()
     }

@@ -43,21 +43,26 @@ final class HTTP2UpstreamStream: UpstreamCall {
         guard self.state.cancel() else { return }
         self.held.removeAll()
         // RST_STREAM(CANCEL); the stream ends when the connection reports it closed.
-        if let connection = self.connection, let id = self.streamID { connection.reset(id) }
+        self.onConnection { $0.reset($1) }
     }
 
     func setReading(_ reading: Bool) {
         guard reading != self.reading else { return }
         self.reading = reading
-        guard reading else {
-            self.connection.map { connection in self.streamID.map { connection.setReading(false, on: $0) } }
-            return
+        if reading {
+            // What arrived while paused first; the owner may pause again on the way.
+            while self.reading, !self.state.ended, let buffer = self.held.popFirst() {
+                self.state.delegate?.upstreamReceived(buffer)
+            }
+            guard self.reading else { return }
+            if self.endHeld { self.state.finish(.success(())) }
         }
-        while self.reading, !self.state.ended, let buffer = self.held.popFirst() {
-            self.state.delegate?.upstreamReceived(buffer)
-        }
-        if self.reading, self.endHeld { self.state.finish(.success(())) }
-        if self.reading, let connection = self.connection, let id = self.streamID { connection.setReading(true, on: id) }
+        self.onConnection { $0.setReading(reading, on: $1) }
+    }
+
+    /// Runs `body` with the connection and the stream's id there, while it runs on one.
+    private func onConnection(_ body: (HTTP2UpstreamConnection, HTTP2StreamID) -> Void) {
+        if let connection = self.connection, let id = self.streamID { body(connection, id) }
     }
 
     /// The pool could not start it.
@@ -69,10 +74,10 @@ final class HTTP2UpstreamStream: UpstreamCall {
 
     /// Started as stream `id` of `connection`: the request's frames, HEADERS then DATA.
     func started(on connection: HTTP2UpstreamConnection, as id: HTTP2StreamID, endpoint: UpstreamEndpoint) -> (HPACKHeaders, ByteBuffer)? {
-        self.connection = connection
-        self.streamID = id
         guard let request = self.request else { return nil }
         self.request = nil
+        self.connection = connection
+        self.streamID = id
         var headers = HPACKHeaders()
         headers.reserveCapacity(8 + request.headers.count)
         headers.add(name: ":method", value: "POST")
@@ -92,7 +97,7 @@ final class HTTP2UpstreamStream: UpstreamCall {
         if !self.headReported {
             guard let status = headers.first(name: ":status").flatMap(Int.init) else {
                 self.state.finish(.failure(UpstreamError(.malformed, "response without :status")))
-                self.connection.map { connection in self.streamID.map(connection.reset) }
+                self.onConnection { $0.reset($1) }
                 return
             }
             if (100..<200).contains(status) { return }
