@@ -1,6 +1,7 @@
 """handoff-exec through a real Apache: a program per handoff, with the client socket as its
 stdin and stdout, run concurrently, bounded, timed out, reaped, drained on SIGTERM."""
 
+import itertools
 import json
 import os
 import signal
@@ -60,8 +61,12 @@ def handlers():
     return directory
 
 
-def serve(apache, program, *args, options=(), name="exec.sock"):
-    return HandoffExec(apache.run_dir / name, program, *args, options=options)
+SERVERS = itertools.count()
+
+
+def serve(apache, program, *args, options=()):
+    """A handoff-exec of its own (socket and log) for each test, in Apache's allowed directory."""
+    return HandoffExec(apache.run_dir / f"exec-{next(SERVERS)}.sock", program, *args, options=options)
 
 
 def test_a_shell_handler_answers_the_client_through_apache(exec_apache, handlers):
@@ -84,14 +89,16 @@ def test_a_php_cli_handler_answers_the_client(exec_apache, handlers):
 
 def test_large_payloads_arrive_as_a_file_that_is_removed_afterwards(exec_apache, handlers):
     program = script(handlers, "answer.sh", SHELL_HANDLER)
-    with serve(exec_apache, program, options=["--max-env-payload-bytes", "16"]) as hx:
+    files = make_temp_dir()
+    with serve(exec_apache, program, options=["--max-env-payload-bytes", "16", "--payload-directory", files]) as hx:
         data = {"prompt": "x" * 2000}
         resp = handoff(exec_apache, hx.socket_path, data)
         assert resp.status == 200, resp.raw
         assert resp.body == b"file:" + json.dumps(data).encode()
         wait_for(lambda: "handler exited" in hx.log(), 5, "the handler's exit")
-        leftovers = [p for p in Path("/tmp").glob("handoff-exec.*/payload-*")]
-        assert leftovers == []
+        [private] = list(files.glob("handoff-exec.*"))  # made for the payload files
+        assert list(private.iterdir()) == []  # the file went with its handler
+    assert list(files.iterdir()) == []  # and the directory with handoff-exec
 
 
 def test_handlers_run_concurrently(exec_apache, handlers):

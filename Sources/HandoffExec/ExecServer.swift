@@ -195,9 +195,7 @@ public final class ExecServer {
         while let (pid, clean) = Syscall.reapChild() {
             guard let child = self.children.exited(pid: pid) else { continue }
             if let file = child.payloadFile { try? Syscall.unlink(file) }
-            let milliseconds = (ContinuousClock.now - child.started).components
-            let elapsed = milliseconds.seconds * 1000 + milliseconds.attoseconds / 1_000_000_000_000_000
-            self.log("handler exited pid=\(pid) clean=\(clean) duration_ms=\(elapsed)")
+            self.log("handler exited pid=\(pid) clean=\(clean) duration_ms=\((ContinuousClock.now - child.started).wholeMilliseconds)")
         }
     }
 
@@ -250,9 +248,8 @@ public final class ExecServer {
         if let next = self.children.nextDeadline { deadlines.append(next) }
         if let drain = self.drainDeadline { deadlines.append(drain) }
         guard let first = deadlines.min() else { return 1000 }
-        let components = (first - .now).components
-        let milliseconds = components.seconds * 1000 + components.attoseconds / 1_000_000_000_000_000 + 1
-        return Int(max(0, min(1000, milliseconds)))
+        // One millisecond late rather than early: a wait that ends before the deadline spins.
+        return Int(max(0, min(1000, (first - .now).wholeMilliseconds + 1)))
     }
 
     // MARK: Payload files and answers
@@ -298,6 +295,13 @@ public final class ExecServer {
 public struct ExecError: Error, CustomStringConvertible {
     public var description: String
     init(_ description: String) { self.description = description }
+}
+
+extension Duration {
+    /// The duration in whole milliseconds, rounded toward zero.
+    var wholeMilliseconds: Int64 {
+        self.components.seconds * 1000 + self.components.attoseconds / 1_000_000_000_000_000
+    }
 }
 
 /// The environment children start from: a fixed `PATH`, nothing inherited.

@@ -40,6 +40,9 @@ struct HandoffExecCommand: ParsableCommand {
     @Option(help: "Payloads up to this many bytes go in HANDOFF_DATA; larger ones in a file.")
     var maxEnvPayloadBytes: Int = 64 * 1024
 
+    @Option(help: "Where the files of larger payloads go (in a private directory made there).")
+    var payloadDirectory: String = "/tmp"
+
     @Argument(parsing: .captureForPassthrough, help: "The program (absolute path) and its arguments, after --.")
     var command: [String] = []
 
@@ -63,7 +66,8 @@ struct HandoffExecCommand: ParsableCommand {
             maxChildren: self.maxChildren,
             childTimeout: .seconds(self.timeoutS),
             drainTimeout: .seconds(self.drainTimeoutS),
-            maxEnvironmentPayloadBytes: self.maxEnvPayloadBytes
+            maxEnvironmentPayloadBytes: self.maxEnvPayloadBytes,
+            temporaryDirectory: self.payloadDirectory
         )
         let server = ExecServer(configuration: configuration) { line in
             FileHandleStandardError.write(line)
