@@ -106,7 +106,7 @@ private struct PayloadGenerator {
         if self.next(8) != 0 { members.append("\"role\":" + (self.next(5) == 0 ? self.value() : "\"\(self.pick(["user", "system", "assistant", "robot", "tool"]))\"")) }
         if self.next(8) != 0 { members.append("\"content\":" + (self.next(5) == 0 ? self.pick([#"[{"type":"text","text":"x"}]"#, "null", "5"]) : self.string())) }
         if self.next(10) == 0 { members.append("\"name\":\"n\"") }
-        if self.next(20) == 0, let first = members.first { members.append(first) }
+        if self.next(20) == 0, !members.isEmpty { members.append(members[self.next(members.count)]) }  // repeated key
         return "{" + members.joined(separator: ",") + "}"
     }
 

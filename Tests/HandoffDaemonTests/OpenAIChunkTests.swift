@@ -128,7 +128,7 @@ private struct ChunkGenerator {
     private mutating func object(_ members: [(String, String)]) -> String {
         var members = members.filter { _ in self.next(6) != 0 }
         if self.next(5) == 0 { members.append(("extra", self.scalar())) }
-        if self.next(20) == 0, let first = members.first { members.append(first) }  // repeated key
+        if self.next(10) == 0, !members.isEmpty { members.append((members[self.next(members.count)].0, self.scalar())) }  // repeated key
         if self.next(4) == 0 { members.shuffle(using: &self.random) }
         return "{" + members.map { "\"\($0.0)\":\($0.1)" }.joined(separator: ",") + "}"
     }
