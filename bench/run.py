@@ -25,7 +25,7 @@ os.environ.setdefault("HANDOFFD_BIN", str(RELEASE / "handoffd"))
 os.environ.setdefault("MOCK_LLM_BIN", str(RELEASE / "handoff-mock-llm"))
 sys.path.insert(0, str(REPO / "e2e"))
 sys.path.insert(0, str(REPO / "bench"))
-from harness import Apache, Daemon, MockLLM, child_processes, make_temp_dir, mkdir_public  # noqa: E402
+from harness import Apache, Daemon, MockLLM, child_processes, make_temp_dir, mkdir_public, send_record, tcp_pair  # noqa: E402
 
 BENCH = RELEASE / "handoff-bench"
 RESULTS = REPO / "bench/results"
@@ -334,7 +334,6 @@ def figure_stalled(results):
     """Clients that stop reading, on the openai backend with a long upstream stream (100 000
     chunks, no delay): the daemon pauses each upstream stream (no HTTP/2 window given back) and
     the mock waits for its window, so both stay bounded. RSS of both, before and after 15 s."""
-    import array
     n = scale(300)
     root = make_temp_dir()
     mock = MockLLM(root / "llm", chunk_count=100000, chunk_delay_ms=0, args=["--quiet"]).start()
@@ -343,20 +342,12 @@ def figure_stalled(results):
     try:
         time.sleep(0.5)
         daemon_idle, mock_idle = RSSWatcher(daemon.proc.pid).rss(), RSSWatcher(mock.proc.pid).rss()
-        listener = socket.socket()
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(n)
         for _ in range(n):
-            client = socket.create_connection(listener.getsockname())
+            client, server = tcp_pair()
             client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-            server, _ = listener.accept()
-            with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as unix:
-                unix.connect(str(daemon.socket_path))
-                unix.sendmsg([b'{"backend":"openai","prompt":"stall"}'],
-                              [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [server.fileno()]))])
+            send_record(daemon.socket_path, b'{"backend":"openai","prompt":"stall"}', [server.fileno()])
             server.close()
             clients.append(client)  # never read
-        listener.close()
         samples = []
         for second in range(15):
             time.sleep(1)

@@ -108,6 +108,27 @@ def stop_pid(pid, timeout=10.0):
         os.kill(pid, signal.SIGKILL)
 
 
+def tcp_pair():
+    """(client, server): a loopback TCP connection; `server` is what Apache would hand off."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        client = socket.create_connection(listener.getsockname())
+        server, _ = listener.accept()
+    return client, server
+
+
+def send_record(path, payload, fds):
+    """One handoff record to the SEQPACKET socket at `path`, as the module sends it (without
+    waiting for an acknowledgement): `payload` with `fds` attached."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as unix:
+        unix.connect(str(path))
+        if fds:
+            socket.send_fds(unix, [payload], fds)
+        else:
+            unix.sendmsg([payload])
+
+
 def child_processes(pid):
     """The children of `pid`, zombies included, as (pid, state letter) from /proc."""
     found = []

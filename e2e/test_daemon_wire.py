@@ -8,28 +8,9 @@ import time
 
 import pytest
 
-from harness import Daemon, mkdir_public, sse_data, wait_for
+from harness import Daemon, mkdir_public, send_record, sse_data, tcp_pair, wait_for
 
 ROUNDS = 40
-
-
-def tcp_pair():
-    """(client, server): a loopback TCP connection; `server` is what Apache would hand off."""
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(1)
-        client = socket.create_connection(listener.getsockname())
-        server, _ = listener.accept()
-    return client, server
-
-
-def send_record(path, payload, fds):
-    with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as unix:
-        unix.connect(str(path))
-        if fds:
-            socket.send_fds(unix, [payload], fds)
-        else:
-            unix.sendmsg([payload])
 
 
 def read_all(sock, timeout=5.0):

@@ -1,15 +1,13 @@
 """The operator's kit in deploy/: the Prometheus alert rules are valid (promtool), and every
 metric the rules and the Grafana dashboard query is one a running handoffd exports."""
 
-import array
 import json
 import re
-import socket
 import subprocess
 import urllib.request
 from pathlib import Path
 
-from harness import Daemon, free_port, make_temp_dir
+from harness import Daemon, free_port, make_temp_dir, send_record, tcp_pair
 
 REPO = Path(__file__).resolve().parent.parent
 RULES = REPO / "deploy/prometheus/handoffd.rules.yml"
@@ -21,15 +19,12 @@ def exported_metric_names():
     and returns the names of every sample /metrics shows."""
     port = free_port()
     with Daemon(make_temp_dir() / "d.sock", "--metrics-address", f"127.0.0.1:{port}", mock_messages=2, mock_interval_ms=1) as d:
-        client, server = socket.socketpair()
-        with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as unix:
-            unix.connect(str(d.socket_path))
-            unix.sendmsg([b'{"prompt":"metrics"}'], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [server.fileno()]))])
-        server.close()
-        client.settimeout(5)
-        while client.recv(65536):
-            pass
-        client.close()
+        client, server = tcp_pair()
+        with client, server:
+            send_record(d.socket_path, b'{"prompt":"metrics"}', [server.fileno()])
+            server.close()
+            client.settimeout(5)
+            assert b"data: [DONE]" in b"".join(iter(lambda: client.recv(65536), b""))
         text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
     return {re.split(r"[{ ]", line, maxsplit=1)[0] for line in text.splitlines() if line and not line.startswith("#")}
 
