@@ -127,9 +127,9 @@ public final class ExecServer {
         case .none:
             break
         case .refuse:
-            Self.reply(HandoffAck.refused, on: entry.connection)
+            _ = HandoffAck.send(HandoffAck.refused, on: entry.connection)
         case .acknowledgeThenServe:
-            guard Self.reply(HandoffAck.acknowledged, on: entry.connection) else {
+            guard HandoffAck.send(HandoffAck.acknowledged, on: entry.connection) else {
                 // The sender stopped waiting and answers the client itself.
                 disposition.abandon()
                 return
@@ -144,11 +144,6 @@ public final class ExecServer {
         case .dropped(let rejection):
             self.log("handoff dropped reason=\(rejection.rawValue)")
         }
-    }
-
-    @discardableResult
-    private static func reply(_ byte: UInt8, on connection: OwnedDescriptor) -> Bool {
-        ((try? withUnsafeBytes(of: byte) { try Syscall.send(connection.rawValue, $0) }) ?? nil) == 1
     }
 
     // MARK: Children

@@ -42,6 +42,12 @@ public enum HandoffAck {
         case .dropped: return .refuse
         }
     }
+
+    /// Sends the one-byte answer `byte` on the handoff connection; whether it went out (it
+    /// does not once the sender stopped waiting and shut down).
+    public static func send(_ byte: UInt8, on connection: OwnedDescriptor) -> Bool {
+        ((try? withUnsafeBytes(of: byte) { try Syscall.send(connection.rawValue, $0) }) ?? nil) == 1
+    }
 }
 
 /// The sender's side of an acknowledged handoff after its record went out: a pure state machine.

@@ -287,10 +287,10 @@ final class HandoffAcceptor: @unchecked Sendable {
             case .none:
                 self.dispatch(disposition)
             case .refuse:
-                _ = Self.reply(HandoffAck.refused, on: connection)
+                _ = HandoffAck.send(HandoffAck.refused, on: connection)
                 self.dispatch(disposition)
             case .acknowledgeThenServe:
-                guard Self.reply(HandoffAck.acknowledged, on: connection) else {
+                guard HandoffAck.send(HandoffAck.acknowledged, on: connection) else {
                     // The sender gave up before our ack could reach it and answers the client
                     // itself: close our copy without writing a byte.
                     disposition.abandon()
@@ -304,10 +304,6 @@ final class HandoffAcceptor: @unchecked Sendable {
     }
 
     /// Sends the one-byte answer; whether it went out.
-    private static func reply(_ byte: UInt8, on connection: OwnedDescriptor) -> Bool {
-        ((try? withUnsafeBytes(of: byte) { try Syscall.send(connection.rawValue, $0) }) ?? nil) == 1
-    }
-
     private func forget(_ fd: CInt, epoll: Epoll) -> PendingConnection? {
         guard let entry = self.pending.removeValue(forKey: fd) else { return nil }
         try? epoll.remove(fd)
