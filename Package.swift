@@ -24,6 +24,7 @@ let package = Package(
         .library(name: "HandoffRequest", targets: ["HandoffRequest"]),
         .library(name: "HandoffJSON", targets: ["HandoffJSON"]),
         .library(name: "HandoffDaemon", targets: ["HandoffDaemon"]),
+        .library(name: "HandoffRedis", targets: ["HandoffRedis"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
@@ -57,6 +58,18 @@ let package = Package(
 
         // A strict pull reader for JSON on hot paths (upstream chunks), with no tree. No dependencies.
         .target(name: "HandoffJSON", swiftSettings: hotPath),
+
+        // A small pipelined Redis client (RESP2/RESP3, pub/sub, TLS) on SwiftNIO: only what the daemon uses.
+        .target(
+            name: "HandoffRedis",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
 
         // The handoff JSON: strict decoding, validation and attachments. No NIO.
         .target(name: "HandoffRequest", dependencies: ["HandoffWire", "HandoffJSON"], swiftSettings: strict),
@@ -185,6 +198,18 @@ let package = Package(
         .testTarget(
             name: "HandoffWireTests",
             dependencies: ["HandoffWire", "HandoffClientKit", "HandoffTestSupport"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "HandoffRedisTests",
+            dependencies: [
+                "HandoffRedis",
+                "HandoffTestSupport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: strict
         ),
         .testTarget(

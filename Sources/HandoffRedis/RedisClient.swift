@@ -1,0 +1,377 @@
+public import Logging
+public import NIOCore
+import NIOPosix
+public import NIOSSL
+
+/// A pipelined connection to Redis, owned by one event loop.
+///
+/// Commands are written as they come and flushed once per loop tick, so a burst of commands
+/// leaves in one write and their replies come back in one read; replies are matched to
+/// commands in order. The connection opens on first use and after a failure is retried with
+/// exponential backoff (100 ms doubling to 5 s): while backing off, commands fail at once with
+/// ``RedisError/Code/unavailable`` instead of queueing, so nothing on the loop ever waits on a
+/// Redis that is down. A command without a reply within the timeout closes the connection
+/// (every later reply would be misattributed) and fails what was in flight.
+// @unchecked Sendable: all mutable state is touched only on `eventLoop` (asserted); other
+// threads only read the immutable properties.
+public final class RedisClient: @unchecked Sendable {
+    public let eventLoop: any EventLoop
+    public let configuration: RedisConfiguration
+    private let tls: NIOSSLContext?
+    private let logger: Logger
+
+    private enum State {
+        case idle
+        case connecting
+        case ready(any Channel)
+        case backingOff(until: NIODeadline)
+        case shutDown
+    }
+
+    private struct InFlight {
+        var promise: EventLoopPromise<RESPValue>?
+        var deadline: NIODeadline
+        var name: String
+    }
+
+    private var state = State.idle
+    private var inFlight = CircularBuffer<InFlight>()
+    private var waiting = CircularBuffer<(RESPCommand, EventLoopPromise<RESPValue>?)>()
+    private var consecutiveFailures = 0
+    private var flushScheduled = false
+    private var timer: Scheduled<Void>?
+    private var closeError = RedisError(.connectionClosed, "the Redis connection closed")
+    /// Most commands queued or in flight; past it commands fail with `overloaded`.
+    public var maxPending = 100_000
+
+    /// Subscriber mode: pub/sub messages and subscription confirmations go to ``onPush``
+    /// rather than to a command's promise. RESP3 push frames always go there.
+    public var subscriberMode = false
+    /// Out-of-band messages (pub/sub), on the loop.
+    public var onPush: ((RESPValue) -> Void)?
+    /// Called on the loop when the connection is up (after `AUTH`/`SELECT`) and when it is lost.
+    public var onConnectionChange: ((Bool) -> Void)?
+    /// Reconnect by itself after a loss (a subscriber must), rather than on the next command.
+    public var reconnectsAutomatically = false
+
+    public init(eventLoop: any EventLoop, configuration: RedisConfiguration, tls: NIOSSLContext? = nil, logger: Logger) {
+        self.eventLoop = eventLoop
+        self.configuration = configuration
+        self.tls = tls
+        self.logger = logger
+    }
+
+    /// A TLS context for `rediss://` configurations; nil for plain ones.
+    public static func makeTLSContext(for configuration: RedisConfiguration) throws -> NIOSSLContext? {
+        guard configuration.tls else { return nil }
+        var tls = TLSConfiguration.makeClientConfiguration()
+        if !configuration.tlsVerify { tls.certificateVerification = .none }
+        return try NIOSSLContext(configuration: tls)
+    }
+
+    /// Whether the connection is up now.
+    public var isConnected: Bool {
+        self.eventLoop.assertInEventLoop()
+        if case .ready = self.state { return true }
+        return false
+    }
+
+    /// Sends `command`; the future has its reply, or fails with a ``RedisError`` (an error
+    /// reply becomes ``RedisError/Code/server``).
+    public func send(_ command: RESPCommand) -> EventLoopFuture<RESPValue> {
+        let promise = self.eventLoop.makePromise(of: RESPValue.self)
+        self.enqueue(command, promise: promise)
+        return promise.futureResult
+    }
+
+    /// Sends `command` without waiting for a reply (subscriber mode: the confirmation comes as a push).
+    public func sendWithoutReply(_ command: RESPCommand) {
+        self.enqueue(command, promise: nil)
+    }
+
+    /// Opens the connection now rather than on the first command.
+    public func connect() {
+        self.eventLoop.assertInEventLoop()
+        if case .idle = self.state { self.startConnecting() }
+    }
+
+    /// Closes the connection for good; commands still waiting fail.
+    public func shutdown() {
+        self.eventLoop.assertInEventLoop()
+        let previous = self.state
+        self.state = .shutDown
+        self.timer?.cancel()
+        self.failWaiting(RedisError(.unavailable, "the Redis client is shut down"))
+        if case .ready(let channel) = previous { channel.close(promise: nil) }
+    }
+
+    private func enqueue(_ command: RESPCommand, promise: EventLoopPromise<RESPValue>?) {
+        self.eventLoop.assertInEventLoop()
+        guard self.inFlight.count + self.waiting.count < self.maxPending else {
+            promise?.fail(RedisError(.overloaded, "\(self.inFlight.count + self.waiting.count) Redis commands are waiting for replies"))
+            return
+        }
+        switch self.state {
+        case .ready(let channel):
+            self.write(command, promise: promise, on: channel)
+        case .connecting:
+            self.waiting.append((command, promise))
+        case .idle:
+            self.waiting.append((command, promise))
+            self.startConnecting()
+        case .backingOff(let until):
+            if NIODeadline.now() >= until, !self.reconnectsAutomatically {
+                self.waiting.append((command, promise))
+                self.startConnecting()
+            } else {
+                promise?.fail(RedisError(.unavailable, "Redis at \(self.configuration.host):\(self.configuration.port) is unreachable; retrying"))
+            }
+        case .shutDown:
+            promise?.fail(RedisError(.unavailable, "the Redis client is shut down"))
+        }
+    }
+
+    private func write(_ command: RESPCommand, promise: EventLoopPromise<RESPValue>?, on channel: any Channel) {
+        let expectsReply = promise != nil || !self.subscriberMode
+        if expectsReply {
+            self.inFlight.append(InFlight(promise: promise, deadline: .now() + TimeAmount(self.configuration.commandTimeout), name: command.name))
+            if self.timer == nil { self.armTimer() }
+        }
+        channel.write(command.bytes, promise: nil)
+        if !self.flushScheduled {
+            self.flushScheduled = true
+            self.eventLoop.assumeIsolatedUnsafeUnchecked().execute {
+                self.flushScheduled = false
+                if case .ready(let channel) = self.state { channel.flush() }
+            }
+        }
+    }
+
+    // MARK: Connecting
+
+    private func startConnecting() {
+        self.state = .connecting
+        let configuration = self.configuration
+        let tls = self.tls
+        let bootstrap = ClientBootstrap(group: self.eventLoop)
+            .connectTimeout(TimeAmount(configuration.connectTimeout))
+            .channelOption(.socketOption(.so_keepalive), value: 1)
+            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    if let tls {
+                        let handler = try NIOSSLClientHandler(context: tls, serverHostname: configuration.host.first?.isNumber == true || configuration.host.contains(":") ? nil : configuration.host)
+                        try channel.pipeline.syncOperations.addHandler(handler)
+                    }
+                    try channel.pipeline.syncOperations.addHandler(RESPHandler(client: self))
+                }
+            }
+        bootstrap.connect(host: configuration.host, port: configuration.port).assumeIsolated().whenComplete { result in
+            switch result {
+            case .success(let channel):
+                guard case .connecting = self.state else {
+                    channel.close(promise: nil)
+                    return
+                }
+                self.connected(channel)
+            case .failure(let error):
+                guard case .connecting = self.state else { return }
+                self.connectFailed(RedisError(.unavailable, "connecting to Redis at \(configuration.host):\(configuration.port) failed: \(error)"))
+            }
+        }
+    }
+
+    private func connected(_ channel: any Channel) {
+        self.state = .ready(channel)
+        self.closeError = RedisError(.connectionClosed, "the Redis connection closed")
+        // The handshake goes first; later commands are pipelined behind it. A refused AUTH
+        // closes the connection, which fails them.
+        for command in self.handshake() {
+            let promise = self.eventLoop.makePromise(of: RESPValue.self)
+            self.write(command, promise: promise, on: channel)
+            promise.futureResult.assumeIsolated().whenFailure { error in
+                self.logger.error("the Redis handshake failed", metadata: ["command": "\(command.name)", "error": "\(error)"])
+                self.closeError = RedisError(.unavailable, "the Redis handshake failed at \(command.name): \(error)")
+                self.consecutiveFailures += 1
+                channel.close(promise: nil)
+            }
+        }
+        if self.subscriberMode {
+            // Before its first SUBSCRIBE a subscriber is an ordinary connection: the handshake
+            // replies above come back in order, then only pushes do.
+            self.consecutiveFailures = 0
+            self.onConnectionChange?(true)
+        } else {
+            self.send(RESPCommand("PING")).assumeIsolated().whenSuccess { _ in
+                self.consecutiveFailures = 0
+                self.onConnectionChange?(true)
+            }
+        }
+        let waiting = self.waiting
+        self.waiting.removeAll()
+        for (command, promise) in waiting { self.write(command, promise: promise, on: channel) }
+    }
+
+    private func handshake() -> [RESPCommand] {
+        var commands: [RESPCommand] = []
+        let configuration = self.configuration
+        if configuration.protocolVersion == 3 {
+            var arguments: [RESPArgument] = ["3"]
+            if let password = configuration.password {
+                arguments += ["AUTH", .string(configuration.username ?? "default"), .string(password)]
+            }
+            commands.append(RESPCommand("HELLO", arguments))
+        } else if let password = configuration.password {
+            if let username = configuration.username {
+                commands.append(RESPCommand("AUTH", [.string(username), .string(password)]))
+            } else {
+                commands.append(RESPCommand("AUTH", [.string(password)]))
+            }
+        }
+        if configuration.database != 0 { commands.append(RESPCommand("SELECT", [.string(String(configuration.database))])) }
+        return commands
+    }
+
+    private func connectFailed(_ error: RedisError) {
+        self.consecutiveFailures += 1
+        self.failWaiting(error)
+        self.backOff()
+    }
+
+    private func backOff() {
+        let delay = TimeAmount.milliseconds(min(5_000, 100 << min(self.consecutiveFailures - 1, 6)))
+        self.state = .backingOff(until: .now() + delay)
+        if self.reconnectsAutomatically {
+            self.eventLoop.assumeIsolatedUnsafeUnchecked().scheduleTask(in: delay) {
+                if case .backingOff = self.state { self.startConnecting() }
+            }
+        }
+    }
+
+    private func failWaiting(_ error: RedisError) {
+        let waiting = self.waiting
+        self.waiting.removeAll()
+        for (_, promise) in waiting { promise?.fail(error) }
+    }
+
+    // MARK: From the handler
+
+    func received(_ value: RESPValue) {
+        // Replies still in the read buffer after the connection was given up belong to no one.
+        guard case .ready = self.state else { return }
+        if case .push = value {
+            self.onPush?(value)
+            return
+        }
+        if self.subscriberMode, Self.isSubscriptionMessage(value) {
+            self.onPush?(value)
+            return
+        }
+        guard let entry = self.inFlight.popFirst() else {
+            self.protocolViolation("a reply to no command")
+            return
+        }
+        if case .error(let message) = value {
+            entry.promise?.fail(RedisError(.server, "Redis refused \(entry.name): \(message)"))
+        } else {
+            entry.promise?.succeed(value)
+        }
+    }
+
+    func protocolViolation(_ message: String) {
+        self.logger.error("the Redis connection is out of step; closing it", metadata: ["error": "\(message)"])
+        self.closeError = RedisError(.protocolViolation, message)
+        if case .ready(let channel) = self.state { channel.close(promise: nil) }
+    }
+
+    func channelClosed() {
+        let wasReady: Bool
+        if case .ready = self.state { wasReady = true } else { wasReady = false }
+        guard wasReady else { return }
+        self.timer?.cancel()
+        self.timer = nil
+        let inFlight = self.inFlight
+        self.inFlight.removeAll()
+        for entry in inFlight { entry.promise?.fail(self.closeError) }
+        self.onConnectionChange?(false)
+        if self.consecutiveFailures > 0 {
+            self.backOff()
+        } else {
+            self.state = .idle
+            if self.reconnectsAutomatically {
+                self.consecutiveFailures = 1
+                self.backOff()
+            }
+        }
+    }
+
+    private static func isSubscriptionMessage(_ value: RESPValue) -> Bool {
+        guard case .array(let elements) = value, let kind = elements.first?.string else { return false }
+        switch kind {
+        case "message", "pmessage", "subscribe", "unsubscribe", "psubscribe", "punsubscribe": return true
+        default: return false
+        }
+    }
+
+    // MARK: Timeouts
+
+    private func armTimer() {
+        guard let first = self.inFlight.first else { return }
+        self.timer = self.eventLoop.assumeIsolatedUnsafeUnchecked().scheduleTask(deadline: first.deadline) {
+            self.timer = nil
+            self.checkTimeouts()
+        }
+    }
+
+    private func checkTimeouts() {
+        guard let first = self.inFlight.first else { return }
+        if first.deadline <= .now() {
+            self.logger.warning("a Redis command timed out; closing the connection", metadata: ["command": "\(first.name)"])
+            self.closeError = RedisError(.timeout, "Redis did not answer \(first.name) within \(self.configuration.commandTimeout)")
+            if case .ready(let channel) = self.state { channel.close(promise: nil) }
+        } else {
+            self.armTimer()
+        }
+    }
+}
+
+/// Decodes replies and hands them to the client, in order.
+private final class RESPHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+
+    private let client: RedisClient
+    private let parser = RESPParser()
+    private var buffer: ByteBuffer?
+
+    init(client: RedisClient) {
+        self.client = client
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var bytes = Self.unwrapInboundIn(data)
+        if self.buffer == nil || self.buffer!.readableBytes == 0 {
+            self.buffer = bytes
+        } else {
+            self.buffer!.writeBuffer(&bytes)
+        }
+        do {
+            while var pending = self.buffer, pending.readableBytes > 0, let value = try self.parser.next(from: &pending) {
+                self.buffer = pending
+                self.client.received(value)
+            }
+            if let buffer = self.buffer, buffer.readableBytes == 0 { self.buffer = nil }
+        } catch {
+            self.buffer = nil
+            self.client.protocolViolation(error.description)
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        self.client.channelClosed()
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        context.close(promise: nil)
+    }
+}

@@ -1,0 +1,111 @@
+import Foundation
+
+/// A private `redis-server` on a free loopback port, for one test: no persistence, stopped
+/// by its pid. `stop()` and `start()` again on the same port play a Redis outage.
+public final class RedisServer: @unchecked Sendable {
+    // @unchecked Sendable: `process` is only touched by the test that owns the server, one call at a time.
+    public let port: Int
+    public let password: String?
+    private var process: Process?
+    private let directory: String
+
+    /// `redis://127.0.0.1:PORT` (with the password when there is one).
+    public var url: String {
+        if let password { return "redis://:\(password)@127.0.0.1:\(self.port)" }
+        return "redis://127.0.0.1:\(self.port)"
+    }
+
+    /// Whether `redis-server` is on this machine (`scripts/install-deps.sh` installs it).
+    public static var isAvailable: Bool { Self.executable != nil }
+
+    private static let executable: String? = ["/usr/bin/redis-server", "/usr/local/bin/redis-server"].first { FileManager.default.isExecutableFile(atPath: $0) }
+
+    public init(password: String? = nil) throws {
+        self.port = try freeLoopbackPort()
+        self.password = password
+        self.directory = try makeTemporaryDirectory()
+        try self.start()
+    }
+
+    deinit {
+        self.stop()
+        try? FileManager.default.removeItem(atPath: self.directory)
+    }
+
+    /// Starts the server (again) and waits until it accepts connections.
+    public func start() throws {
+        guard self.process == nil else { return }
+        guard let executable = Self.executable else { throw RedisServerError(message: "redis-server is not installed (scripts/install-deps.sh)") }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        var arguments = ["--port", String(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", self.directory, "--daemonize", "no", "--loglevel", "warning"]
+        if let password { arguments += ["--requirepass", password] }
+        process.arguments = arguments
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        self.process = process
+        let deadline = Date().addingTimeInterval(10)
+        while Date() < deadline {
+            if canConnect(port: self.port) { return }
+            usleep(10_000)
+        }
+        self.stop()
+        throw RedisServerError(message: "redis-server did not listen on port \(self.port) within 10 s")
+    }
+
+    /// Kills the server (SIGKILL: an outage, not a shutdown) and waits for it to exit.
+    public func stop() {
+        guard let process = self.process else { return }
+        self.process = nil
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+    }
+
+    /// Runs `redis-cli` with `arguments` against this server and returns its output.
+    public func cli(_ arguments: [String]) throws -> String {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/redis-cli")
+        var all = ["-p", String(self.port)]
+        if let password { all += ["-a", password, "--no-auth-warning"] }
+        process.arguments = all + arguments
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        try process.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+}
+
+public struct RedisServerError: Error, CustomStringConvertible {
+    public var message: String
+    public var description: String { self.message }
+}
+
+/// A loopback TCP port nobody listens on now (bound to port 0, read back, closed).
+public func freeLoopbackPort() throws -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { throw RedisServerError(message: "socket: errno \(errno)") }
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    address.sin_port = 0
+    let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+    guard bound == 0 else { throw RedisServerError(message: "bind: errno \(errno)") }
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
+    return Int(UInt16(bigEndian: address.sin_port))
+}
+
+private func canConnect(port: Int) -> Bool {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { return false }
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    address.sin_port = in_port_t(UInt16(port).bigEndian)
+    return withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } } == 0
+}

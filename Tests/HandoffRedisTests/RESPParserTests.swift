@@ -1,0 +1,66 @@
+import HandoffRedis
+import NIOCore
+import Testing
+
+@Suite struct RESPParserTests {
+    /// Every reply shape, as a server sends it, and what it parses to.
+    static let samples: [(String, RESPValue)] = [
+        ("+OK\r\n", .simpleString("OK")),
+        ("-ERR unknown command\r\n", .error("ERR unknown command")),
+        (":-42\r\n", .integer(-42)),
+        ("$5\r\nhello\r\n", .bulkString(ByteBuffer(string: "hello"))),
+        ("$0\r\n\r\n", .bulkString(ByteBuffer())),
+        ("$-1\r\n", .null),
+        ("*-1\r\n", .null),
+        ("_\r\n", .null),
+        ("$4\r\na\r\nb\r\n", .bulkString(ByteBuffer(string: "a\r\nb"))),
+        ("*2\r\n$1\r\na\r\n*1\r\n:1\r\n", .array([.bulkString(ByteBuffer(string: "a")), .array([.integer(1)])])),
+        ("#t\r\n", .boolean(true)),
+        (",3.5\r\n", .double(3.5)),
+        (",-inf\r\n", .double(-.infinity)),
+        ("(12345678901234567890\r\n", .bigNumber("12345678901234567890")),
+        ("!9\r\nERR wrong\r\n", .error("ERR wrong")),
+        ("=8\r\ntxt:abcd\r\n", .verbatim(format: "txt", text: ByteBuffer(string: "abcd"))),
+        ("%1\r\n+server\r\n+redis\r\n", .map([(.simpleString("server"), .simpleString("redis"))])),
+        ("~1\r\n:7\r\n", .set([.integer(7)])),
+        (">3\r\n$7\r\nmessage\r\n$1\r\nc\r\n$2\r\nhi\r\n", .push([.bulkString(ByteBuffer(string: "message")), .bulkString(ByteBuffer(string: "c")), .bulkString(ByteBuffer(string: "hi"))])),
+        ("|1\r\n+ttl\r\n:3\r\n+value\r\n", .simpleString("value")),
+    ]
+
+    @Test func parsesEveryShape() throws {
+        for (wire, expected) in Self.samples {
+            var buffer = ByteBuffer(string: wire)
+            let value = try RESPParser().next(from: &buffer)
+            #expect(value == expected, "\(wire.debugDescription)")
+            #expect(buffer.readableBytes == 0)
+        }
+    }
+
+    /// A reply split at any byte: nothing until it is complete, and nothing consumed early.
+    @Test func waitsForEveryPrefix() throws {
+        let wire = Self.samples.map(\.0).joined()
+        let expected = Self.samples.map(\.1)
+        for split in 0...wire.utf8.count {
+            var buffer = ByteBuffer(bytes: Array(wire.utf8.prefix(split)))
+            var values: [RESPValue] = []
+            while let value = try RESPParser().next(from: &buffer) { values.append(value) }
+            buffer.writeBytes(Array(wire.utf8.dropFirst(split)))
+            while let value = try RESPParser().next(from: &buffer) { values.append(value) }
+            #expect(values == expected, "split at \(split)")
+        }
+    }
+
+    @Test func refusesWhatIsNotRESP() {
+        for wire in ["?x\r\n", ":12a\r\n", "$3\r\nabcXY", "#x\r\n", "$-5\r\n", "*2000000\r\n", ",abc\r\n"] {
+            var buffer = ByteBuffer(string: wire)
+            #expect(throws: RESPProtocolError.self, "\(wire.debugDescription)") { try RESPParser().next(from: &buffer) }
+        }
+        var deep = ByteBuffer(string: String(repeating: "*1\r\n", count: 40) + ":1\r\n")
+        #expect(throws: RESPProtocolError.self) { try RESPParser().next(from: &deep) }
+    }
+
+    @Test func encodesCommandsAsArraysOfBulkStrings() {
+        let command = RESPCommand("XADD", ["key", 5, .bytes(ByteBuffer(string: "a\r\nb"))])
+        #expect(String(buffer: command.bytes) == "*4\r\n$4\r\nXADD\r\n$3\r\nkey\r\n$1\r\n5\r\n$4\r\na\r\nb\r\n")
+    }
+}

@@ -1,0 +1,158 @@
+import HandoffRedis
+import HandoffTestSupport
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import Testing
+
+/// The client against a real `redis-server` on a private loopback port.
+@Suite(.enabled(if: RedisServer.isAvailable, "redis-server is not installed"))
+struct RedisClientTests {
+    static let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+
+    func client(_ url: String) throws -> RedisClient {
+        RedisClient(eventLoop: Self.group.next(), configuration: try RedisConfiguration(url: url), logger: Logger(label: "test"))
+    }
+
+    func run<T: Sendable>(_ client: RedisClient, _ body: @escaping @Sendable (RedisClient) -> EventLoopFuture<T>) async throws -> T {
+        try await client.eventLoop.flatSubmit { body(client) }.get()
+    }
+
+    @Test func pipelinesCommandsAndMatchesRepliesInOrder() async throws {
+        let server = try RedisServer()
+        let client = try self.client(server.url)
+        let replies = try await self.run(client) { client in
+            let futures = (0..<500).map { i in client.send(RESPCommand("INCRBY", ["counter", .string(String(i))])) }
+            return EventLoopFuture.whenAllSucceed(futures, on: client.eventLoop)
+        }
+        let sums: [Int64?] = (0..<500).map { (i: Int) -> Int64? in Int64(i * (i + 1) / 2) }
+        let integers: [Int64?] = replies.map { $0.integer }
+        #expect(integers == sums)
+        let big = ByteBuffer(repeating: 0x61, count: 300_000)
+        let echoed = try await self.run(client) { client in
+            client.send(RESPCommand("SET", ["big", .bytes(big)])).flatMap { _ in client.send(RESPCommand("GET", ["big"])) }
+        }
+        #expect(echoed.bytes == big)
+        await self.shutdown(client)
+    }
+
+    @Test func anErrorReplyFailsOnlyItsCommand() async throws {
+        let server = try RedisServer()
+        let client = try self.client(server.url)
+        let results = try await self.run(client) { client in
+            let bad = client.send(RESPCommand("INCR", ["not-a-number-key"])).flatMap { _ in client.send(RESPCommand("LPUSH", ["not-a-number-key", "x"])) }
+            let good = client.send(RESPCommand("PING"))
+            return bad.map { _ in "no error" }.recover { "\($0)" }.and(good)
+        }
+        #expect(results.0.contains("WRONGTYPE"))
+        #expect(results.1 == .simpleString("PONG"))
+        await self.shutdown(client)
+    }
+
+    @Test func authenticatesAndSelectsTheDatabaseFromTheURL() async throws {
+        let server = try RedisServer(password: "s3cret")
+        let client = try self.client("redis://:s3cret@127.0.0.1:\(server.port)/5")
+        _ = try await self.run(client) { $0.send(RESPCommand("SET", ["where", "db5"])) }
+        #expect(try server.cli(["-n", "5", "GET", "where"]) == "db5")
+        await self.shutdown(client)
+
+        let wrong = try self.client("redis://:wrong@127.0.0.1:\(server.port)")
+        await #expect(throws: RedisError.self) { try await self.run(wrong) { $0.send(RESPCommand("GET", ["where"])) } }
+        await self.shutdown(wrong)
+    }
+
+    @Test func speaksRESP3() async throws {
+        let server = try RedisServer(password: "pw")
+        let client = try self.client("redis://default:pw@127.0.0.1:\(server.port)?protocol=3")
+        let reply = try await self.run(client) { client in
+            client.send(RESPCommand("HSET", ["h", "a", "1"])).flatMap { _ in client.send(RESPCommand("HGETALL", ["h"])) }
+        }
+        guard case .map(let pairs) = reply else {
+            Issue.record("HGETALL under RESP3 is a map, got \(reply)")
+            return
+        }
+        #expect(pairs.count == 1 && pairs[0].key.string == "a" && pairs[0].value.string == "1")
+        await self.shutdown(client)
+    }
+
+    /// Redis killed: commands fail at once (no queueing on a dead server); back up: they work again.
+    @Test func survivesAnOutage() async throws {
+        let server = try RedisServer()
+        let client = try self.client(server.url)
+        _ = try await self.run(client) { $0.send(RESPCommand("SET", ["k", "v"])) }
+        server.stop()
+        let clock = ContinuousClock()
+        let start = clock.now
+        for _ in 0..<3 {
+            await #expect(throws: RedisError.self) { try await self.run(client) { $0.send(RESPCommand("GET", ["k"])) } }
+        }
+        #expect(clock.now - start < .seconds(3))
+        try server.start()
+        var answered = false
+        for _ in 0..<100 where !answered {
+            answered = (try? await self.run(client) { $0.send(RESPCommand("PING")) }) != nil
+            if !answered { try await Task.sleep(for: .milliseconds(50)) }
+        }
+        #expect(answered)
+        await self.shutdown(client)
+    }
+
+    /// A server that stops answering: the command fails with a timeout, near its deadline.
+    @Test func timesOutACommandWithoutReply() async throws {
+        let server = try RedisServer()
+        let client = try self.client(server.url + "?timeout_ms=300")
+        _ = try await self.run(client) { $0.send(RESPCommand("PING")) }
+        _ = try server.cli(["CLIENT", "PAUSE", "1500", "ALL"])
+        let clock = ContinuousClock()
+        let start = clock.now
+        do {
+            _ = try await self.run(client) { $0.send(RESPCommand("GET", ["k"])) }
+            Issue.record("a paused server answered")
+        } catch let error as RedisError {
+            #expect(error.code == .timeout)
+        }
+        #expect(clock.now - start < .milliseconds(1200))
+        await self.shutdown(client)
+    }
+
+    @Test func subscribesAndResubscribesAfterAnOutage() async throws {
+        let server = try RedisServer()
+        let loop = Self.group.next()
+        let received = NIOLockedValueBox<[String]>([])
+        let subscribed = NIOLockedValueBox(0)
+        let subscriber = try await loop.submit {
+            let subscriber = RedisSubscriber(eventLoop: loop, configuration: try RedisConfiguration(url: server.url), tls: nil, logger: Logger(label: "test"))
+            subscriber.onMessage = { channel, message in received.withLockedValue { $0.append("\(channel)=\(String(buffer: message))") } }
+            subscriber.onSubscribed = { _ in subscribed.withLockedValue { $0 += 1 } }
+            subscriber.subscribe("news")
+            return subscriber
+        }.get()
+        try await waitUntil { subscribed.withLockedValue { $0 } == 1 }
+        _ = try server.cli(["PUBLISH", "news", "one"])
+        try await waitUntil { received.withLockedValue { $0 } == ["news=one"] }
+
+        server.stop()
+        try server.start()
+        try await waitUntil(seconds: 10) { subscribed.withLockedValue { $0 } == 2 }
+        _ = try server.cli(["PUBLISH", "news", "two"])
+        try await waitUntil { received.withLockedValue { $0 } == ["news=one", "news=two"] }
+        try await loop.submit { subscriber.shutdown() }.get()
+    }
+
+    func shutdown(_ client: RedisClient) async {
+        try? await client.eventLoop.submit { client.shutdown() }.get()
+    }
+}
+
+/// Polls `condition` every 20 ms until it holds, failing after `seconds`.
+func waitUntil(seconds: Double = 5, _ condition: () -> Bool) async throws {
+    let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
+    while !condition() {
+        guard ContinuousClock.now < deadline else {
+            Issue.record("condition not met within \(seconds) s")
+            return
+        }
+        try await Task.sleep(for: .milliseconds(20))
+    }
+}
