@@ -82,6 +82,7 @@ let package = Package(
                 "HandoffWire",
                 "HandoffSSE",
                 "HandoffJSON",
+                "HandoffRedis",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -231,6 +232,7 @@ let package = Package(
             name: "HandoffDaemonTests",
             dependencies: [
                 "HandoffDaemon",
+                "HandoffRedis",
                 "HandoffRequest",
                 "HandoffWire",
                 "HandoffClientKit",

@@ -267,6 +267,86 @@ class Daemon:
         self.stop()
 
 
+class Redis:
+    """A private redis-server on 127.0.0.1:<free port>, no persistence, stopped by pid.
+    `kill()` then `start()` (same port) plays an outage."""
+
+    BIN = shutil.which("redis-server") or "/usr/bin/redis-server"
+
+    def __init__(self, root):
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.proc = None
+
+    @property
+    def url(self):
+        return f"redis://127.0.0.1:{self.port}"
+
+    def start(self, timeout=10.0):
+        with open(self.root / "redis.log", "ab") as log:
+            self.proc = subprocess.Popen([self.BIN, "--port", str(self.port), "--bind", "127.0.0.1",
+                                          "--save", "", "--appendonly", "no", "--dir", str(self.root),
+                                          "--daemonize", "no", "--loglevel", "warning"],
+                                         stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                         start_new_session=True)
+
+        def ready():
+            try:
+                return self.command("PING") == "PONG"
+            except OSError:
+                return False
+        wait_for(ready, timeout, f"redis-server on port {self.port}", self.proc)
+        return self
+
+    def kill(self):
+        """SIGKILL (an outage, not a shutdown) and wait."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+
+    def stop(self):
+        stop_process(self.proc)
+
+    def command(self, *args):
+        """One command over a fresh connection; returns the reply decoded (simple, bulk,
+        integer, or a list for arrays). Raises RuntimeError on an error reply."""
+        with socket.create_connection(("127.0.0.1", self.port), 2) as s:
+            parts = [a if isinstance(a, bytes) else str(a).encode() for a in args]
+            s.sendall(b"*%d\r\n" % len(parts) + b"".join(b"$%d\r\n%s\r\n" % (len(p), p) for p in parts))
+            reader = s.makefile("rb")
+            return _resp(reader)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def _resp(reader):
+    line = reader.readline()
+    if not line:
+        raise OSError("connection closed")
+    kind, rest = line[:1], line[1:-2]
+    if kind == b"+":
+        return rest.decode()
+    if kind == b"-":
+        raise RuntimeError(rest.decode())
+    if kind == b":":
+        return int(rest)
+    if kind == b"$":
+        n = int(rest)
+        if n < 0:
+            return None
+        data = reader.read(n + 2)[:-2]
+        return data.decode("utf-8", "replace")
+    if kind == b"*":
+        n = int(rest)
+        return None if n < 0 else [_resp(reader) for _ in range(n)]
+    raise OSError(f"unexpected reply {line!r}")
+
+
 class HandoffExec:
     """handoff-exec on a SEQPACKET socket at `socket_path`, running `program` per handoff;
     stderr goes to `<socket>.log`."""

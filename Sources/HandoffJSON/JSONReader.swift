@@ -21,6 +21,10 @@ public struct JSONReader {
     /// The deepest nesting of arrays and objects accepted.
     public let maximumDepth: Int
 
+    /// Where the reader is, in bytes from the start (after any whitespace it already skipped):
+    /// with ``skipValue()`` it gives a value's raw text.
+    public var offset: Int { self.index }
+
     /// A reader over `bytes`, which must outlive it.
     public init(_ bytes: UnsafeRawBufferPointer, maximumDepth: Int = 64) {
         self.bytes = bytes

@@ -68,6 +68,9 @@ extension HandoffRequest {
             case streamMode = "stream_mode"
             case langGraphInput = "langgraph_input"
             case images, attachments
+            case streamID = "stream_id"
+            case resumable, resume, channel, completion
+            case lastEventID = "last_event_id"
         }
 
         /// Any key, to look for refused fields.
@@ -139,10 +142,54 @@ extension HandoffRequest {
                 request.langGraphInput = input
             }
             try Self.decodeFiles(from: container, into: &request, limits: limits)
+            try Self.decodeResumption(from: container, into: &request, limits: limits)
             if let headers = try container.decodeIfPresent([String: String].self, forKey: .responseHeaders) {
                 request.responseHeaders = try ResponseHeaderFilter.filter(headers, limits: limits)
             }
             self.request = request
+        }
+
+        /// `stream_id`, `resumable`, `resume`, `last_event_id`, `channel`, `completion`.
+        static func decodeResumption(from container: KeyedDecodingContainer<Key>, into request: inout HandoffRequest, limits: HandoffRequestLimits) throws {
+            if let id = try container.identifier(.streamID, limits: limits) {
+                guard (1...128).contains(id.utf8.count), id.utf8.allSatisfy(HandoffRequest.isStreamIDByte) else {
+                    throw HandoffRequestError.invalidValue("stream_id", "must be 1 to 128 characters from A-Z a-z 0-9 _ . : -")
+                }
+                request.streamID = id
+            }
+            request.resumable = try container.decodeIfPresent(Bool.self, forKey: .resumable) ?? false
+            request.resume = try container.decodeIfPresent(Bool.self, forKey: .resume) ?? false
+            request.completion = try container.decodeIfPresent(Bool.self, forKey: .completion) ?? true
+            if container.contains(.lastEventID), try !container.decodeNil(forKey: .lastEventID) {
+                let text: String
+                if let number = try? container.decode(Int64.self, forKey: .lastEventID) {
+                    text = String(number)
+                } else if let string = try? container.decode(String.self, forKey: .lastEventID) {
+                    text = string
+                } else {
+                    throw HandoffRequestError.wrongType("last_event_id", expected: "a string or an integer")
+                }
+                if text.isEmpty {
+                    request.lastEventID = 0
+                } else {
+                    guard text.utf8.count <= 18, text.utf8.allSatisfy({ (0x30...0x39).contains($0) }), let value = Int64(text) else {
+                        throw HandoffRequestError.invalidValue("last_event_id", "must be an event id this server sent (a decimal number)")
+                    }
+                    request.lastEventID = value
+                }
+            }
+            if let channel = try container.identifier(.channel, limits: limits) {
+                guard !channel.isEmpty else { throw HandoffRequestError.invalidValue("channel", "must not be empty") }
+                request.channel = channel
+            }
+            if request.resumable || request.resume {
+                guard request.streamID != nil else {
+                    throw HandoffRequestError.invalidValue(request.resume ? "resume" : "resumable", "needs a stream_id")
+                }
+            }
+            if request.resumable, request.resume {
+                throw HandoffRequestError.invalidValue("resume", "cannot be combined with resumable: a handoff either starts a stream or follows one")
+            }
         }
 
         private enum ImageKey: String, CodingKey { case data, mediaType = "media_type" }

@@ -86,7 +86,10 @@ extension HandoffRequest {
     }
 
     /// Known fields that only the general decoder reads.
-    private static let otherFields: Set<String> = ["response_headers", "stream_mode", "langgraph_input", "images", "attachments"]
+    private static let otherFields: Set<String> = [
+        "response_headers", "stream_mode", "langgraph_input", "images", "attachments",
+        "stream_id", "resumable", "resume", "last_event_id", "channel", "completion",
+    ]
 
     private static let declined = JSONReaderError(reason: .typeMismatch, offset: 0)
 

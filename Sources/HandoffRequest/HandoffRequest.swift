@@ -41,6 +41,19 @@ public struct HandoffRequest: Sendable, Equatable {
     public var attachments: [AttachmentReference] = []
     /// The attachments once read, as content parts (filled in by the daemon off the event loop).
     public var attachmentParts: [ContentPart] = []
+    /// Names the stream for recording and resuming: `[A-Za-z0-9_.:-]{1,128}`.
+    public var streamID: String?
+    /// Record the stream (needs ``streamID`` and Redis): every event gets an `id:`, and the
+    /// stream goes on when the client leaves.
+    public var resumable = false
+    /// Follow the recorded stream ``streamID`` from after ``lastEventID`` instead of starting one.
+    public var resume = false
+    /// The last event id the client saw (the browser's `Last-Event-ID`); 0 replays from the start.
+    public var lastEventID: Int64 = 0
+    /// The pub/sub channel to stream (the `channel` backend).
+    public var channel: String?
+    /// Post the finished stream to the configured completion URL; `false` opts out.
+    public var completion = true
 
     public init(
         prompt: String? = nil,
@@ -74,6 +87,18 @@ public struct HandoffRequest: Sendable, Equatable {
         "url", "base_url", "api_key", "api_base", "endpoint", "langgraph_url", "langgraph_api_key",
         "openai_base_url", "openai_api_key", "headers", "upstream",
     ]
+
+    /// Whether `byte` may appear in a `stream_id` (it becomes part of Redis keys and logs).
+    public static func isStreamIDByte(_ byte: UInt8) -> Bool {
+        switch byte {
+        case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "0")...UInt8(ascii: "9"):
+            true
+        case UInt8(ascii: "_"), UInt8(ascii: "."), UInt8(ascii: ":"), UInt8(ascii: "-"):
+            true
+        default:
+            false
+        }
+    }
 
     /// One extra response header, already validated.
     public struct ResponseHeader: Sendable, Equatable {

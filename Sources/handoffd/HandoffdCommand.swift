@@ -61,6 +61,9 @@ struct HandoffdCommand: AsyncParsableCommand {
     @Option(name: .customLong("data-dir"), help: .init(Self.help("data-dir"), valueName: "path")) var dataDir: String?
     @Option(name: .customLong("max-attachment-bytes"), help: .init(Self.help("max-attachment-bytes"), valueName: "bytes")) var maxAttachmentBytes: String?
     @Option(name: .customLong("max-upstream-event-bytes"), help: .init(Self.help("max-upstream-event-bytes"), valueName: "bytes")) var maxUpstreamEventBytes: String?
+    @Option(name: .customLong("redis-url"), help: .init(Self.help("redis-url"), valueName: "url")) var redisURL: String?
+    @Option(name: .customLong("resume-ttl-s"), help: .init(Self.help("resume-ttl-s"), valueName: "s")) var resumeTTLS: String?
+    @Option(name: .customLong("redis-key-prefix"), help: .init(Self.help("redis-key-prefix"), valueName: "prefix")) var redisKeyPrefix: String?
     @Option(name: .customLong("log-level"), help: .init(Self.help("log-level"), valueName: "level")) var logLevel: String?
 
     static func help(_ key: String) -> String {
@@ -88,6 +91,7 @@ struct HandoffdCommand: AsyncParsableCommand {
             ("upstream-first-byte-timeout-ms", self.upstreamFirstByteTimeoutMs),
             ("upstream-idle-timeout-s", self.upstreamIdleTimeoutS), ("max-stream-duration-s", self.maxStreamDurationS),
             ("keepalive-interval-s", self.keepAliveIntervalS), ("access-log", self.accessLog),
+            ("redis-url", self.redisURL), ("resume-ttl-s", self.resumeTTLS), ("redis-key-prefix", self.redisKeyPrefix),
         ]
         return Dictionary(uniqueKeysWithValues: pairs.compactMap { key, value in value.map { (key, $0) } })
     }

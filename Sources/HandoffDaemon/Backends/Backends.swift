@@ -31,7 +31,7 @@ final class Backends: Sendable {
     /// Descriptors one more stream on `backend` opens (its own upstream connection or none).
     func descriptorsPerStream(_ backend: BackendKind, profile: String?) -> Int {
         switch backend {
-        case .mock: 0
+        case .mock, .channel: 0
         case .openai: self.openAI?.transport.descriptorsPerStream ?? 0
         case .langgraph: (profile ?? self.defaultLangGraphProfile).flatMap { self.langGraph[$0]?.transport.descriptorsPerStream } ?? 0
         }

@@ -1,4 +1,6 @@
 import Foundation
+import HandoffRedis
+import HandoffRequest
 
 /// Builds a ``DaemonConfiguration`` from raw settings with the precedence
 /// flags > environment > defaults, parsing every value strictly and naming the key of the
@@ -52,6 +54,9 @@ public enum ConfigurationSource {
         Key(name: "max-upstream-event-bytes", environment: "HANDOFFD_MAX_UPSTREAM_EVENT_BYTES", help: "Largest upstream SSE line or event a stream buffers, in bytes; larger fails the stream. Default 262144."),
         Key(name: "access-log", environment: "HANDOFFD_ACCESS_LOG", help: "on or off: one line per stream on stderr. Default on."),
         Key(name: "metrics-address", environment: "HANDOFFD_METRICS_ADDRESS", help: "host:port for /metrics and /healthz, or 'off'. Default 127.0.0.1:9464."),
+        Key(name: "redis-url", environment: "HANDOFFD_REDIS_URL", help: "redis://[user:password@]host[:port][/db] (or rediss:// for TLS): enables resumable streams and the channel backend. Default: none."),
+        Key(name: "resume-ttl-s", environment: "HANDOFFD_RESUME_TTL_S", help: "Seconds a finished stream stays resumable in Redis. Default 600."),
+        Key(name: "redis-key-prefix", environment: "HANDOFFD_REDIS_KEY_PREFIX", help: "Start of every Redis key and channel the daemon uses. Default handoff:."),
         Key(name: "event-loops", environment: "HANDOFFD_EVENT_LOOPS", help: "Event loop threads per process. Default: one per core."),
         Key(name: "workers", environment: "HANDOFFD_WORKERS", help: "Processes sharing the socket (each with its own open-file limit). Default 1."),
         Key(name: "log-level", environment: "HANDOFFD_LOG_LEVEL", help: "trace, debug, info, notice, warning, error or critical. Default info."),
@@ -115,6 +120,23 @@ public enum ConfigurationSource {
             configuration.openAI = try Self.openAI(url: url, values: values)
         } else if values.string("openai-api-key") != nil, values.flags["openai-api-key"] != nil {
             throw ConfigurationError(key: "--openai-api-key", message: "needs --openai-base-url (or OPENAI_BASE_URL)")
+        }
+        if let url = values.string("redis-url") {
+            let connection: RedisConfiguration
+            do {
+                connection = try RedisConfiguration(url: url)
+            } catch {
+                throw ConfigurationError(key: values.sourceName("redis-url"), message: error.description)
+            }
+            var redis = DaemonConfiguration.Redis(connection: connection)
+            if let seconds = try values.integer("resume-ttl-s", in: 1...30 * 86_400) { redis.resumeTTL = .seconds(seconds) }
+            if let prefix = values.string("redis-key-prefix") {
+                guard prefix.utf8.count <= 64, prefix.utf8.allSatisfy(HandoffRequest.isStreamIDByte) else {
+                    throw ConfigurationError(key: values.sourceName("redis-key-prefix"), message: "must be up to 64 characters from A-Z a-z 0-9 _ . : -")
+                }
+                redis.keyPrefix = prefix
+            }
+            configuration.redis = redis
         }
         if let file { configuration.langGraph = try Self.langGraph(from: file, environment: environment) }
         configuration.metricsAddress = try Self.address(values.string("metrics-address") ?? "127.0.0.1:9464", key: values.sourceName("metrics-address"))

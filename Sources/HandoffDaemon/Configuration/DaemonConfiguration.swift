@@ -1,4 +1,5 @@
 public import HandoffRequest
+public import HandoffRedis
 
 /// Everything handoffd needs to run, validated once (see `DaemonConfiguration+Validation`).
 ///
@@ -28,6 +29,9 @@ public struct DaemonConfiguration: Sendable {
     /// Where `/metrics` and `/healthz` are served; `nil` serves none. Default `nil` (the
     /// executable's default is 127.0.0.1:9464).
     public var metricsAddress: HostAndPort?
+    /// Redis, for resumable streams and pub/sub channels; `nil` (the default) turns them off,
+    /// and handoffs that ask for them get `501`.
+    public var redis: Redis?
 
     public init(
         listener: Listener,
@@ -180,6 +184,22 @@ public struct DaemonConfiguration: Sendable {
         }
     }
 
+    /// Redis for resumable streams and channels (`--redis-url`).
+    public struct Redis: Sendable {
+        /// The server, from `--redis-url`.
+        public var connection: RedisConfiguration
+        /// How long a finished stream stays resumable (its recording's TTL). Default 600 s.
+        public var resumeTTL: Duration
+        /// The start of every key and channel name this daemon uses. Default `handoff:`.
+        public var keyPrefix: String
+
+        public init(connection: RedisConfiguration, resumeTTL: Duration = .seconds(600), keyPrefix: String = "handoff:") {
+            self.connection = connection
+            self.resumeTTL = resumeTTL
+            self.keyPrefix = keyPrefix
+        }
+    }
+
     /// The built-in mock backend: no upstream, a fixed script of messages.
     public struct Mock: Sendable {
         /// Content events per stream. Default 18.
@@ -202,6 +222,8 @@ public enum BackendKind: String, Sendable, Hashable, CaseIterable {
     case openai
     /// A LangGraph Platform deployment, by named profile.
     case langgraph
+    /// A Redis pub/sub channel: every message published to it becomes an event.
+    case channel
 }
 
 /// The `openai` backend.

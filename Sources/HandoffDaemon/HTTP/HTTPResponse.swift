@@ -55,6 +55,12 @@ public enum HTTPResponse {
         upstreamStatus: Int? = nil,
         allocator: ByteBufferAllocator
     ) -> ByteBuffer {
+        if status.code == 204 {
+            // No body may follow a 204; the code still tells a log reader what happened.
+            var buffer = allocator.buffer(capacity: 128)
+            buffer.writeString("HTTP/1.1 204 No Content\r\nX-Handoff-Error: \(error)\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n")
+            return buffer
+        }
         var body = allocator.buffer(capacity: 64 + message.utf8.count)
         body.writeStaticString("{\"error\":")
         body.writeJSONString(error)

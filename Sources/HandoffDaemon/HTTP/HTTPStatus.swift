@@ -11,7 +11,9 @@ public struct HTTPStatus: Sendable, Hashable, CustomStringConvertible {
     }
 
     public static let ok = Self(code: 200, reason: "OK")
+    public static let noContent = Self(code: 204, reason: "No Content")
     public static let badRequest = Self(code: 400, reason: "Bad Request")
+    public static let conflict = Self(code: 409, reason: "Conflict")
     public static let payloadTooLarge = Self(code: 413, reason: "Content Too Large")
     public static let tooManyRequests = Self(code: 429, reason: "Too Many Requests")
     public static let internalServerError = Self(code: 500, reason: "Internal Server Error")

@@ -46,15 +46,18 @@ public final class DaemonMetrics: Sendable {
     /// Upstream requests cancelled because the client left or the stream was ended.
     let upstreamCancellations: Counter
     private let upstreamResponses: [String: Counter]
+    /// Resumable streams, followers, channels and Redis.
+    let redis: RedisMetrics
 
     /// Reasons a handoff is counted as an error: the wire's and the request's.
     static let errorReasons: [String] =
         HandoffRejection.allCases.map(\.rawValue) + [
             "invalid_json", "wrong_type", "invalid_value", "field_too_large", "unknown_backend", "over_capacity",
             "launch_failed", "backend_not_configured", "profile_required", "unknown_profile",
+            "redis_not_configured", "stream_id_taken", "channel_required",
         ]
 
-    static let rejectionStatuses = [400, 413, 429, 500, 501, 502, 503, 504]
+    static let rejectionStatuses = [204, 400, 409, 413, 429, 500, 501, 502, 503, 504]
 
     public init(factory: any MetricsFactory = MetricsSystem.factory) {
         self.handoffs = Counter(label: Name.handoffs, factory: factory)
@@ -80,6 +83,7 @@ public final class DaemonMetrics: Sendable {
         self.streamDuration = Timer(label: Name.streamDuration, preferredDisplayUnit: .seconds, factory: factory)
         self.timeToFirstByte = Timer(label: Name.timeToFirstByte, preferredDisplayUnit: .seconds, factory: factory)
         self.upstreamCancellations = Counter(label: Name.upstreamCancellations, factory: factory)
+        self.redis = RedisMetrics(factory: factory)
         self.upstreamResponses = Dictionary(
             uniqueKeysWithValues: ["2xx", "429", "4xx", "5xx", "other", "failed"].map {
                 ($0, Counter(label: Name.upstreamResponses, dimensions: [("status", $0)], factory: factory))

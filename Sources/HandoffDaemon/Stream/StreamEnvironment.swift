@@ -22,6 +22,8 @@ final class StreamEnvironment: Sendable {
     let watcher: ClientWatcher
     /// One line per finished stream, when the access log is on.
     let accessLog: AccessLog?
+    /// Redis for resumable streams and channels, when configured.
+    let redis: RedisServices?
     /// Set when graceful shutdown begins; `/healthz` reports it.
     let draining = ManagedAtomic(false)
 
@@ -33,9 +35,11 @@ final class StreamEnvironment: Sendable {
         backends: Backends,
         eventLoops: [any EventLoop]
     ) throws {
-        self.loops = eventLoops.enumerated().map { EventLoopState(index: $0, eventLoop: $1) }
+        let loops = eventLoops.enumerated().map { EventLoopState(index: $0, eventLoop: $1) }
+        self.loops = loops
         self.watcher = try ClientWatcher(tables: self.loops.map(\.clients), logger: logger)
         self.backends = backends
+        self.redis = try configuration.redis.map { try RedisServices(settings: $0, loops: loops, metrics: metrics.redis, logger: logger) }
         self.threadPool = NIOThreadPool(numberOfThreads: 2)
         self.threadPool.start()
         self.accessLog = configuration.accessLog ? AccessLog() : nil

@@ -45,6 +45,38 @@ final class StreamSession: ClientConnectionDelegate, TimerWheelTarget {
     private var summary = StreamSummary()
     /// Access-log fields, kept only while a stream runs.
     private var log: AccessLogFields?
+    /// A resumable stream's event numbering and recording.
+    private var recording: Recording?
+    /// The client descriptor was already given back (a detached stream).
+    private var descriptorReleased = false
+
+    /// A resumable stream: events are numbered (`id: N`) and recorded while Redis allows.
+    private struct Recording {
+        enum State {
+            /// The stream id's claim has not been answered yet.
+            case claiming
+            case recording(StreamRecorder)
+            /// Redis was unavailable: the stream runs live only.
+            case off
+        }
+
+        var nextID: Int64 = 1
+        var state = State.claiming
+
+        var recorder: StreamRecorder? {
+            if case .recording(let recorder) = self.state { return recorder }
+            return nil
+        }
+
+        /// Whether a client-less stream still has a reason to run.
+        var isWorthRunningDetached: Bool {
+            switch self.state {
+            case .claiming: true
+            case .recording(let recorder): recorder.isRecording
+            case .off: false
+            }
+        }
+    }
 
     /// Links of ``StreamRegistry``'s intrusive list.
     var registryPrevious: StreamSession?
@@ -82,8 +114,12 @@ final class StreamSession: ClientConnectionDelegate, TimerWheelTarget {
         }
     }
 
-    /// Whether the client can take more bytes now.
-    var isWritable: Bool { self.connection?.isWritable ?? false }
+    /// Whether the client can take more bytes now (always, once a resumable stream detached:
+    /// its events only go to the recording).
+    var isWritable: Bool { self.connection?.isWritable ?? (self.machine.state == .detached) }
+
+    /// Bytes written but not yet taken by the client.
+    var pendingClientBytes: Int { self.connection?.pendingBytes ?? 0 }
 
     // MARK: Start
 
@@ -137,7 +173,48 @@ final class StreamSession: ClientConnectionDelegate, TimerWheelTarget {
         self.environment.metrics.activeStreams.increment()
         self.loop.registry.insert(self)
         self.source = source
-        source.start()
+        if request.resumable, let redis = self.environment.redis, let streamID = request.streamID {
+            self.startRecorded(source, keys: redis.keys(for: streamID), redis: redis, request: request)
+        } else {
+            source.start()
+        }
+    }
+
+    /// Claims the stream id, then starts `source` recorded; without Redis it runs live only,
+    /// and a taken id is refused with `409`.
+    private func startRecorded(_ source: any StreamSource, keys: StreamKeys, redis: RedisServices, request: HandoffRequest) {
+        self.machine.keepsSourceWithoutClient = true
+        self.recording = Recording()
+        let liveTTL = self.environment.configuration.timeouts.maxStreamDuration + redis.settings.resumeTTL
+        let owner = "request_id=\(request.requestID ?? "")"
+        StreamRecorder.claim(services: redis, loop: self.loop, keys: keys, owner: owner, liveTTL: liveTTL).assumeIsolated().whenComplete { result in
+            guard let current = self.source, current === source else { return }
+            switch result {
+            case .success(true):
+                redis.metrics.recordedStreams.increment()
+                self.recording?.state = .recording(StreamRecorder(services: redis, loop: self.loop, keys: keys, liveTTL: liveTTL))
+                source.start()
+            case .success(false):
+                self.recording = nil
+                self.environment.metrics.handoffError("stream_id_taken")
+                self.source = nil
+                let response = ErrorResponse(status: .conflict, error: "stream_id_taken", message: "a stream with this stream_id was already started; resume it or choose another id")
+                if self.machine.state == .detached {
+                    self.finalize()
+                } else {
+                    self.perform(self.machine.rejected(response))
+                }
+            case .failure:
+                redis.metrics.recordingFailures.increment()
+                self.recording?.state = .off
+                if self.machine.state == .detached {
+                    self.source = nil
+                    self.finalize()
+                } else {
+                    source.start()
+                }
+            }
+        }
     }
 
     /// A handoff refused while choosing its source.
@@ -151,8 +228,22 @@ final class StreamSession: ClientConnectionDelegate, TimerWheelTarget {
         func refused(_ status: HTTPStatus, _ error: String, _ message: String) -> Refusal {
             Refusal(response: ErrorResponse(status: status, error: error, message: message))
         }
+        if request.resumable || request.resume || backend == .channel {
+            guard self.environment.redis != nil else {
+                throw refused(.notImplemented, "redis_not_configured", "resumable streams and channels need Redis: start handoffd with --redis-url")
+            }
+        }
+        if request.resume, let redis = self.environment.redis, let streamID = request.streamID {
+            return FollowSource(session: self, loop: self.loop, services: redis, keys: redis.keys(for: streamID), after: request.lastEventID, timeouts: timeouts)
+        }
         do {
             switch backend {
+            case .channel:
+                guard let redis = self.environment.redis else { throw refused(.notImplemented, "redis_not_configured", "the channel backend needs Redis") }
+                guard let channel = request.channel else {
+                    throw refused(.badRequest, "channel_required", "the channel backend needs a channel name (\"channel\")")
+                }
+                return ChannelSource(session: self, loop: self.loop, services: redis, channel: channel, timeouts: timeouts)
             case .mock:
                 let script = MockScript(request: request, configuration: self.environment.configuration.mock)
                 return MockSource(session: self, wheel: self.loop.wheel, script: script)
@@ -227,8 +318,37 @@ final class StreamSession: ClientConnectionDelegate, TimerWheelTarget {
     func sourceProducedContent(_ content: String, queued: Bool = false) {
         guard self.machine.sourceProducedEvent() == .writeEvent else { return }
         var buffer = Self.allocator.buffer(capacity: content.utf8.count + 24)
+        let id = self.writeEventID(into: &buffer)
         HandoffEvents.writeContent(content, into: &buffer)
+        self.record(id, buffer)
         self.send(buffer, queued: queued)
+    }
+
+    /// An event's complete bytes, sent as they are (a recorded event, a channel message).
+    func sourceProducedRaw(_ bytes: ByteBuffer, queued: Bool = false) {
+        guard self.machine.sourceProducedEvent() == .writeEvent else { return }
+        self.send(bytes, queued: queued)
+    }
+
+    /// A resumable stream's next event id, written as the event's `id:` line; nil otherwise.
+    private func writeEventID(into buffer: inout ByteBuffer) -> Int64? {
+        guard let id = self.recording?.nextID else { return nil }
+        self.recording!.nextID = id + 1
+        buffer.writeStaticString("id: ")
+        buffer.writeString(String(id))
+        buffer.writeStaticString("\n")
+        return id
+    }
+
+    /// Records event `id` of a resumable stream; a detached stream that can no longer be
+    /// recorded is stopped (nobody would ever see its events).
+    private func record(_ id: Int64?, _ bytes: ByteBuffer, final: Bool = false) {
+        guard let id, let recording = self.recording else { return }
+        recording.recorder?.append(id: id, event: bytes, final: final)
+        if !final, self.machine.state == .detached, !recording.isWorthRunningDetached {
+            self.releaseSource(cancel: true)
+            self.finalize()
+        }
     }
 
     /// Sends what ``sourceProducedContent(_:queued:)`` and ``sourceProducedEvent(_:queued:)`` queued.
@@ -240,7 +360,9 @@ final class StreamSession: ClientConnectionDelegate, TimerWheelTarget {
     func sourceProducedEvent(_ event: SSEEvent, queued: Bool = false) {
         guard self.machine.sourceProducedEvent() == .writeEvent else { return }
         var buffer = Self.allocator.buffer(capacity: event.data.utf8.count + 32)
-        SSEEncoder.writeEvent(event.data, event: event.event, id: event.id, into: &buffer)
+        let id = self.writeEventID(into: &buffer)
+        SSEEncoder.writeEvent(event.data, event: event.event, id: id == nil ? event.id : nil, into: &buffer)
+        self.record(id, buffer)
         self.send(buffer, queued: queued)
     }
 
@@ -278,8 +400,9 @@ final class StreamSession: ClientConnectionDelegate, TimerWheelTarget {
         self.perform(self.machine.sourceFailed(response: response, message: message, reason: reason))
     }
 
-    func sourceFinished() {
-        self.perform(self.machine.sourceFinished())
+    /// The source finished; `final` are the last bytes (`[DONE]`, or a recording's own last event).
+    func sourceFinished(final: StreamStateMachine.FinalBytes = .done) {
+        self.perform(self.machine.sourceFinished(final: final))
     }
 
     /// Called on the loop by the drain logic.
@@ -322,7 +445,7 @@ final class StreamSession: ClientConnectionDelegate, TimerWheelTarget {
     func connectionClosed() {
         self.connection = nil
         self.perform(self.machine.connectionClosed())
-        self.finalize()
+        if self.machine.state != .detached { self.finalize() }
     }
 
     // MARK: Actions
@@ -357,6 +480,22 @@ final class StreamSession: ClientConnectionDelegate, TimerWheelTarget {
             self.connection = nil
             connection?.close()
             self.finalize()
+        case .detach:
+            self.cancelTimer()
+            let connection = self.connection
+            self.connection = nil
+            connection?.close()
+            self.descriptorReleased = true
+            self.environment.capacity.clientDescriptorClosed()
+            self.environment.metrics.clientDisconnects.increment()
+            if self.recording?.isWorthRunningDetached != true {
+                self.releaseSource(cancel: true)
+                self.finalize()
+            }
+        case .recordFinal(let bytes, let cancelSource):
+            self.releaseSource(cancel: cancelSource)
+            _ = self.finalBytes(bytes)
+            self.finalize()
         }
     }
 
@@ -390,17 +529,25 @@ final class StreamSession: ClientConnectionDelegate, TimerWheelTarget {
         self.updateWriteProgress()
     }
 
-    private func writeFinal(_ bytes: StreamStateMachine.FinalBytes) {
-        guard let connection = self.connection else { return }
+    /// The last bytes of a connection, recorded when the stream is (an error response instead
+    /// releases the stream id: the stream never began).
+    private func finalBytes(_ bytes: StreamStateMachine.FinalBytes) -> ByteBuffer {
         var buffer: ByteBuffer
         switch bytes {
         case .done:
-            buffer = Self.allocator.buffer(capacity: 16)
+            buffer = Self.allocator.buffer(capacity: 32)
+            let id = self.writeEventID(into: &buffer)
             HandoffEvents.writeDone(into: &buffer)
+            self.record(id, buffer, final: true)
         case .errorEvent(let message, let reason):
-            buffer = Self.allocator.buffer(capacity: 64 + message.utf8.count)
+            buffer = Self.allocator.buffer(capacity: 80 + message.utf8.count)
+            let id = self.writeEventID(into: &buffer)
             HandoffEvents.writeError(message, reason: reason, into: &buffer)
+            self.record(id, buffer, final: true)
+        case .recorded(let bytes):
+            buffer = bytes
         case .errorResponse(let response):
+            self.recording?.recorder?.abandon()
             self.log?.status = response.status.code
             self.environment.metrics.rejection(status: response.status.code)
             buffer = HTTPResponse.error(
@@ -412,6 +559,12 @@ final class StreamSession: ClientConnectionDelegate, TimerWheelTarget {
                 allocator: Self.allocator
             )
         }
+        return buffer
+    }
+
+    private func writeFinal(_ bytes: StreamStateMachine.FinalBytes) {
+        guard let connection = self.connection else { return }
+        let buffer = self.finalBytes(bytes)
         self.countSent(buffer.readableBytes)
         guard connection.write(buffer) else { return }  // closed: connectionClosed did the rest
         if connection.hasPendingWrites {
@@ -465,7 +618,7 @@ final class StreamSession: ClientConnectionDelegate, TimerWheelTarget {
         self.loop.reportSent(to: self.environment.metrics)
         self.releaseSource(cancel: true)
         self.cancelTimer()
-        self.environment.capacity.clientDescriptorClosed()
+        if !self.descriptorReleased { self.environment.capacity.clientDescriptorClosed() }
         if self.admittedAsStream {
             self.loop.registry.remove(self)
             self.environment.capacity.releaseStream()

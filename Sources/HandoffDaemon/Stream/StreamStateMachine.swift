@@ -1,3 +1,5 @@
+import NIOCore
+
 /// The life of one client connection, from the moment its fd is adopted to its close.
 ///
 /// Pure: it takes events and returns the action its owner (``StreamHandler``) must perform.
@@ -21,6 +23,8 @@ struct StreamStateMachine: Sendable {
         case lingering
         /// Closed. Nothing more happens.
         case closed
+        /// The client is gone but the source goes on, recorded only (a resumable stream).
+        case detached
     }
 
     /// How a stream (or a connection that never streamed) ended, for metrics and the access log.
@@ -49,6 +53,12 @@ struct StreamStateMachine: Sendable {
         case shutdownOutput
         /// Close the connection now. `cancelSource`: the source is still running.
         case close(cancelSource: Bool)
+        /// Close the connection but keep the source running: a resumable stream's events go
+        /// on being recorded without a client.
+        case detach
+        /// A detached stream ended: record these last bytes, then finish.
+        /// `cancelSource`: stop the source first (it is still producing).
+        case recordFinal(FinalBytes, cancelSource: Bool)
     }
 
     /// The last bytes of a connection.
@@ -59,10 +69,15 @@ struct StreamStateMachine: Sendable {
         case done
         /// `event: error` with this message and reason; no `[DONE]`.
         case errorEvent(message: String, reason: String)
+        /// A recorded stream's own last event, replayed as it was.
+        case recorded(ByteBuffer)
     }
 
     private(set) var state: State = .awaitingHead
     private(set) var outcome: Outcome?
+    /// When the client leaves (or stalls) mid-stream, detach instead of closing: the source
+    /// goes on (a resumable stream, which is recorded). Default false.
+    var keepsSourceWithoutClient = false
 
     /// The source answered with a successful head.
     mutating func sourceResponded() -> Action {
@@ -73,13 +88,17 @@ struct StreamStateMachine: Sendable {
 
     /// The source produced an event.
     mutating func sourceProducedEvent() -> Action {
-        self.state == .streaming ? .writeEvent : .none
+        self.state == .streaming || self.state == .detached ? .writeEvent : .none
     }
 
-    /// The source finished normally.
-    mutating func sourceFinished() -> Action {
+    /// The source finished normally; `final` are its last bytes.
+    mutating func sourceFinished(final: FinalBytes = .done) -> Action {
+        if self.state == .detached {
+            self.state = .closed
+            return .recordFinal(final, cancelSource: false)
+        }
         guard self.state == .streaming else { return .none }
-        return self.finish(.done, outcome: .completed, cancelSource: false)
+        return self.finish(final, outcome: .completed, cancelSource: false)
     }
 
     /// The source failed. Before the head this becomes an error response (`response`); after
@@ -90,6 +109,9 @@ struct StreamStateMachine: Sendable {
             return self.finish(.errorResponse(response), outcome: .upstreamFailed, cancelSource: false)
         case .streaming:
             return self.finish(.errorEvent(message: message, reason: reason), outcome: .failedMidStream, cancelSource: false)
+        case .detached:
+            self.state = .closed
+            return .recordFinal(.errorEvent(message: message, reason: reason), cancelSource: false)
         case .flushing, .lingering, .closed:
             return .none
         }
@@ -112,6 +134,9 @@ struct StreamStateMachine: Sendable {
                 outcome: .shutdown,
                 cancelSource: true
             )
+        case .detached:
+            self.state = .closed
+            return .recordFinal(.errorEvent(message: "the server is shutting down", reason: "shutdown"), cancelSource: true)
         case .flushing, .lingering, .closed:
             return .none
         }
@@ -145,13 +170,17 @@ struct StreamStateMachine: Sendable {
             return .close(cancelSource: false)
         case .awaitingHead, .streaming:
             return self.abort(outcome: .clientDisconnected)
-        case .closed:
+        case .closed, .detached:
             return .none
         }
     }
 
     private mutating func abort(outcome: Outcome) -> Action {
         switch self.state {
+        case .awaitingHead where self.keepsSourceWithoutClient, .streaming where self.keepsSourceWithoutClient:
+            self.state = .detached
+            self.outcome = outcome
+            return .detach
         case .awaitingHead, .streaming:
             self.state = .closed
             self.outcome = outcome
@@ -160,7 +189,7 @@ struct StreamStateMachine: Sendable {
             self.state = .closed
             if outcome == .writeTimeout { self.outcome = .writeTimeout }
             return .close(cancelSource: false)
-        case .closed:
+        case .closed, .detached:
             return .none
         }
     }

@@ -1,0 +1,246 @@
+import HandoffRedis
+import NIOCore
+
+/// Follows a recorded stream for a resume handoff: replays the events after the client's
+/// last event id, then live ones as they are recorded, exactly once and in order, ending with
+/// the recording's own last event (`[DONE]` or the error).
+///
+/// Wake-ups come from the stream's notify channel; each one (and the subscription's
+/// confirmation, which closes the window between replay and live) fetches everything after
+/// the last event sent. Event ids are consecutive, so a hole is detected, never papered over.
+final class FollowSource: StreamSource, ChannelListener, TimerWheelTarget {
+    private unowned let session: StreamSession
+    private let loop: EventLoopState
+    private let services: RedisServices
+    private let keys: StreamKeys
+    private let timeouts: DaemonConfiguration.Timeouts
+    /// The last event id sent to the client.
+    private var position: Int64
+    private var listening = false
+    private var fetching = false
+    private var fetchAgain = false
+    private var paused = false
+    private var finished = false
+    private var responded = false
+    private let startedAt = NIODeadline.now()
+    private var lastEvent = NIODeadline.now()
+    private var lastClientWrite = NIODeadline.now()
+    private var timerToken: UInt32 = 0
+
+    /// Entries per `XRANGE`.
+    static let batchSize = 256
+
+    init(session: StreamSession, loop: EventLoopState, services: RedisServices, keys: StreamKeys, after lastEventID: Int64, timeouts: DaemonConfiguration.Timeouts) {
+        self.session = session
+        self.loop = loop
+        self.services = services
+        self.keys = keys
+        self.position = lastEventID
+        self.timeouts = timeouts
+    }
+
+    // MARK: StreamSource
+
+    func start() {
+        self.services.send(RESPCommand("EXISTS", [.string(self.keys.meta)]), loop: self.loop).assumeIsolated().whenComplete { result in
+            guard !self.finished else { return }
+            switch result {
+            case .success(let reply) where reply.integer == 1:
+                self.services.metrics.resume("followed")
+                self.services.metrics.followers.increment()
+                self.responded = true
+                self.session.sourceResponded(flush: true)
+                self.listening = true
+                self.services.listen(self.keys.notify, self, loop: self.loop)
+                self.armTimer()
+                self.fetch()
+            case .success:
+                self.services.metrics.resume("unknown")
+                self.failBeforeHead(ErrorResponse(status: .noContent, error: "unknown_stream", message: "no recorded stream has this stream_id (never started, or expired)"))
+            case .failure:
+                self.services.metrics.resume("unavailable")
+                self.failBeforeHead(
+                    ErrorResponse(
+                        status: .serviceUnavailable,
+                        error: "redis_unavailable",
+                        message: "recorded streams cannot be read now; retry shortly",
+                        retryAfter: .seconds(1)
+                    )
+                )
+            }
+        }
+    }
+
+    func cancel() {
+        guard !self.finished else { return }
+        self.end()
+    }
+
+    func resume() {
+        guard self.paused, !self.finished else { return }
+        self.paused = false
+        self.fetch()
+    }
+
+    // MARK: ChannelListener
+
+    func channelSubscribed() {
+        self.fetch()
+    }
+
+    func channelMessage(_ message: ChannelMessage) {
+        self.fetch()
+    }
+
+    // MARK: Fetching
+
+    private func fetch() {
+        guard !self.finished, self.responded else { return }
+        if self.fetching {
+            self.fetchAgain = true
+            return
+        }
+        guard self.session.isWritable else {
+            self.paused = true
+            return
+        }
+        self.fetching = true
+        self.fetchAgain = false
+        let command = RESPCommand("XRANGE", [.string(self.keys.events), .string("(0-\(self.position)"), "+", "COUNT", .string(String(Self.batchSize))])
+        self.services.send(command, loop: self.loop).assumeIsolated().whenComplete { result in
+            self.fetching = false
+            guard !self.finished else { return }
+            switch result {
+            case .success(let reply):
+                self.deliver(reply)
+            case .failure:
+                self.failMidStream(message: "the recording cannot be read now", reason: "recording_unavailable")
+            }
+        }
+    }
+
+    private func deliver(_ reply: RESPValue) {
+        guard let entries = reply.array else {
+            self.failMidStream(message: "the recording could not be read", reason: "recording_unreadable")
+            return
+        }
+        for entry in entries {
+            guard let recorded = RecordedEvent(entry) else {
+                self.failMidStream(message: "the recording could not be read", reason: "recording_unreadable")
+                return
+            }
+            guard recorded.id == self.position + 1 else {
+                self.failMidStream(message: "the recording has a gap; start a new stream", reason: "recording_incomplete")
+                return
+            }
+            self.position = recorded.id
+            self.services.metrics.replayedEvents.increment()
+            if recorded.isFinal {
+                self.end()
+                self.session.sourceFinished(final: .recorded(recorded.bytes))
+                return
+            }
+            self.session.sourceProducedRaw(recorded.bytes, queued: true)
+        }
+        if !entries.isEmpty {
+            self.lastEvent = .now()
+            self.lastClientWrite = self.lastEvent
+            self.session.sourceSendQueued()
+        }
+        if entries.count == Self.batchSize || self.fetchAgain { self.fetch() }
+    }
+
+    private func end() {
+        self.finished = true
+        self.timerToken &+= 1
+        if self.listening {
+            self.listening = false
+            self.services.unlisten(self.keys.notify, self, loop: self.loop)
+            self.services.metrics.followers.decrement()
+        }
+    }
+
+    private func failBeforeHead(_ response: ErrorResponse) {
+        self.end()
+        self.session.sourceFailed(response: response, message: response.message, reason: response.error, detail: nil, upstreamStatus: nil)
+    }
+
+    private func failMidStream(message: String, reason: String) {
+        self.end()
+        let response = ErrorResponse(status: .badGateway, error: reason, message: message)
+        self.session.sourceFailed(response: response, message: message, reason: reason, detail: nil, upstreamStatus: nil)
+    }
+
+    // MARK: Timer
+
+    /// A recording that stops growing (its daemon died) ends the follow after the upstream
+    /// idle timeout plus a margin: the producer itself would have failed by then.
+    private var idleLimit: TimeAmount { TimeAmount(self.timeouts.upstreamIdle) + .seconds(10) }
+
+    private func armTimer() {
+        guard !self.finished else { return }
+        var next = min(self.startedAt + TimeAmount(self.timeouts.maxStreamDuration), self.lastEvent + self.idleLimit)
+        if self.timeouts.keepAliveInterval > .zero {
+            next = min(next, self.lastClientWrite + TimeAmount(self.timeouts.keepAliveInterval))
+        }
+        self.timerToken &+= 1
+        self.loop.wheel.schedule(self, token: self.timerToken, after: max(.milliseconds(1), next - .now()))
+    }
+
+    func timerFired(token: UInt32) {
+        guard token == self.timerToken, !self.finished else { return }
+        let now = NIODeadline.now()
+        if now >= self.startedAt + TimeAmount(self.timeouts.maxStreamDuration) {
+            self.failMidStream(message: "the stream reached its maximum duration", reason: "max_duration")
+            return
+        }
+        if now >= self.lastEvent + self.idleLimit, !self.paused {
+            self.failMidStream(message: "the recorded stream stopped growing", reason: "idle_timeout")
+            return
+        }
+        if self.timeouts.keepAliveInterval > .zero, now >= self.lastClientWrite + TimeAmount(self.timeouts.keepAliveInterval) {
+            self.lastClientWrite = now
+            self.session.sourceProducedKeepAlive()
+        }
+        self.armTimer()
+    }
+}
+
+/// One entry of a recording: `0-N` with fields `e` (the event's SSE bytes) and, on the last,
+/// `end 1`.
+struct RecordedEvent: Equatable {
+    var id: Int64
+    var bytes: ByteBuffer
+    var isFinal: Bool
+
+    init(id: Int64, bytes: ByteBuffer, isFinal: Bool) {
+        self.id = id
+        self.bytes = bytes
+        self.isFinal = isFinal
+    }
+
+    init?(_ entry: RESPValue) {
+        guard let pair = entry.array, pair.count == 2, let entryID = pair[0].string, entryID.hasPrefix("0-"),
+            let id = Int64(entryID.dropFirst(2)), let fields = Self.fields(pair[1])
+        else { return nil }
+        var bytes: ByteBuffer?
+        var isFinal = false
+        var index = 0
+        while index + 1 < fields.count {
+            switch fields[index].string {
+            case "e": bytes = fields[index + 1].bytes
+            case "end": isFinal = fields[index + 1].string == "1"
+            default: break
+            }
+            index += 2
+        }
+        guard let bytes else { return nil }
+        self.init(id: id, bytes: bytes, isFinal: isFinal)
+    }
+
+    /// Field–value list: a flat array (RESP2) or a map (RESP3).
+    private static func fields(_ value: RESPValue) -> [RESPValue]? {
+        if case .map(let pairs) = value { return pairs.flatMap { [$0.key, $0.value] } }
+        return value.array
+    }
+}

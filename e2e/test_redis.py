@@ -1,0 +1,292 @@
+"""Beyond one host: resumable streams, followers and pub/sub channels on a real, private
+redis-server, with handoffd out of process over real SEQPACKET sockets and real fds, and
+through two real Apaches (two "web hosts") sharing one Redis."""
+
+import json
+import random
+import re
+import socket
+import threading
+import time
+
+import pytest
+
+from harness import Apache, Daemon, Redis, http_request, mkdir_public, send_record, tcp_pair, wait_for
+
+EVENT_ID = re.compile(rb"^id: (\d+)$", re.M)
+
+
+def read_all(sock, timeout=10.0):
+    sock.settimeout(timeout)
+    data = b""
+    while True:
+        try:
+            chunk = sock.recv(65536)
+        except (ConnectionResetError, TimeoutError, socket.timeout):
+            return data
+        if not chunk:
+            return data
+        data += chunk
+
+
+def read_until(sock, marker, timeout=10.0):
+    sock.settimeout(timeout)
+    data = b""
+    while marker not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def handoff(path, payload):
+    """Hands off a fresh loopback client with `payload`; returns the client's end."""
+    client, server = tcp_pair()
+    with server:
+        send_record(path, json.dumps(payload).encode(), [server.fileno()])
+    return client
+
+
+def fetch(path, payload, timeout=10.0):
+    with handoff(path, payload) as client:
+        return read_all(client, timeout)
+
+
+def status(raw):
+    return int(raw.split(b" ", 2)[1]) if raw.startswith(b"HTTP/1.1 ") else None
+
+
+def events(raw):
+    """(id, block) of every event after the head, in order; `block` is the event's bytes."""
+    body = raw.split(b"\r\n\r\n", 1)[1]
+    out = []
+    for block in body.split(b"\n\n"):
+        if not block or block.startswith(b":"):
+            continue
+        match = EVENT_ID.search(block)
+        out.append((int(match.group(1)) if match else None, block))
+    return out
+
+
+def assert_exact_tail(raw, after, total):
+    """The response holds events after+1 … total, each once and in order, ending with [DONE]."""
+    assert status(raw) == 200, raw[:300]
+    got = events(raw)
+    assert [i for i, _ in got] == list(range(after + 1, total + 1)), raw[-500:]
+    assert got[-1][1].endswith(b"data: [DONE]")
+
+
+@pytest.fixture()
+def redis(tmp_path):
+    server = Redis(tmp_path / "redis").start()
+    yield server
+    server.stop()
+
+
+def start_daemon(tmp_path, name, redis, *args, messages=8, interval_ms=20):
+    root = tmp_path / name
+    mkdir_public(root)
+    extra = ["--redis-url", redis.url] if redis else []
+    return Daemon(root / "d.sock", *extra, "--event-loops", "2", *args,
+                  mock_messages=messages, mock_interval_ms=interval_ms).start()
+
+
+def test_a_resumable_stream_numbers_and_records_every_event(tmp_path, redis):
+    with start_daemon(tmp_path, "a", redis, messages=6, interval_ms=5) as d:
+        raw = fetch(d.socket_path, {"stream_id": "chat-1.a:b_c", "resumable": True})
+        assert_exact_tail(raw, 0, 7)
+        key = "handoff:{chat-1.a:b_c}:events"
+        wait_for(lambda: redis.command("XLEN", key) == 7, 5, "all 7 events recorded")
+        entries = redis.command("XRANGE", key, "-", "+")
+        # What a follower replays is byte for byte what the first client got.
+        recorded = [entry[1][1].encode() for entry in entries]
+        assert recorded == [block + b"\n\n" for _, block in events(raw)]
+        assert entries[-1][1][2:] == ["end", "1"]
+        assert 0 < redis.command("TTL", key) <= 600
+        assert 0 < redis.command("TTL", "handoff:{chat-1.a:b_c}:meta") <= 600
+
+
+def test_a_dropped_client_resumes_on_another_daemon_with_exactly_the_rest(tmp_path, redis):
+    """Generation goes on when the client leaves; a second daemon (another host, same
+    Redis) replays what was missed, then follows live, exactly once, in order."""
+    with start_daemon(tmp_path, "a", redis, messages=30, interval_ms=30) as a, \
+            start_daemon(tmp_path, "b", redis, messages=30, interval_ms=30) as b:
+        client = handoff(a.socket_path, {"stream_id": "drop", "resumable": True})
+        seen = read_until(client, b"id: 5\n")
+        seen += read_until(client, b"\n\n") if not seen.endswith(b"\n\n") else b""
+        client.close()
+        last = max(i for i, _ in events(seen))
+        time.sleep(0.1)
+        raw = fetch(b.socket_path, {"stream_id": "drop", "resume": True, "last_event_id": str(last)})
+        assert_exact_tail(raw, last, 31)
+        # The drop did not cancel the upstream: the recording is complete.
+        assert redis.command("XLEN", "handoff:{drop}:events") == 31
+
+
+def test_followers_on_two_daemons_get_the_same_events(tmp_path, redis):
+    with start_daemon(tmp_path, "a", redis, messages=20, interval_ms=25) as a, \
+            start_daemon(tmp_path, "b", redis, messages=20, interval_ms=25) as b:
+        origin = handoff(a.socket_path, {"stream_id": "multi", "resumable": True})
+        read_until(origin, b"id: 1\n")
+        followers = [handoff(d.socket_path, {"stream_id": "multi", "resume": True})
+                     for d in (a, b, a, b, b)]
+        results = [None] * len(followers)
+
+        def collect(index, sock):
+            with sock:
+                results[index] = read_all(sock)
+        threads = [threading.Thread(target=collect, args=(i, s)) for i, s in enumerate(followers)]
+        for t in threads:
+            t.start()
+        rest = read_all(origin)
+        origin.close()
+        for t in threads:
+            t.join(20)
+        for raw in results:
+            assert_exact_tail(raw, 0, 21)
+            assert events(raw) == events(results[0])
+        assert [block for _, block in events(results[0])][1:] == [block for _, block in events(b"\r\n\r\n" + rest)][-20:]
+
+
+def test_resumes_racing_the_appends_are_exact(tmp_path, redis):
+    """Resumes land at random moments while events are appended: each gets every event after
+    its last id, once, in order (no gap at the replay/live seam, no duplicate)."""
+    rng = random.Random(7)
+    with start_daemon(tmp_path, "a", redis, messages=150, interval_ms=3) as a, \
+            start_daemon(tmp_path, "b", redis, messages=150, interval_ms=3) as b:
+        origin = handoff(a.socket_path, {"stream_id": "race", "resumable": True})
+        followers = []
+        deadline = time.monotonic() + 0.5
+        while time.monotonic() < deadline:
+            time.sleep(rng.uniform(0.005, 0.03))
+            last = rng.randrange(0, 100)
+            daemon = rng.choice((a, b))
+            followers.append((last, handoff(daemon.socket_path, {"stream_id": "race", "resume": True,
+                                                                 "last_event_id": last})))
+        assert len(followers) >= 10
+        read_all(origin)
+        origin.close()
+        for last, sock in followers:
+            with sock:
+                assert_exact_tail(read_all(sock), last, 151)
+
+
+def test_unknown_taken_and_unconfigured_stream_ids_are_answered(tmp_path, redis):
+    with start_daemon(tmp_path, "a", redis, messages=3, interval_ms=5) as d:
+        raw = fetch(d.socket_path, {"stream_id": "nobody", "resume": True, "last_event_id": "3"})
+        assert status(raw) == 204
+        assert raw.endswith(b"\r\n\r\n")                  # a 204 has no body
+        assert_exact_tail(fetch(d.socket_path, {"stream_id": "twice", "resumable": True}), 0, 4)
+        raw = fetch(d.socket_path, {"stream_id": "twice", "resumable": True})
+        assert status(raw) == 409 and b"stream_id_taken" in raw
+        for payload in ({"resumable": True}, {"stream_id": "bad id!", "resumable": True},
+                        {"stream_id": "x", "resume": True, "last_event_id": "-1"},
+                        {"stream_id": "x", "resume": True, "resumable": True}):
+            assert status(fetch(d.socket_path, payload)) == 400, payload
+    with start_daemon(tmp_path, "plain", None) as d:
+        for payload in ({"stream_id": "s", "resumable": True}, {"stream_id": "s", "resume": True},
+                        {"backend": "channel", "channel": "c"}):
+            raw = fetch(d.socket_path, payload)
+            assert status(raw) == 501 and b"--redis-url" in raw, raw
+
+
+def test_redis_killed_mid_stream(tmp_path, redis):
+    """Redis dies mid-stream: the live stream still completes; resumes answer 503 +
+    Retry-After meanwhile; once Redis is back, new streams are recorded again."""
+    with start_daemon(tmp_path, "a", redis, messages=12, interval_ms=40) as d:
+        client = handoff(d.socket_path, {"stream_id": "outage", "resumable": True})
+        read_until(client, b"id: 2\n")
+        redis.kill()
+        rest = read_all(client)
+        client.close()
+        assert rest.rstrip().endswith(b"data: [DONE]")
+        ids = [int(m) for m in EVENT_ID.findall(rest)]
+        assert ids == list(range(ids[0], 14))            # numbered to the end, no gap
+        raw = fetch(d.socket_path, {"stream_id": "outage", "resume": True})
+        assert status(raw) == 503 and b"Retry-After: " in raw
+        assert "Redis is unavailable" in d.log()
+        redis.start()
+
+        def recorded_again():
+            sid = f"after-{time.monotonic_ns()}"
+            fetch(d.socket_path, {"stream_id": sid, "resumable": True})
+            return redis.command("EXISTS", f"handoff:{{{sid}}}:events") == 1
+        wait_for(recorded_again, 15, "a stream recorded after Redis came back")
+        assert d.log().count("Redis is unavailable") == 1  # one warning per outage
+
+
+def test_a_channel_fans_out_to_every_local_client(tmp_path, redis):
+    with start_daemon(tmp_path, "a", redis, "--keepalive-interval-s", "1") as a, \
+            start_daemon(tmp_path, "b", redis) as b:
+        clients = [handoff(d.socket_path, {"backend": "channel", "channel": "room:7"})
+                   for d in [a] * 40 + [b] * 10]
+        heads = [read_until(c, b"\r\n\r\n") for c in clients]
+        assert all(status(h) == 200 for h in heads)
+        assert redis.command("PUBSUB", "NUMSUB", "room:7")[1] == 2   # one subscription per daemon
+        time.sleep(1.3)                                              # a keep-alive on a
+        for message in ["plain text", json.dumps({"event": "update", "data": {"n": 1}}),
+                        json.dumps({"data": "two\nlines", "id": "m3"}), json.dumps({"close": True, "data": "bye"})]:
+            assert redis.command("PUBLISH", "room:7", message) == 2
+        bodies = [head + read_all(c) for head, c in zip(heads, clients)]
+        for c in clients:
+            c.close()
+        expected = (b"data: plain text\n\nevent: update\ndata: {\"n\": 1}\n\n"
+                    b"data: two\ndata: lines\nid: m3\n\ndata: bye\n\ndata: [DONE]\n\n")
+        for i, body in enumerate(bodies):
+            stream = body.split(b"\r\n\r\n", 1)[1]
+            if i < 40:
+                assert stream.startswith(b": ping\n\n")
+            assert stream.replace(b": ping\n\n", b"") == expected
+        wait_for(lambda: redis.command("PUBSUB", "NUMSUB", "room:7")[1] == 0, 5, "unsubscribed after the close")
+
+
+def test_a_channel_without_redis_is_a_503(tmp_path, redis):
+    with start_daemon(tmp_path, "a", redis) as d:
+        redis.kill()
+        started = time.monotonic()
+        raw = fetch(d.socket_path, {"backend": "channel", "channel": "down"})
+        assert status(raw) == 503 and b"Retry-After: " in raw
+        assert time.monotonic() - started < 7
+
+
+def test_a_browser_reconnect_through_a_second_web_host(tmp_path, redis):
+    """Two web hosts (Apache + PHP + handoffd each) share one Redis. The demo's PHP starts a
+    recorded stream on the first; the connection drops; the reconnect — a GET with
+    Last-Event-ID, as EventSource sends it — lands on the second host and gets the rest."""
+    from harness import REPO
+    hosts = []
+    try:
+        for name in ("web1", "web2"):
+            apache = Apache("prefork", workers=4, docroot_src=REPO / "demo",
+                            conf=['SetEnv HANDOFF_SOCKET "{run}/d.sock"', "SetEnv HANDOFF_RESUMABLE 1"])
+            daemon = Daemon(apache.run_dir / "d.sock", "--redis-url", redis.url,
+                            mock_messages=25, mock_interval_ms=40)
+            hosts.append((apache, daemon))
+            daemon.start()
+            apache.start()
+        (web1, _), (web2, _) = hosts
+        sock = socket.create_connection(("127.0.0.1", web1.port), 5)
+        body = json.dumps({"prompt": "resume me", "backend": "mock"}).encode()
+        sock.sendall(b"POST /stream.php HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+        seen = read_until(sock, b"id: 4\n")
+        seen += read_until(sock, b"\n\n", 5) if not seen.endswith(b"\n\n") else b""
+        sock.close()
+        match = re.search(rb"X-Stream-Id: ([0-9a-f]{32})\r\n", seen)
+        assert match, seen[:600]
+        stream_id = match.group(1).decode()
+        last = max(i for i, _ in events(seen))
+        response = http_request(web2.port, f"/stream.php?stream_id={stream_id}",
+                                headers={"Last-Event-ID": str(last)}, timeout=20)
+        assert response.status == 200
+        ids = [int(m) for m in EVENT_ID.findall(response.body)]
+        assert ids == list(range(last + 1, 27))
+        assert response.body.rstrip().endswith(b"data: [DONE]")
+        # An id that is unknown (or expired) tells EventSource to stop: 204.
+        assert http_request(web2.port, "/stream.php?stream_id=feedface", headers={"Last-Event-ID": "3"}).status == 204
+    finally:
+        for apache, daemon in hosts:
+            apache.stop()
+            apache.cleanup()
+            daemon.stop()
