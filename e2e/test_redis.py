@@ -290,3 +290,87 @@ def test_a_browser_reconnect_through_a_second_web_host(tmp_path, redis):
             apache.stop()
             apache.cleanup()
             daemon.stop()
+
+
+# ---- The finished answer back to the app: signed completion callbacks -------------------
+
+SECRET = "s3cret-for-the-completion-tests-0123456789"
+
+
+def completion_host(tmp_path, redis, name="app"):
+    """An Apache serving the demo (stream.php, completion.php) with a store for answers
+    (both under Apache's own root, which its www-data children can reach)."""
+    from harness import REPO
+    apache = Apache("prefork", workers=4, docroot_src=REPO / "demo",
+                    conf=['SetEnv HANDOFF_SOCKET "{run}/d.sock"', "SetEnv HANDOFF_RESUMABLE 1",
+                          'SetEnv HANDOFF_COMPLETION_SECRET_FILE "{root}/completion-secret"',
+                          'SetEnv HANDOFF_COMPLETIONS_DIR "{root}/answers"'])
+    secret = apache.root / "completion-secret"
+    secret.write_text(SECRET + "\n")
+    secret.chmod(0o644)
+    store = mkdir_public(apache.root / "answers")
+    store.chmod(0o777)
+    return apache, secret, store
+
+
+def answers(store):
+    return [json.loads(p.read_text()) for p in sorted(store.glob("*.json"))]
+
+
+def test_the_finished_answer_reaches_the_app_signed(tmp_path, redis):
+    apache, secret, store = completion_host(tmp_path, redis)
+    daemon = Daemon(apache.run_dir / "d.sock", "--redis-url", redis.url,
+                    "--completion-url", f"http://127.0.0.1:{apache.port}/completion.php",
+                    "--completion-secret-file", secret, mock_messages=6, mock_interval_ms=5)
+    try:
+        daemon.start()
+        apache.start()
+        response = http_request(apache.port, "/stream.php", method="POST",
+                                headers={"Content-Type": "application/json"},
+                                body=json.dumps({"prompt": "store me", "backend": "mock"}), timeout=20)
+        assert response.status == 200
+        streamed = "".join(json.loads(d)["content"] for d in response.events() if d != "[DONE]")
+        wait_for(lambda: len(answers(store)) == 1, 10, "the callback stored by completion.php")
+        [answer] = answers(store)
+        assert answer["status"] == "completed" and answer["text"] == streamed
+        assert answer["stream_id"] == response.header("X-Stream-Id") and answer["user_id"] == "demo-user"
+        assert answer["error"] is None
+        # The receiver refuses what handoffd did not sign.
+        forged = http_request(apache.port, "/completion.php", method="POST",
+                              headers={"Content-Type": "application/json", "X-Handoff-Signature": "sha256=" + "0" * 64},
+                              body=json.dumps({"delivery_id": "f" * 32, "text": "forged"}))
+        assert forged.status == 401 and len(answers(store)) == 1
+    finally:
+        apache.stop()
+        apache.cleanup()
+        daemon.stop()
+
+
+def test_an_undelivered_answer_survives_a_daemon_restart(tmp_path, redis):
+    """The receiver is down and the daemon is killed: the callback waits in Redis, and the
+    next daemon (same Redis) delivers it once the receiver is up."""
+    apache, secret, store = completion_host(tmp_path, redis)
+    args = ["--redis-url", redis.url, "--completion-url", f"http://127.0.0.1:{apache.port}/completion.php",
+            "--completion-secret-file", secret, "--completion-timeout-ms", "500"]
+    first = Daemon(apache.run_dir / "d.sock", *args, mock_messages=3, mock_interval_ms=5).start()
+    try:
+        raw = fetch(first.socket_path, {"prompt": "p", "request_id": "kept-1", "stream_id": "kept", "resumable": True})
+        assert status(raw) == 200
+        wait_for(lambda: redis.command("HLEN", "handoff:{callbacks}") == 1, 5, "the callback stored in Redis")
+        wait_for(lambda: "completion callback failed" in first.log(), 5, "a failed first attempt")
+        first.proc.kill()
+        first.proc.wait(5)
+    finally:
+        first.stop()
+    second = Daemon(apache.run_dir / "d.sock", *args, mock_messages=3, mock_interval_ms=5)
+    try:
+        apache.start()
+        second.start()
+        wait_for(lambda: len(answers(store)) == 1, 15, "the callback delivered by the next daemon")
+        [answer] = answers(store)
+        assert answer["request_id"] == "kept-1" and answer["status"] == "completed"
+        wait_for(lambda: redis.command("HLEN", "handoff:{callbacks}") == 0, 5, "the delivered callback removed")
+    finally:
+        apache.stop()
+        apache.cleanup()
+        second.stop()

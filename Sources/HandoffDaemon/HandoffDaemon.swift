@@ -106,7 +106,7 @@ public final class HandoffDaemon: Sendable {
                 )
             )
         }
-        services.append(UpstreamService(backends: backends, redis: self.environment.redis, threadPool: self.environment.threadPool))
+        services.append(UpstreamService(backends: backends, redis: self.environment.redis, completions: self.environment.completions, threadPool: self.environment.threadPool))
         services.append(StreamsService(environment: self.environment))
         services.append(AcceptorService(acceptor: acceptor, environment: self.environment))
         self.serviceGroup = ServiceGroup(

@@ -64,6 +64,10 @@ struct HandoffdCommand: AsyncParsableCommand {
     @Option(name: .customLong("redis-url"), help: .init(Self.help("redis-url"), valueName: "url")) var redisURL: String?
     @Option(name: .customLong("resume-ttl-s"), help: .init(Self.help("resume-ttl-s"), valueName: "s")) var resumeTTLS: String?
     @Option(name: .customLong("redis-key-prefix"), help: .init(Self.help("redis-key-prefix"), valueName: "prefix")) var redisKeyPrefix: String?
+    @Option(name: .customLong("completion-url"), help: .init(Self.help("completion-url"), valueName: "url")) var completionURL: String?
+    @Option(name: .customLong("completion-secret-file"), help: .init(Self.help("completion-secret-file"), valueName: "path")) var completionSecretFile: String?
+    @Option(name: .customLong("completion-timeout-ms"), help: .init(Self.help("completion-timeout-ms"), valueName: "ms")) var completionTimeoutMs: String?
+    @Option(name: .customLong("completion-max-age-s"), help: .init(Self.help("completion-max-age-s"), valueName: "s")) var completionMaxAgeS: String?
     @Option(name: .customLong("log-level"), help: .init(Self.help("log-level"), valueName: "level")) var logLevel: String?
 
     static func help(_ key: String) -> String {
@@ -92,6 +96,8 @@ struct HandoffdCommand: AsyncParsableCommand {
             ("upstream-idle-timeout-s", self.upstreamIdleTimeoutS), ("max-stream-duration-s", self.maxStreamDurationS),
             ("keepalive-interval-s", self.keepAliveIntervalS), ("access-log", self.accessLog),
             ("redis-url", self.redisURL), ("resume-ttl-s", self.resumeTTLS), ("redis-key-prefix", self.redisKeyPrefix),
+            ("completion-url", self.completionURL), ("completion-secret-file", self.completionSecretFile),
+            ("completion-timeout-ms", self.completionTimeoutMs), ("completion-max-age-s", self.completionMaxAgeS),
         ]
         return Dictionary(uniqueKeysWithValues: pairs.compactMap { key, value in value.map { (key, $0) } })
     }

@@ -57,6 +57,10 @@ public enum ConfigurationSource {
         Key(name: "redis-url", environment: "HANDOFFD_REDIS_URL", help: "redis://[user:password@]host[:port][/db] (or rediss:// for TLS): enables resumable streams and the channel backend. Default: none."),
         Key(name: "resume-ttl-s", environment: "HANDOFFD_RESUME_TTL_S", help: "Seconds a finished stream stays resumable in Redis. Default 600."),
         Key(name: "redis-key-prefix", environment: "HANDOFFD_REDIS_KEY_PREFIX", help: "Start of every Redis key and channel the daemon uses. Default handoff:."),
+        Key(name: "completion-url", environment: "HANDOFFD_COMPLETION_URL", help: "http(s) URL each finished stream is POSTed to as signed JSON (text, usage, status); a handoff opts out with \"completion\": false. Default: none."),
+        Key(name: "completion-secret-file", environment: "HANDOFFD_COMPLETION_SECRET_FILE", help: "File holding the HMAC-SHA256 key for X-Handoff-Signature (required with --completion-url)."),
+        Key(name: "completion-timeout-ms", environment: "HANDOFFD_COMPLETION_TIMEOUT_MS", help: "One delivery attempt's deadline. Default 10000."),
+        Key(name: "completion-max-age-s", environment: "HANDOFFD_COMPLETION_MAX_AGE_S", help: "Seconds an undelivered callback is retried (with backoff; kept in Redis when configured). Default 86400."),
         Key(name: "event-loops", environment: "HANDOFFD_EVENT_LOOPS", help: "Event loop threads per process. Default: one per core."),
         Key(name: "workers", environment: "HANDOFFD_WORKERS", help: "Processes sharing the socket (each with its own open-file limit). Default 1."),
         Key(name: "log-level", environment: "HANDOFFD_LOG_LEVEL", help: "trace, debug, info, notice, warning, error or critical. Default info."),
@@ -138,6 +142,11 @@ public enum ConfigurationSource {
             }
             configuration.redis = redis
         }
+        if let url = values.string("completion-url") {
+            configuration.completion = try Self.completion(url: url, values: values)
+        } else if values.string("completion-secret-file") != nil {
+            throw ConfigurationError(key: values.sourceName("completion-secret-file"), message: "needs --completion-url")
+        }
         if let file { configuration.langGraph = try Self.langGraph(from: file, environment: environment) }
         configuration.metricsAddress = try Self.address(values.string("metrics-address") ?? "127.0.0.1:9464", key: values.sourceName("metrics-address"))
         try configuration.validate()
@@ -154,6 +163,30 @@ public enum ConfigurationSource {
             apiKey = contents.trimmingCharacters(in: .whitespacesAndNewlines)
         }
         return OpenAIBackend(upstream: upstream, apiKey: apiKey, defaultModel: values.string("openai-model") ?? "gpt-4o-mini")
+    }
+
+    static func completion(url: String, values: Values) throws(ConfigurationError) -> DaemonConfiguration.Completion {
+        let parsed: UpstreamEndpoint
+        do {
+            parsed = try UpstreamEndpoint(url: url)
+        } catch {
+            throw ConfigurationError(key: values.sourceName("completion-url"), message: error.description)
+        }
+        guard let file = values.string("completion-secret-file") else {
+            throw ConfigurationError(key: "--completion-secret-file", message: "is required with --completion-url: the receiver must be able to check that a callback came from this daemon")
+        }
+        guard let contents = FileManager.default.contents(atPath: file) else {
+            throw ConfigurationError(key: values.sourceName("completion-secret-file"), message: "cannot read '\(file)'")
+        }
+        let secret = Array(String(decoding: contents, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines).utf8)
+        guard secret.count >= 16 else {
+            throw ConfigurationError(key: values.sourceName("completion-secret-file"), message: "holds \(secret.count) bytes; use a secret of at least 16 (e.g. openssl rand -hex 32)")
+        }
+        var completion = DaemonConfiguration.Completion(url: parsed, secret: secret)
+        if let ms = try values.integer("completion-timeout-ms", in: 100...600_000) { completion.attemptTimeout = .milliseconds(ms) }
+        if let seconds = try values.integer("completion-max-age-s", in: 1...30 * 86_400) { completion.maxAge = .seconds(seconds) }
+        completion.verifyCertificates = !(try values.bool("upstream-insecure") ?? false)
+        return completion
     }
 
     /// The connection settings shared by every upstream, from the `upstream-*` keys.

@@ -32,6 +32,8 @@ public struct DaemonConfiguration: Sendable {
     /// Redis, for resumable streams and pub/sub channels; `nil` (the default) turns them off,
     /// and handoffs that ask for them get `501`.
     public var redis: Redis?
+    /// Where finished streams are posted (`--completion-url`); `nil` (the default) posts none.
+    public var completion: Completion?
 
     public init(
         listener: Listener,
@@ -197,6 +199,28 @@ public struct DaemonConfiguration: Sendable {
             self.connection = connection
             self.resumeTTL = resumeTTL
             self.keyPrefix = keyPrefix
+        }
+    }
+
+    /// The signed callback that gives the application each finished answer.
+    public struct Completion: Sendable {
+        /// The `http://` or `https://` URL the JSON document is POSTed to (no query string).
+        public var url: UpstreamEndpoint
+        /// The HMAC-SHA256 key for `X-Handoff-Signature` (from `--completion-secret-file`).
+        public var secret: [UInt8]
+        /// One attempt's deadline (connect to response head). Default 10 s.
+        public var attemptTimeout: Duration
+        /// How long an undelivered callback is retried before it is dropped. Default 24 h.
+        public var maxAge: Duration
+        /// Verify an https receiver's certificate. Default true.
+        public var verifyCertificates: Bool
+
+        public init(url: UpstreamEndpoint, secret: [UInt8], attemptTimeout: Duration = .seconds(10), maxAge: Duration = .seconds(86_400), verifyCertificates: Bool = true) {
+            self.url = url
+            self.secret = secret
+            self.attemptTimeout = attemptTimeout
+            self.maxAge = maxAge
+            self.verifyCertificates = verifyCertificates
         }
     }
 

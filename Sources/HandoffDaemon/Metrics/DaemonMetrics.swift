@@ -48,6 +48,8 @@ public final class DaemonMetrics: Sendable {
     private let upstreamResponses: [String: Counter]
     /// Resumable streams, followers, channels and Redis.
     let redis: RedisMetrics
+    /// Completion callbacks.
+    let completion: CompletionMetrics
 
     /// Reasons a handoff is counted as an error: the wire's and the request's.
     static let errorReasons: [String] =
@@ -84,6 +86,7 @@ public final class DaemonMetrics: Sendable {
         self.timeToFirstByte = Timer(label: Name.timeToFirstByte, preferredDisplayUnit: .seconds, factory: factory)
         self.upstreamCancellations = Counter(label: Name.upstreamCancellations, factory: factory)
         self.redis = RedisMetrics(factory: factory)
+        self.completion = CompletionMetrics(factory: factory)
         self.upstreamResponses = Dictionary(
             uniqueKeysWithValues: ["2xx", "429", "4xx", "5xx", "other", "failed"].map {
                 ($0, Counter(label: Name.upstreamResponses, dimensions: [("status", $0)], factory: factory))

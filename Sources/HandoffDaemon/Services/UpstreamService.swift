@@ -5,11 +5,13 @@ import ServiceLifecycle
 struct UpstreamService: Service {
     let backends: Backends
     let redis: RedisServices?
+    let completions: CompletionOutbox?
     let threadPool: NIOThreadPool
 
     func run() async throws {
         try? await gracefulShutdown()
         await self.backends.shutdown()
+        await self.completions?.shutdown()
         await self.redis?.shutdown()
         try? await self.threadPool.shutdownGracefully()
     }

@@ -24,6 +24,8 @@ final class StreamEnvironment: Sendable {
     let accessLog: AccessLog?
     /// Redis for resumable streams and channels, when configured.
     let redis: RedisServices?
+    /// Completion callbacks, when configured.
+    let completions: CompletionOutbox?
     /// Set when graceful shutdown begins; `/healthz` reports it.
     let draining = ManagedAtomic(false)
 
@@ -39,7 +41,11 @@ final class StreamEnvironment: Sendable {
         self.loops = loops
         self.watcher = try ClientWatcher(tables: self.loops.map(\.clients), logger: logger)
         self.backends = backends
-        self.redis = try configuration.redis.map { try RedisServices(settings: $0, loops: loops, metrics: metrics.redis, logger: logger) }
+        let redis = try configuration.redis.map { try RedisServices(settings: $0, loops: loops, metrics: metrics.redis, logger: logger) }
+        self.redis = redis
+        self.completions = try configuration.completion.map {
+            try CompletionOutbox(settings: $0, redis: redis, loop: loops[0], metrics: metrics.completion, logger: logger)
+        }
         self.threadPool = NIOThreadPool(numberOfThreads: 2)
         self.threadPool.start()
         self.accessLog = configuration.accessLog ? AccessLog() : nil

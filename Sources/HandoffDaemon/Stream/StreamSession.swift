@@ -41,6 +41,7 @@ final class StreamSession: ClientConnectionDelegate, TimerWheelTarget {
     private var finalized = false
     private let startedAt = NIODeadline.now()
     private var firstByteRecorded = false
+    private var firstByteNanoseconds: Int64?
     private var extraHeaders: [HandoffRequest.ResponseHeader] = []
     private var summary = StreamSummary()
     /// Access-log fields, kept only while a stream runs.
@@ -49,6 +50,8 @@ final class StreamSession: ClientConnectionDelegate, TimerWheelTarget {
     private var recording: Recording?
     /// The client descriptor was already given back (a detached stream).
     private var descriptorReleased = false
+    /// The finished-answer document for the application, when callbacks are on.
+    private var completion: CompletionRecord?
 
     /// A resumable stream: events are numbered (`id: N`) and recorded while Redis allows.
     private struct Recording {
@@ -173,6 +176,14 @@ final class StreamSession: ClientConnectionDelegate, TimerWheelTarget {
         self.environment.metrics.activeStreams.increment()
         self.loop.registry.insert(self)
         self.source = source
+        if self.environment.completions != nil, request.completion, !request.resume, backend != .channel {
+            self.completion = CompletionRecord(
+                request: request,
+                backend: backend.rawValue,
+                model: request.model ?? (backend == .openai ? self.environment.backends.openAI?.backend.defaultModel : nil),
+                startedAtMilliseconds: CompletionOutbox.epochMilliseconds()
+            )
+        }
         if request.resumable, let redis = self.environment.redis, let streamID = request.streamID {
             self.startRecorded(source, keys: redis.keys(for: streamID), redis: redis, request: request)
         } else {
@@ -320,6 +331,7 @@ final class StreamSession: ClientConnectionDelegate, TimerWheelTarget {
         var buffer = Self.allocator.buffer(capacity: content.utf8.count + 24)
         let id = self.writeEventID(into: &buffer)
         HandoffEvents.writeContent(content, into: &buffer)
+        self.completion?.append(content)
         self.record(id, buffer)
         self.send(buffer, queued: queued)
     }
@@ -362,6 +374,7 @@ final class StreamSession: ClientConnectionDelegate, TimerWheelTarget {
         var buffer = Self.allocator.buffer(capacity: event.data.utf8.count + 32)
         let id = self.writeEventID(into: &buffer)
         SSEEncoder.writeEvent(event.data, event: event.event, id: id == nil ? event.id : nil, into: &buffer)
+        self.completion?.events += 1
         self.record(id, buffer)
         self.send(buffer, queued: queued)
     }
@@ -397,11 +410,13 @@ final class StreamSession: ClientConnectionDelegate, TimerWheelTarget {
             metadata: ["reason": "\(reason)", "detail": "\(detail ?? "")", "upstream_status": "\(upstreamStatus.map(String.init) ?? "")"]
         )
         self.log?.failure = reason
+        self.completion?.failure = (reason, message)
         self.perform(self.machine.sourceFailed(response: response, message: message, reason: reason))
     }
 
     /// The source finished; `final` are the last bytes (`[DONE]`, or a recording's own last event).
     func sourceFinished(final: StreamStateMachine.FinalBytes = .done) {
+        self.completion?.finished = true
         self.perform(self.machine.sourceFinished(final: final))
     }
 
@@ -413,6 +428,7 @@ final class StreamSession: ClientConnectionDelegate, TimerWheelTarget {
             message: "the server is shutting down; retry shortly",
             retryAfter: .seconds(self.environment.configuration.limits.retryAfterSeconds)
         )
+        self.completion?.shutdown = true
         self.perform(self.machine.shutdownDeadlinePassed(response: response))
     }
 
@@ -509,6 +525,7 @@ final class StreamSession: ClientConnectionDelegate, TimerWheelTarget {
         guard !self.firstByteRecorded else { return }
         self.firstByteRecorded = true
         let elapsed = (NIODeadline.now() - self.startedAt).nanoseconds
+        self.firstByteNanoseconds = elapsed
         self.environment.metrics.timeToFirstByte.recordNanoseconds(elapsed)
         self.log?.timeToFirstByteNanoseconds = elapsed
     }
@@ -637,5 +654,13 @@ final class StreamSession: ClientConnectionDelegate, TimerWheelTarget {
             accessLog.record(log.line(seconds: now.tv_sec, nanoseconds: now.tv_nsec))
         }
         self.log = nil
+        if var completion = self.completion, let completions = self.environment.completions, outcome != .rejected {
+            self.completion = nil
+            completion.summary = self.summary
+            completion.clientDisconnected = outcome == .clientDisconnected || outcome == .writeTimeout
+            completion.timeToFirstByteNanoseconds = self.firstByteNanoseconds
+            completion.durationNanoseconds = (NIODeadline.now() - self.startedAt).nanoseconds
+            completions.submit(completion)
+        }
     }
 }
