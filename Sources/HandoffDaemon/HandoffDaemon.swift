@@ -62,7 +62,7 @@ public final class HandoffDaemon: Sendable {
         }
 
         let descriptorRoom = try Self.clientDescriptorRoom(reserved: configuration.limits.reservedDescriptors)
-        let metrics = DaemonMetrics(factory: metricsFactory)
+        let metrics = DaemonMetrics(factory: metricsFactory, redis: configuration.redis != nil, completion: configuration.completion != nil)
         let loops = Array(self.group.makeIterator())
         let backends = try Backends(configuration: configuration, eventLoops: loops, logger: logger)
         let capacity = StreamCapacity(

@@ -46,10 +46,10 @@ public final class DaemonMetrics: Sendable {
     /// Upstream requests cancelled because the client left or the stream was ended.
     let upstreamCancellations: Counter
     private let upstreamResponses: [String: Counter]
-    /// Resumable streams, followers, channels and Redis.
-    let redis: RedisMetrics
-    /// Completion callbacks.
-    let completion: CompletionMetrics
+    /// Resumable streams, followers, channels and Redis (only when Redis is configured).
+    let redis: RedisMetrics?
+    /// Completion callbacks (only when they are configured).
+    let completion: CompletionMetrics?
 
     /// Reasons a handoff is counted as an error: the wire's and the request's.
     static let errorReasons: [String] =
@@ -61,7 +61,9 @@ public final class DaemonMetrics: Sendable {
 
     static let rejectionStatuses = [204, 400, 409, 413, 429, 500, 501, 502, 503, 504]
 
-    public init(factory: any MetricsFactory = MetricsSystem.factory) {
+    /// `redis`, `completion`: export those families too (only what is configured is exported,
+    /// so a dashboard never shows a Redis that is not there as down).
+    public init(factory: any MetricsFactory = MetricsSystem.factory, redis: Bool = false, completion: Bool = false) {
         self.handoffs = Counter(label: Name.handoffs, factory: factory)
         self.handoffErrors = Dictionary(
             uniqueKeysWithValues: Self.errorReasons.map { ($0, Counter(label: Name.handoffErrors, dimensions: [("reason", $0)], factory: factory)) }
@@ -85,8 +87,8 @@ public final class DaemonMetrics: Sendable {
         self.streamDuration = Timer(label: Name.streamDuration, preferredDisplayUnit: .seconds, factory: factory)
         self.timeToFirstByte = Timer(label: Name.timeToFirstByte, preferredDisplayUnit: .seconds, factory: factory)
         self.upstreamCancellations = Counter(label: Name.upstreamCancellations, factory: factory)
-        self.redis = RedisMetrics(factory: factory)
-        self.completion = CompletionMetrics(factory: factory)
+        self.redis = redis ? RedisMetrics(factory: factory) : nil
+        self.completion = completion ? CompletionMetrics(factory: factory) : nil
         self.upstreamResponses = Dictionary(
             uniqueKeysWithValues: ["2xx", "429", "4xx", "5xx", "other", "failed"].map {
                 ($0, Counter(label: Name.upstreamResponses, dimensions: [("status", $0)], factory: factory))

@@ -55,7 +55,6 @@ final class RedisMetrics: Sendable {
         self.subscriptions = Meter(label: Name.subscriptions, factory: factory)
         self.channelClients = Meter(label: Name.channelClients, factory: factory)
         self.channelMessages = Counter(label: Name.channelMessages, factory: factory)
-        self.up.set(1)
     }
 
     func resume(_ result: String) {

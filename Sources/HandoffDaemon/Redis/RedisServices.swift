@@ -32,6 +32,7 @@ final class RedisServices: Sendable {
         self.fanouts = loops.map { _ in ChannelFanout() }
         self.metrics = metrics
         self.logger = logger
+        metrics.up.set(1)
         loops[0].eventLoop.execute { self.wireSubscriber() }
     }
 

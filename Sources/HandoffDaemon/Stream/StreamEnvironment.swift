@@ -1,4 +1,5 @@
 import Atomics
+import CoreMetrics
 import HandoffWire
 import Logging
 import NIOCore
@@ -41,10 +42,10 @@ final class StreamEnvironment: Sendable {
         self.loops = loops
         self.watcher = try ClientWatcher(tables: self.loops.map(\.clients), logger: logger)
         self.backends = backends
-        let redis = try configuration.redis.map { try RedisServices(settings: $0, loops: loops, metrics: metrics.redis, logger: logger) }
+        let redis = try configuration.redis.map { try RedisServices(settings: $0, loops: loops, metrics: metrics.redis ?? RedisMetrics(factory: NOOPMetricsHandler.instance), logger: logger) }
         self.redis = redis
         self.completions = try configuration.completion.map {
-            try CompletionOutbox(settings: $0, redis: redis, loop: loops[0], metrics: metrics.completion, logger: logger)
+            try CompletionOutbox(settings: $0, redis: redis, loop: loops[0], metrics: metrics.completion ?? CompletionMetrics(factory: NOOPMetricsHandler.instance), logger: logger)
         }
         self.threadPool = NIOThreadPool(numberOfThreads: 2)
         self.threadPool.start()
