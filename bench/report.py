@@ -151,6 +151,14 @@ def render_markdown(r):
         d, k = stalled["daemon_kib_per_stream"], stalled["mock_kib_per_stream"]
         rows.append((f"{stalled['clients']} clients that stop reading (openai, endless upstream): RSS per stalled stream, daemon / mock",
                      "≤ 128 KiB each", f"{d:.1f} / {k:.1f} KiB", met(d <= 128 and k <= 128)))
+    redis = r.get("redis")
+    if redis:
+        rec, ch = redis["recording"], redis["channel"]
+        rows.append(("Resumable (recorded) streams at 5 000: daemon CPU per event vs plain", "≤ 1.5×",
+                     f"{rec['cpu_ratio']:.2f}× ({rec['resumable']['cpu_us_per_event']:.2f} / {rec['plain']['cpu_us_per_event']:.2f} µs)", met(rec["cpu_ratio"] <= 1.5)))
+        rows.append(("Resumable streams: extra daemon RSS per stream", "≤ 2 KiB", f"{rec['extra_kib_per_stream']:.2f} KiB", met(rec["extra_kib_per_stream"] <= 2)))
+        p99 = ch["delivered_after_publish_ms"].get("p99")
+        rows.append((f"One channel message to {ch['result']['started']} local clients, p99", "–", f"{fmt(p99, 1)} ms", "–"))
     out.append("## Summary\n\n| figure | target | measured | |\n|---|---|---|---|\n" + "\n".join(f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows) + "\n")
     figures = r.get("figures") or []
     if figures:
@@ -232,6 +240,9 @@ def render_markdown(r):
                    f"{stalled['daemon_idle_kib']} KiB, mock {stalled['mock_idle_kib']} KiB; after 15 s: "
                    f"{stalled['daemon_kib_per_stream']:.1f} KiB per stalled stream in the daemon, {stalled['mock_kib_per_stream']:.1f} KiB in the mock.\n\n"
                    "| t (s) | daemon RSS (KiB) | mock RSS (KiB) |\n|---|---|---|\n" + rows_ + "\n")
+    if redis:
+        import redis_bench
+        out.append(redis_bench.render(redis, dates.get("redis")))
     if cancel:
         out.append(f"## Cancel latency\n\nThe conformance scenario `client-disconnect`, {cancel['runs']} runs: the client closes mid-stream; "
                    f"the time until the mock's `/stats` shows the upstream stream cancelled (polled over a fresh TLS connection, so it "

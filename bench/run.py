@@ -363,6 +363,12 @@ def figure_stalled(results):
         mock.stop()
 
 
+def figure_redis(results):
+    """Resumable against plain streams at 5 000, 1 000 followers, a channel to 10 000 clients."""
+    import redis_bench
+    redis_bench.figure(results, run_bench, RSSWatcher, scale, QUICK)
+
+
 def machine():
     cpu = re.search(r"model name\s*:\s*(.*)", Path("/proc/cpuinfo").read_text())
     mem = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1)) // 1024 // 1024
@@ -386,13 +392,13 @@ def main():
     # Every figure keeps the date it was measured on, so a report that mixes runs says so.
     dates = results.setdefault("dates", {})
     earlier = results.get("machine", {}).get("date")
-    for name in ("memory", "ttfe", "throughput", "fifty_thousand", "apache", "openai_1000", "openai_5000", "cancel", "cpu", "hundred_thousand", "stalled"):
+    for name in ("memory", "ttfe", "throughput", "fifty_thousand", "apache", "openai_1000", "openai_5000", "cancel", "cpu", "hundred_thousand", "stalled", "redis"):
         if name in results and earlier:
             dates.setdefault(name, earlier)
     results.update({"machine": machine(), "quick": QUICK})
     for name, run in [("memory", figure_memory), ("ttfe", figure_ttfe), ("throughput", figure_throughput),
                       ("fifty_thousand", figure_fifty_thousand), ("hundred_thousand", figure_hundred_thousand), ("apache", figure_apache), ("openai", figure_openai),
-                      ("cancel", figure_cancel), ("cpu", figure_cpu), ("stalled", figure_stalled)]:
+                      ("cancel", figure_cancel), ("cpu", figure_cpu), ("stalled", figure_stalled), ("redis", figure_redis)]:
         if only and name not in only:
             continue
         print(f"\n=== {name} ===", flush=True)

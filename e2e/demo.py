@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import REPO, Apache, Daemon, MockLLM, mkdir_public  # noqa: E402
+from harness import REPO, Apache, Daemon, MockLLM, Redis, mkdir_public  # noqa: E402
 
 STATE_DIR = Path(os.environ.get("HANDOFF_DEMO_DIR", "/tmp/handoff-demo"))
 STATE = STATE_DIR / "state.json"
@@ -55,14 +55,23 @@ def start():
             upstream_args = ["--upstream-ca-file", str(mock.cert_path)]
             print(f"openai backend: handoff-mock-llm at {upstream} (TLS, HTTP/2)")
 
+        # With redis-server installed, streams are resumable: the page's "Drop connection"
+        # button shows a reconnect picking up where it was, and a second tab can follow.
+        redis_args, conf = [], ['SetEnv HANDOFF_SOCKET "{run}/handoffd.sock"']
+        if shutil.which("redis-server"):
+            redis = Redis(STATE_DIR / "redis").start()
+            pids["redis"] = redis.proc.pid
+            redis_args = ["--redis-url", redis.url]
+            conf.append("SetEnv HANDOFF_RESUMABLE 1")
+            print(f"redis: {redis.url} (resumable streams)")
+
         port = int(os.environ.get("HANDOFF_DEMO_PORT", "8080"))
         if not port_is_free(port):
             with socket.socket() as s:
                 s.bind(("127.0.0.1", 0))
                 port = s.getsockname()[1]
-        apache = Apache("prefork", workers=4, docroot_src=DEMO_DOCROOT, port=port, root=STATE_DIR / "apache",
-                        conf=['SetEnv HANDOFF_SOCKET "{run}/handoffd.sock"'])
-        daemon = Daemon(apache.run_dir / "handoffd.sock", "--openai-base-url", upstream, *upstream_args,
+        apache = Apache("prefork", workers=4, docroot_src=DEMO_DOCROOT, port=port, root=STATE_DIR / "apache", conf=conf)
+        daemon = Daemon(apache.run_dir / "handoffd.sock", "--openai-base-url", upstream, *upstream_args, *redis_args,
                         mock_messages=18, mock_interval_ms=150).start()
         pids["handoffd"] = daemon.proc.pid
         apache.start()
@@ -108,7 +117,7 @@ def stop():
         return 0
     state = json.loads(STATE.read_text())
     # Apache first (no new handoffs), then the daemon (drains), then the upstream.
-    for name in ("apache", "handoffd", "mock-llm"):
+    for name in ("apache", "handoffd", "mock-llm", "redis"):
         if name in state["pids"]:
             _stop(state["pids"][name])
     STATE.unlink()

@@ -216,7 +216,10 @@ class Daemon:
         self.proc = None
 
     def start(self, timeout=10.0):
-        """Start and wait until the socket accepts."""
+        """Start and wait until the socket accepts. Starting a running daemon again (e.g.
+        `with Daemon(...).start() as d`) keeps the running one rather than leaking it."""
+        if self.proc is not None and self.proc.poll() is None:
+            return self
         mkdir_public(self.socket_path.parent)
         with open(self.log_path, "ab") as log:
             for attempt in range(50):
@@ -284,6 +287,8 @@ class Redis:
         return f"redis://127.0.0.1:{self.port}"
 
     def start(self, timeout=10.0):
+        if self.proc is not None and self.proc.poll() is None:
+            return self
         with open(self.root / "redis.log", "ab") as log:
             self.proc = subprocess.Popen([self.BIN, "--port", str(self.port), "--bind", "127.0.0.1",
                                           "--save", "", "--appendonly", "no", "--dir", str(self.root),

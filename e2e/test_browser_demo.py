@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from harness import REPO, Apache, Daemon, MockLLM
+from harness import REPO, Apache, Daemon, MockLLM, Redis
 
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
@@ -20,9 +20,10 @@ CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory, module_path):
     mock = MockLLM(tmp_path_factory.mktemp("demo-llm"), chunk_count=8, chunk_delay_ms=30).start()
+    redis = Redis(tmp_path_factory.mktemp("demo-redis")).start()
     apache = Apache("prefork", workers=4, module=module_path, docroot_src=REPO / "demo",
-                    conf=['SetEnv HANDOFF_SOCKET "{run}/handoffd.sock"'])
-    daemon = Daemon(apache.run_dir / "handoffd.sock", "--openai-base-url", mock.url,
+                    conf=['SetEnv HANDOFF_SOCKET "{run}/handoffd.sock"', "SetEnv HANDOFF_RESUMABLE 1"])
+    daemon = Daemon(apache.run_dir / "handoffd.sock", "--openai-base-url", mock.url, "--redis-url", redis.url,
                     "--upstream-ca-file", mock.cert_path, mock_messages=6, mock_interval_ms=150).start()
     apache.start()
     try:
@@ -31,6 +32,7 @@ def demo(tmp_path_factory, module_path):
         apache.cleanup()
         daemon.stop()
         mock.stop()
+        redis.stop()
 
 
 @pytest.fixture(scope="module")
@@ -81,3 +83,42 @@ def test_tokens_appear_while_the_stream_is_running(browser, demo):
     partial = browser.find_element(By.ID, "output").text
     assert "Mock message 6 of 6" not in partial
     WebDriverWait(browser, 20).until(lambda d: d.find_element(By.ID, "status").get_attribute("data-state") == "done")
+
+
+EXPECTED_MOCK = "".join(f'Mock message {i} of 6 for user demo-user about "Keep going". ' for i in range(1, 7))
+
+
+def test_a_dropped_connection_resumes_where_it_was(browser, demo):
+    """"Drop connection" cuts the stream mid-answer (as a phone losing Wi-Fi would); the page
+    reconnects with the last event id (EventSource, Last-Event-ID) and shows every token once."""
+    browser.get(f"http://127.0.0.1:{demo.port}/")
+    browser.find_element(By.ID, "prompt").send_keys("Keep going")
+    browser.find_element(By.ID, "send").click()
+    WebDriverWait(browser, 10, poll_frequency=0.05).until(
+        expected_conditions.text_to_be_present_in_element((By.ID, "output"), "Mock message 2"))
+    browser.find_element(By.ID, "drop").click()
+    WebDriverWait(browser, 20).until(lambda d: d.find_element(By.ID, "status").get_attribute("data-state") in ("done", "error"))
+    status = browser.find_element(By.ID, "status")
+    assert status.get_attribute("data-state") == "done", status.text
+    assert "resumed 1×" in status.text
+    assert browser.find_element(By.ID, "output").text == EXPECTED_MOCK.strip()
+
+
+def test_a_second_tab_follows_the_same_answer(browser, demo):
+    browser.get(f"http://127.0.0.1:{demo.port}/")
+    browser.find_element(By.ID, "prompt").send_keys("Keep going")
+    browser.find_element(By.ID, "send").click()
+    WebDriverWait(browser, 10).until(lambda d: d.find_element(By.ID, "follow").is_displayed())
+    link = browser.find_element(By.ID, "follow-link").get_attribute("href")
+    first = browser.current_window_handle
+    browser.switch_to.new_window("tab")
+    try:
+        browser.get(link)
+        WebDriverWait(browser, 20).until(lambda d: d.find_element(By.ID, "status").get_attribute("data-state") in ("done", "error"))
+        assert browser.find_element(By.ID, "status").get_attribute("data-state") == "done"
+        followed = browser.find_element(By.ID, "output").text
+    finally:
+        browser.close()
+        browser.switch_to.window(first)
+    WebDriverWait(browser, 20).until(lambda d: d.find_element(By.ID, "status").get_attribute("data-state") == "done")
+    assert followed == browser.find_element(By.ID, "output").text == EXPECTED_MOCK.strip()

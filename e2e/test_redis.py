@@ -85,11 +85,12 @@ def redis(tmp_path):
 
 
 def start_daemon(tmp_path, name, redis, *args, messages=8, interval_ms=20):
+    """A daemon to use as a context manager (it starts on entering)."""
     root = tmp_path / name
     mkdir_public(root)
     extra = ["--redis-url", redis.url] if redis else []
     return Daemon(root / "d.sock", *extra, "--event-loops", "2", *args,
-                  mock_messages=messages, mock_interval_ms=interval_ms).start()
+                  mock_messages=messages, mock_interval_ms=interval_ms)
 
 
 def test_a_resumable_stream_numbers_and_records_every_event(tmp_path, redis):

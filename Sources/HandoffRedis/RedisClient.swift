@@ -32,11 +32,33 @@ public final class RedisClient: @unchecked Sendable {
         var promise: EventLoopPromise<RESPValue>?
         var deadline: NIODeadline
         var name: String
+        /// The pipeline this reply belongs to, when it came from ``send(_:)-(RESPPipeline)``.
+        var group: PipelineGroup?
+    }
+
+    /// The replies a pipeline still waits for.
+    private final class PipelineGroup {
+        var remaining: Int
+        var error: RedisError?
+        let promise: EventLoopPromise<Void>
+
+        init(remaining: Int, promise: EventLoopPromise<Void>) {
+            self.remaining = remaining
+            self.promise = promise
+        }
+
+        func reply(_ error: RedisError?) {
+            if self.error == nil, let error { self.error = error }
+            self.remaining -= 1
+            guard self.remaining == 0 else { return }
+            if let error = self.error { self.promise.fail(error) } else { self.promise.succeed(()) }
+        }
     }
 
     private var state = State.idle
     private var inFlight = CircularBuffer<InFlight>()
     private var waiting = CircularBuffer<(RESPCommand, EventLoopPromise<RESPValue>?)>()
+    private var waitingPipelines = CircularBuffer<(RESPPipeline, PipelineGroup)>()
     private var consecutiveFailures = 0
     private var flushScheduled = false
     private var timer: Scheduled<Void>?
@@ -82,6 +104,61 @@ public final class RedisClient: @unchecked Sendable {
         let promise = self.eventLoop.makePromise(of: RESPValue.self)
         self.enqueue(command, promise: promise)
         return promise.futureResult
+    }
+
+    /// Sends every command of `pipeline` in one write; the future succeeds when all replied,
+    /// and fails with the first error (an error reply, or no connection).
+    public func send(_ pipeline: RESPPipeline) -> EventLoopFuture<Void> {
+        self.eventLoop.assertInEventLoop()
+        let promise = self.eventLoop.makePromise(of: Void.self)
+        guard !pipeline.isEmpty else {
+            promise.succeed(())
+            return promise.futureResult
+        }
+        guard self.inFlight.count + self.waiting.count + pipeline.count < self.maxPending else {
+            promise.fail(RedisError(.overloaded, "\(self.inFlight.count + self.waiting.count) Redis commands are waiting for replies"))
+            return promise.futureResult
+        }
+        let group = PipelineGroup(remaining: pipeline.count, promise: promise)
+        switch self.state {
+        case .ready(let channel):
+            self.write(pipeline, group: group, on: channel)
+        case .connecting:
+            self.waitingPipelines.append((pipeline, group))
+        case .idle:
+            self.waitingPipelines.append((pipeline, group))
+            self.startConnecting()
+        case .backingOff(let until):
+            if NIODeadline.now() >= until, !self.reconnectsAutomatically {
+                self.waitingPipelines.append((pipeline, group))
+                self.startConnecting()
+            } else {
+                promise.fail(RedisError(.unavailable, "Redis at \(self.configuration.host):\(self.configuration.port) is unreachable; retrying"))
+            }
+        case .shutDown:
+            promise.fail(RedisError(.unavailable, "the Redis client is shut down"))
+        }
+        return promise.futureResult
+    }
+
+    private func write(_ pipeline: RESPPipeline, group: PipelineGroup, on channel: any Channel) {
+        let deadline = NIODeadline.now() + TimeAmount(self.configuration.commandTimeout)
+        let name = pipeline.firstName ?? "pipeline"
+        for _ in 0..<pipeline.count {
+            self.inFlight.append(InFlight(promise: nil, deadline: deadline, name: name, group: group))
+        }
+        if self.timer == nil { self.armTimer() }
+        channel.write(pipeline.bytes, promise: nil)
+        self.scheduleFlush()
+    }
+
+    private func scheduleFlush() {
+        guard !self.flushScheduled else { return }
+        self.flushScheduled = true
+        self.eventLoop.assumeIsolatedUnsafeUnchecked().execute {
+            self.flushScheduled = false
+            if case .ready(let channel) = self.state { channel.flush() }
+        }
     }
 
     /// Sends `command` without waiting for a reply (subscriber mode: the confirmation comes as a push).
@@ -138,13 +215,7 @@ public final class RedisClient: @unchecked Sendable {
             if self.timer == nil { self.armTimer() }
         }
         channel.write(command.bytes, promise: nil)
-        if !self.flushScheduled {
-            self.flushScheduled = true
-            self.eventLoop.assumeIsolatedUnsafeUnchecked().execute {
-                self.flushScheduled = false
-                if case .ready(let channel) = self.state { channel.flush() }
-            }
-        }
+        self.scheduleFlush()
     }
 
     // MARK: Connecting
@@ -210,6 +281,9 @@ public final class RedisClient: @unchecked Sendable {
         let waiting = self.waiting
         self.waiting.removeAll()
         for (command, promise) in waiting { self.write(command, promise: promise, on: channel) }
+        let pipelines = self.waitingPipelines
+        self.waitingPipelines.removeAll()
+        for (pipeline, group) in pipelines { self.write(pipeline, group: group, on: channel) }
     }
 
     private func handshake() -> [RESPCommand] {
@@ -252,6 +326,9 @@ public final class RedisClient: @unchecked Sendable {
         let waiting = self.waiting
         self.waiting.removeAll()
         for (_, promise) in waiting { promise?.fail(error) }
+        let pipelines = self.waitingPipelines
+        self.waitingPipelines.removeAll()
+        for (_, group) in pipelines { group.promise.fail(error) }
     }
 
     // MARK: From the handler
@@ -269,6 +346,14 @@ public final class RedisClient: @unchecked Sendable {
         }
         guard let entry = self.inFlight.popFirst() else {
             self.protocolViolation("a reply to no command")
+            return
+        }
+        if let group = entry.group {
+            if case .error(let message) = value {
+                group.reply(RedisError(.server, "Redis refused \(entry.name): \(message)"))
+            } else {
+                group.reply(nil)
+            }
             return
         }
         if case .error(let message) = value {
@@ -292,7 +377,10 @@ public final class RedisClient: @unchecked Sendable {
         self.timer = nil
         let inFlight = self.inFlight
         self.inFlight.removeAll()
-        for entry in inFlight { entry.promise?.fail(self.closeError) }
+        for entry in inFlight {
+            entry.promise?.fail(self.closeError)
+            entry.group?.reply(self.closeError)
+        }
         self.onConnectionChange?(false)
         if self.consecutiveFailures > 0 {
             self.backOff()

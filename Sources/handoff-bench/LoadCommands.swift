@@ -9,17 +9,18 @@ struct LoadOptions: ParsableArguments {
     @Option(help: "Seconds: sustained load duration, or extra wait after the ramp for one-shot runs.") var hold: Double = 30
     @Option(name: .customLong("stream-timeout"), help: "Seconds after which a stream counts as timed out.") var streamTimeout: Double = 60
     @Flag(help: "Closed loop: every finished stream starts a new one until --hold ends.") var sustained = false
-    @Option(help: "The handoff JSON (load) or request body (http).") var data = #"{"prompt":"load","user_id":1}"#
+    @Option(help: "The handoff JSON (load) or request body (http); each {n} becomes an id unique to the handoff (e.g. a stream_id).") var data = #"{"prompt":"load","user_id":1}"#
     @Option(name: .customLong("expect-events"), help: "Content events a complete stream has (default: any count).") var expectEvents: Int?
     @Option(help: "Worker processes to spread the connections over (20 000 descriptors per process here).") var processes = 1
     @Option(help: "Sample this process's RSS and CPU each second (the daemon).") var pid: Int32?
     @Option(help: "Write the report as JSON here.") var json: String?
     @Option(help: "Write the report as Markdown here.") var markdown: String?
     @Option(help: "Title of the Markdown section.") var title = "handoff-bench"
+    @Option(name: .customLong("mark-file"), help: "A file that will hold a CLOCK_MONOTONIC time in ns: first content is also timed from it (after_mark), e.g. from a PUBLISH.") var markFile: String?
     @Option(name: .customLong("ack-timeout-ms"), help: "load: ask for the acknowledged handoff and wait this long for it (as SocketHandoffAck On does).") var ackTimeoutMs: Int?
 
     func configuration(target: LoadConfiguration.Target) -> LoadConfiguration {
-        LoadConfiguration(
+        var configuration = LoadConfiguration(
             target: target,
             connections: self.connections,
             rampUp: .milliseconds(Int64(self.rampUp * 1000)),
@@ -30,6 +31,8 @@ struct LoadOptions: ParsableArguments {
             expectedEvents: self.expectEvents,
             ackTimeoutMilliseconds: self.ackTimeoutMs
         )
+        configuration.markFile = self.markFile
+        return configuration
     }
 
     func run(_ configuration: LoadConfiguration) throws {

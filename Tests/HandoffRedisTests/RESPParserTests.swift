@@ -64,3 +64,27 @@ import Testing
         #expect(String(buffer: command.bytes) == "*4\r\n$4\r\nXADD\r\n$3\r\nkey\r\n$1\r\n5\r\n$4\r\na\r\nb\r\n")
     }
 }
+
+@Suite struct RESPPipelineTests {
+    @Test func encodesLikeSingleCommands() {
+        var pipeline = RESPPipeline()
+        pipeline.command("XADD", arguments: 4)
+        pipeline.argument("handoff:{s}:events")
+        pipeline.argument("0-", 1234567)
+        pipeline.argument("e")
+        pipeline.argument(ByteBuffer(string: "id: 1\ndata: x\n\n"))
+        pipeline.command("EXPIRE", arguments: 2)
+        pipeline.argument("k" as String)
+        pipeline.argument(Int64(-5))
+        pipeline.command("PUBLISH", arguments: 2)
+        pipeline.argument("n")
+        pipeline.argument(Int64(0))
+        var expected = RESPCommand("XADD", ["handoff:{s}:events", "0-1234567", "e", .bytes(ByteBuffer(string: "id: 1\ndata: x\n\n"))]).bytes
+        var expire = RESPCommand("EXPIRE", ["k", "-5"]).bytes
+        var publish = RESPCommand("PUBLISH", ["n", "0"]).bytes
+        expected.writeBuffer(&expire)
+        expected.writeBuffer(&publish)
+        #expect(pipeline.bytes == expected)
+        #expect(pipeline.count == 3 && pipeline.firstName == "XADD")
+    }
+}

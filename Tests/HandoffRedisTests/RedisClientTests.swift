@@ -50,6 +50,37 @@ struct RedisClientTests {
         await self.shutdown(client)
     }
 
+    @Test func aPipelineIsOneFutureAndReportsAnyError() async throws {
+        let server = try RedisServer()
+        let client = try self.client(server.url)
+        try await self.run(client) { client in
+            var pipeline = RESPPipeline()
+            for i in 1...100 {
+                pipeline.command("XADD", arguments: 4)
+                pipeline.argument("stream")
+                pipeline.argument("0-", Int64(i))
+                pipeline.argument("e")
+                pipeline.argument(ByteBuffer(string: "event \(i)"))
+            }
+            return client.send(pipeline)
+        }
+        #expect(try server.cli(["XLEN", "stream"]) == "100")
+        let failed = try await self.run(client) { client in
+            var pipeline = RESPPipeline()
+            pipeline.command("XADD", arguments: 4)
+            pipeline.argument("stream")
+            pipeline.argument("0-", 5)          // not after 0-100: refused
+            pipeline.argument("e")
+            pipeline.argument("late")
+            pipeline.command("PING", arguments: 0)
+            return client.send(pipeline).map { "succeeded" }.recover { "\($0)" }
+        }
+        #expect(failed.contains("XADD") && failed.contains("equal or smaller"))
+        // The connection is still in step: the next command gets its own reply.
+        #expect(try await self.run(client) { $0.send(RESPCommand("XLEN", ["stream"])) } == .integer(100))
+        await self.shutdown(client)
+    }
+
     @Test func authenticatesAndSelectsTheDatabaseFromTheURL() async throws {
         let server = try RedisServer(password: "s3cret")
         let client = try self.client("redis://:s3cret@127.0.0.1:\(server.port)/5")

@@ -35,6 +35,10 @@ public struct LoadConfiguration: Sendable, Codable {
     /// Ask for the acknowledged handoff and wait this many milliseconds for it, as the module
     /// does with `SocketHandoffAck On`; `nil` hands off the original way.
     public var ackTimeoutMilliseconds: Int?
+    /// A file that will hold a `CLOCK_MONOTONIC` time in nanoseconds (written by whoever
+    /// triggers the events, e.g. a PUBLISH): first content is then also recorded as
+    /// `after_mark`, the delay from that moment, across every process of the run.
+    public var markFile: String?
 
     public init(
         target: Target,

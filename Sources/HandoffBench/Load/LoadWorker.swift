@@ -18,6 +18,10 @@ public final class LoadWorker {
     private var listener: LoopbackListener?
     private var readBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 * 1024, alignment: 16)
     private let httpRequest: [UInt8]
+    /// The payload split at each `{n}`, when it has any: every handoff gets a unique id there
+    /// (this process's pid and a counter), e.g. for `stream_id`.
+    private let payloadParts: [[UInt8]]?
+    private var sequence = 0
 
     public init(configuration: LoadConfiguration) throws {
         self.configuration = configuration
@@ -25,6 +29,26 @@ public final class LoadWorker {
         self.probes = Array(repeating: nil, count: max(1024, try Syscall.openFileLimit() + 16))
         if case .handoff(_, .tcp) = configuration.target {
             self.listener = try LoopbackListener(backlog: 4096)
+        }
+        let marker = Array("{n}".utf8)
+        if configuration.payload.count >= marker.count,
+            (0...(configuration.payload.count - marker.count)).contains(where: { Array(configuration.payload[$0..<($0 + marker.count)]) == marker })
+        {
+            var parts: [[UInt8]] = [[]]
+            var index = 0
+            let payload = configuration.payload
+            while index < payload.count {
+                if index + marker.count <= payload.count, Array(payload[index..<(index + marker.count)]) == marker {
+                    parts.append([])
+                    index += marker.count
+                } else {
+                    parts[parts.count - 1].append(payload[index])
+                    index += 1
+                }
+            }
+            self.payloadParts = parts
+        } else {
+            self.payloadParts = nil
         }
         if case .http(let host, let port, let path) = configuration.target {
             var request = "POST \(path) HTTP/1.1\r\nHost: \(host):\(port)\r\nContent-Type: application/json\r\n"
@@ -37,6 +61,30 @@ public final class LoadWorker {
 
     deinit {
         self.readBuffer.deallocate()
+    }
+
+    private var cachedMark: UInt64?
+
+    /// The time in ``LoadConfiguration/markFile``, once it is there.
+    private func mark() -> UInt64? {
+        if let cachedMark { return cachedMark }
+        guard let file = self.configuration.markFile, let text = try? String(contentsOfFile: file, encoding: .utf8),
+            let value = UInt64(text.trimmingCharacters(in: .whitespacesAndNewlines))
+        else { return nil }
+        self.cachedMark = value
+        return value
+    }
+
+    private func nextPayload() -> [UInt8] {
+        guard let parts = self.payloadParts else { return self.configuration.payload }
+        self.sequence += 1
+        let id = Array("\(getpid())-\(self.sequence)".utf8)
+        var payload = parts[0]
+        for part in parts.dropFirst() {
+            payload += id
+            payload += part
+        }
+        return payload
     }
 
     /// Runs the load and returns what it measured. `progress` is called about once a second.
@@ -152,11 +200,12 @@ public final class LoadWorker {
             let connection = try self.connectWithRetry(path)
             defer { connection.closeIfOpen() }
             probe.connectedAt = Self.now()
-            var sent = try HandoffSender.send(on: connection.rawValue, payload: self.configuration.payload, descriptors: [server.rawValue])
+            let payload = self.nextPayload()
+            var sent = try HandoffSender.send(on: connection.rawValue, payload: payload, descriptors: [server.rawValue])
             while !sent {
                 var pfd = pollfd(fd: connection.rawValue, events: Int16(POLLOUT), revents: 0)
                 _ = poll(&pfd, 1, 100)
-                sent = try HandoffSender.send(on: connection.rawValue, payload: self.configuration.payload, descriptors: [server.rawValue])
+                sent = try HandoffSender.send(on: connection.rawValue, payload: payload, descriptors: [server.rawValue])
             }
             if let timeout = self.configuration.ackTimeoutMilliseconds {
                 switch HandoffSender.awaitAck(on: connection.rawValue, timeoutMilliseconds: timeout) {
@@ -259,6 +308,9 @@ public final class LoadWorker {
         if probe.statusAt > 0 { self.result.record("status", nanoseconds: probe.statusAt - probe.startedAt) }
         if probe.firstEventAt > 0 { self.result.record("first_event", nanoseconds: probe.firstEventAt - probe.startedAt) }
         if probe.firstContentAt > 0 { self.result.record("first_content", nanoseconds: probe.firstContentAt - probe.startedAt) }
+        if probe.firstContentAt > 0, let mark = self.mark(), probe.firstContentAt >= mark {
+            self.result.record("after_mark", nanoseconds: probe.firstContentAt - mark)
+        }
         if let failure = probe.verdict(expectedEvents: self.configuration.expectedEvents, timedOut: timedOut, readError: readError) {
             self.result.failures[failure.rawValue, default: 0] += 1
         } else {

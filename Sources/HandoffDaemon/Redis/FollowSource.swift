@@ -107,7 +107,7 @@ final class FollowSource: StreamSource, ChannelListener, TimerWheelTarget {
         self.fetching = true
         self.fetchAgain = false
         let command = RESPCommand("XRANGE", [.string(self.keys.events), .string("(0-\(self.position)"), "+", "COUNT", .string(String(Self.batchSize))])
-        self.services.send(command, loop: self.loop).assumeIsolated().whenComplete { result in
+        self.services.send(command, loop: self.loop, timed: false).assumeIsolated().whenComplete { result in
             self.fetching = false
             guard !self.finished else { return }
             switch result {

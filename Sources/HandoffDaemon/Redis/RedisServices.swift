@@ -17,6 +17,8 @@ final class RedisServices: Sendable {
     private let subscriptions: SubscriptionTable
     /// Fan-out tables, by loop index.
     private let fanouts: [ChannelFanout]
+    /// Recording batches, by loop index.
+    private let batches: [RecordingBatch]
     let metrics: RedisMetrics
     private let logger: Logger
     /// True while an outage is known (a command failed and none has succeeded since).
@@ -30,9 +32,11 @@ final class RedisServices: Sendable {
         self.subscriber = RedisSubscriber(eventLoop: loops[0].eventLoop, configuration: settings.connection, tls: tls, logger: logger)
         self.subscriptions = SubscriptionTable()
         self.fanouts = loops.map { _ in ChannelFanout() }
+        self.batches = loops.map { RecordingBatch(loop: $0) }
         self.metrics = metrics
         self.logger = logger
         metrics.up.set(1)
+        for batch in self.batches { batch.services = self }
         loops[0].eventLoop.execute { self.wireSubscriber() }
     }
 
@@ -40,17 +44,39 @@ final class RedisServices: Sendable {
         StreamKeys(prefix: self.settings.keyPrefix, streamID: streamID)
     }
 
-    /// `command` on `loop`'s connection, timed and with failures counted.
-    func send(_ command: RESPCommand, loop: EventLoopState) -> EventLoopFuture<RESPValue> {
-        let started = NIODeadline.now()
+    /// `loop`'s recording batch.
+    func recordingBatch(for loop: EventLoopState) -> RecordingBatch {
+        self.batches[loop.index]
+    }
+
+    /// `command` on `loop`'s connection, with failures counted; `timed`: its round trip is
+    /// recorded (not for the per-event commands, whose batches are timed instead).
+    func send(_ command: RESPCommand, loop: EventLoopState, timed: Bool = true) -> EventLoopFuture<RESPValue> {
+        let started = timed ? NIODeadline.now() : .uptimeNanoseconds(0)
         let future = self.clients[loop.index].send(command)
+        future.assumeIsolated().whenComplete { result in
+            switch result {
+            case .success:
+                if timed { self.metrics.roundTrip.recordNanoseconds((NIODeadline.now() - started).nanoseconds) }
+                self.recovered()
+            case .failure(let error):
+                self.failed(error, command: command.name)
+            }
+        }
+        return future
+    }
+
+    /// Every command of `pipeline` on `loop`'s connection in one write; timed as one.
+    func send(_ pipeline: RESPPipeline, loop: EventLoopState) -> EventLoopFuture<Void> {
+        let started = NIODeadline.now()
+        let future = self.clients[loop.index].send(pipeline)
         future.assumeIsolated().whenComplete { result in
             switch result {
             case .success:
                 self.metrics.roundTrip.recordNanoseconds((NIODeadline.now() - started).nanoseconds)
                 self.recovered()
             case .failure(let error):
-                self.failed(error, command: command.name)
+                self.failed(error, command: pipeline.firstName ?? "pipeline")
             }
         }
         return future

@@ -3,34 +3,40 @@ import NIOCore
 
 /// Records one resumable stream's events in Redis, on the stream's loop.
 ///
-/// Events of one loop tick leave together: one `XADD` each (entry id `0-N` for event N), then
-/// one `PUBLISH` to wake followers, all pipelined in one write. The first batch also sets a
-/// TTL covering the longest stream (so a crashed daemon's recording still expires); the final
-/// event (`[DONE]` or the error) carries `end 1` and shortens the TTL to the resume TTL.
-/// A failed command stops the recording for good (the stream goes on live): a recording with
-/// a hole would make followers wait for events that never come.
+/// Each event becomes an `XADD` (entry id `0-N` for event N, its exact SSE bytes), encoded
+/// at once into its loop's ``RecordingBatch``, which sends the commands of every stream of
+/// one loop tick together; after a stream's events of that tick comes one `PUBLISH` to wake
+/// its followers. The first batch also sets a TTL covering the longest stream (so a crashed
+/// daemon's recording still expires); the final event (`[DONE]` or the error) carries
+/// `end 1` and shortens the TTL to the resume TTL. A failed batch stops the recording of its
+/// streams for good (they go on live): a recording with a hole would make followers wait for
+/// events that never come.
 final class StreamRecorder {
+    private let batch: RecordingBatch
     private let services: RedisServices
     private let loop: EventLoopState
     let keys: StreamKeys
-    private let liveTTLSeconds: Int
-    private var pending: [(id: Int64, event: ByteBuffer, final: Bool)] = []
-    private var scheduled = false
+    private let liveTTLSeconds: Int64
+    /// The last event id added in the current tick's batch.
+    private var lastID: Int64 = 0
+    /// Waiting in the batch for its `PUBLISH`.
+    private var inBatch = false
     private var expirySet = false
     private(set) var failed = false
     private(set) var finished = false
 
     init(services: RedisServices, loop: EventLoopState, keys: StreamKeys, liveTTL: Duration) {
+        self.batch = services.recordingBatch(for: loop)
         self.services = services
         self.loop = loop
         self.keys = keys
-        self.liveTTLSeconds = Int(liveTTL.components.seconds) + 1
+        self.liveTTLSeconds = liveTTL.components.seconds + 1
     }
 
     /// Claims the stream id: `true` when this stream is the first with it, `false` when the id
     /// is taken (recorded before, or running); fails when Redis does not answer.
     static func claim(services: RedisServices, loop: EventLoopState, keys: StreamKeys, owner: String, liveTTL: Duration) -> EventLoopFuture<Bool> {
-        let seconds = Int(liveTTL.components.seconds) + 1
+        let seconds = liveTTL.components.seconds + 1
         return services.send(RESPCommand("SET", [.string(keys.meta), .string(owner), "NX", "EX", .string(String(seconds))]), loop: loop)
             .map { reply in !reply.isNull }
     }
@@ -43,10 +49,42 @@ final class StreamRecorder {
     func append(id: Int64, event: ByteBuffer, final: Bool) {
         guard !self.failed, !self.finished else { return }
         if final { self.finished = true }
-        self.pending.append((id, event, final))
-        guard !self.scheduled else { return }
-        self.scheduled = true
-        self.loop.eventLoop.assumeIsolatedUnsafeUnchecked().execute { self.sendPending() }
+        self.lastID = id
+        let joined = !self.inBatch
+        self.inBatch = true
+        self.batch.add(self, joined: joined) { pipeline in
+            pipeline.command("XADD", arguments: final ? 6 : 4)
+            pipeline.argument(self.keys.events)
+            pipeline.argument("0-", id)
+            pipeline.argument("e")
+            pipeline.argument(event)
+            if final {
+                pipeline.argument("end")
+                pipeline.argument("1")
+            }
+        }
+    }
+
+    /// The commands that close this stream's part of a batch: the wake-up, and the TTLs.
+    func closeBatch(into pipeline: inout RESPPipeline) {
+        self.inBatch = false
+        if self.finished {
+            let ttl = self.services.settings.resumeTTL.components.seconds
+            pipeline.command("EXPIRE", arguments: 2)
+            pipeline.argument(self.keys.events)
+            pipeline.argument(ttl)
+            pipeline.command("EXPIRE", arguments: 2)
+            pipeline.argument(self.keys.meta)
+            pipeline.argument(ttl)
+        } else if !self.expirySet {
+            self.expirySet = true
+            pipeline.command("EXPIRE", arguments: 2)
+            pipeline.argument(self.keys.events)
+            pipeline.argument(self.liveTTLSeconds)
+        }
+        pipeline.command("PUBLISH", arguments: 2)
+        pipeline.argument(self.keys.notify)
+        pipeline.argument(self.lastID)
     }
 
     /// The stream ended before it began (its upstream refused): the id is released, so a
@@ -56,36 +94,47 @@ final class StreamRecorder {
         _ = self.services.send(RESPCommand("DEL", [.string(self.keys.meta), .string(self.keys.events)]), loop: self.loop)
     }
 
-    private func sendPending() {
-        self.scheduled = false
-        guard !self.failed, !self.pending.isEmpty else { return }
-        let batch = self.pending
-        self.pending.removeAll(keepingCapacity: true)
-        var replies: [EventLoopFuture<RESPValue>] = []
-        replies.reserveCapacity(batch.count + 3)
-        for entry in batch {
-            var arguments: [RESPArgument] = [.string(self.keys.events), .string("0-\(entry.id)"), "e", .bytes(entry.event)]
-            if entry.final { arguments += ["end", "1"] }
-            replies.append(self.services.send(RESPCommand("XADD", arguments), loop: self.loop))
-        }
-        let ttl = self.services.settings.resumeTTL.components.seconds
-        if batch.last?.final == true {
-            replies.append(self.services.send(RESPCommand("EXPIRE", [.string(self.keys.events), .string(String(ttl))]), loop: self.loop))
-            replies.append(self.services.send(RESPCommand("EXPIRE", [.string(self.keys.meta), .string(String(ttl))]), loop: self.loop))
-        } else if !self.expirySet {
-            self.expirySet = true
-            replies.append(self.services.send(RESPCommand("EXPIRE", [.string(self.keys.events), .string(String(self.liveTTLSeconds))]), loop: self.loop))
-        }
-        replies.append(self.services.send(RESPCommand("PUBLISH", [.string(self.keys.notify), .string(String(batch.last!.id))]), loop: self.loop))
-        for reply in replies {
-            reply.assumeIsolated().whenFailure { _ in self.recordingFailed() }
-        }
-    }
-
-    private func recordingFailed() {
+    func recordingFailed() {
         guard !self.failed else { return }
         self.failed = true
-        self.pending.removeAll()
         self.services.metrics.recordingFailures.increment()
+    }
+}
+
+/// The recording commands of every stream on one loop during one tick, sent as one pipeline
+/// (one write, one future) when the tick ends.
+// @unchecked Sendable: used only on its loop.
+final class RecordingBatch: @unchecked Sendable {
+    /// Set once by the services right after they are built, before any loop uses the batch.
+    weak var services: RedisServices?
+    private let loop: EventLoopState
+    private var pipeline = RESPPipeline()
+    private var recorders: [StreamRecorder] = []
+    private var scheduled = false
+
+    init(loop: EventLoopState) {
+        self.loop = loop
+    }
+
+    /// Adds commands for `recorder`; `joined`: its first in this batch.
+    func add(_ recorder: StreamRecorder, joined: Bool, _ encode: (inout RESPPipeline) -> Void) {
+        encode(&self.pipeline)
+        if joined { self.recorders.append(recorder) }
+        guard !self.scheduled else { return }
+        self.scheduled = true
+        self.loop.eventLoop.assumeIsolatedUnsafeUnchecked().execute { self.send() }
+    }
+
+    private func send() {
+        self.scheduled = false
+        let recorders = self.recorders
+        self.recorders = []
+        for recorder in recorders { recorder.closeBatch(into: &self.pipeline) }
+        let pipeline = self.pipeline
+        self.pipeline = RESPPipeline(capacity: max(1024, pipeline.bytes.readableBytes))
+        guard let services = self.services else { return }
+        services.send(pipeline, loop: self.loop).assumeIsolated().whenFailure { _ in
+            for recorder in recorders { recorder.recordingFailed() }
+        }
     }
 }

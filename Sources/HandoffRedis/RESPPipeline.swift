@@ -1,0 +1,111 @@
+public import NIOCore
+
+/// Several commands encoded into one buffer as they are added, sent together with
+/// ``RedisClient/send(_:)-(RESPPipeline)``: one write, one future for all their replies.
+///
+/// For hot paths: no array of arguments and no buffer per command.
+public struct RESPPipeline: Sendable {
+    public private(set) var bytes: ByteBuffer
+    public private(set) var count = 0
+    /// The first command's name, for errors and logs.
+    public private(set) var firstName: String?
+
+    public init(allocator: ByteBufferAllocator = ByteBufferAllocator(), capacity: Int = 1024) {
+        self.bytes = allocator.buffer(capacity: capacity)
+    }
+
+    public var isEmpty: Bool { self.count == 0 }
+
+    /// Starts a command of `arguments` arguments after its name; follow with exactly that many
+    /// `argument` calls.
+    public mutating func command(_ name: StaticString, arguments: Int) {
+        self.count += 1
+        if self.firstName == nil { self.firstName = name.description }
+        self.bytes.writeStaticString("*")
+        self.writeDecimal(arguments + 1)
+        self.bytes.writeStaticString("\r\n$")
+        self.writeDecimal(name.utf8CodeUnitCount)
+        self.bytes.writeStaticString("\r\n")
+        self.bytes.writeStaticString(name)
+        self.bytes.writeStaticString("\r\n")
+    }
+
+    public mutating func argument(_ text: String) {
+        self.bytes.writeStaticString("$")
+        self.writeDecimal(text.utf8.count)
+        self.bytes.writeStaticString("\r\n")
+        self.bytes.writeString(text)
+        self.bytes.writeStaticString("\r\n")
+    }
+
+    public mutating func argument(_ text: StaticString) {
+        self.bytes.writeStaticString("$")
+        self.writeDecimal(text.utf8CodeUnitCount)
+        self.bytes.writeStaticString("\r\n")
+        self.bytes.writeStaticString(text)
+        self.bytes.writeStaticString("\r\n")
+    }
+
+    public mutating func argument(_ value: Int64) {
+        var digits = 1
+        var rest = value < 0 ? -(value / 10) : value / 10
+        while rest > 0 {
+            digits += 1
+            rest /= 10
+        }
+        self.bytes.writeStaticString("$")
+        self.writeDecimal(digits + (value < 0 ? 1 : 0))
+        self.bytes.writeStaticString("\r\n")
+        if value < 0 {
+            self.bytes.writeString(String(value))
+        } else {
+            self.writeDecimal(Int(value))
+        }
+        self.bytes.writeStaticString("\r\n")
+    }
+
+    /// `<prefix><value>` as one argument, e.g. a stream entry id `0-17`.
+    public mutating func argument(_ prefix: StaticString, _ value: Int64) {
+        precondition(value >= 0)
+        var digits = 1
+        var rest = value / 10
+        while rest > 0 {
+            digits += 1
+            rest /= 10
+        }
+        self.bytes.writeStaticString("$")
+        self.writeDecimal(prefix.utf8CodeUnitCount + digits)
+        self.bytes.writeStaticString("\r\n")
+        self.bytes.writeStaticString(prefix)
+        self.writeDecimal(Int(value))
+        self.bytes.writeStaticString("\r\n")
+    }
+
+    public mutating func argument(_ buffer: ByteBuffer) {
+        self.bytes.writeStaticString("$")
+        self.writeDecimal(buffer.readableBytes)
+        self.bytes.writeStaticString("\r\n")
+        self.bytes.writeImmutableBuffer(buffer)
+        self.bytes.writeStaticString("\r\n")
+    }
+
+    /// Writes a non-negative decimal without building a String.
+    private mutating func writeDecimal(_ value: Int) {
+        if value < 10 {
+            self.bytes.writeInteger(UInt8(ascii: "0") + UInt8(value))
+            return
+        }
+        var digits: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) =
+            (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+        var count = 0
+        var rest = value
+        withUnsafeMutableBytes(of: &digits) { raw in
+            while rest > 0 {
+                raw[19 - count] = UInt8(ascii: "0") + UInt8(rest % 10)
+                rest /= 10
+                count += 1
+            }
+            self.bytes.writeBytes(UnsafeRawBufferPointer(rebasing: raw[(20 - count)...]))
+        }
+    }
+}
