@@ -173,6 +173,41 @@ def test_resumes_racing_the_appends_are_exact(tmp_path, redis):
                 assert_exact_tail(read_all(sock), last, 151)
 
 
+def test_a_follower_of_an_unfollowed_stream_gets_live_events_promptly(tmp_path, redis):
+    """A stream nobody follows publishes its wake-ups sparsely; a follower that joins then
+    still gets each new event within the sparse interval, and promptly once it is heard."""
+    with start_daemon(tmp_path, "a", redis, messages=40, interval_ms=100) as a, \
+            start_daemon(tmp_path, "b", redis, messages=40, interval_ms=100) as b:
+        origin = handoff(a.socket_path, {"stream_id": "sparse", "resumable": True})
+        times = {}
+
+        def watch(sock, label):
+            sock.settimeout(10)
+            data = b""
+            while True:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    return
+                now = time.monotonic()
+                data += chunk
+                for match in EVENT_ID.finditer(data):
+                    times.setdefault((label, int(match.group(1))), now)
+        reader = threading.Thread(target=watch, args=(origin, "origin"))
+        reader.start()
+        time.sleep(1.2)                                  # the producer has seen nobody listen
+        follower = handoff(b.socket_path, {"stream_id": "sparse", "resume": True})
+        watch(follower, "follower")
+        reader.join(10)
+        origin.close()
+        follower.close()
+        assert all(("follower", i) in times for i in range(1, 42))
+        for i in range(20, 41):
+            delay = times[("follower", i)] - times[("origin", i)]
+            assert delay < 1.5, (i, delay)
+        late = [times[("follower", i)] - times[("origin", i)] for i in range(30, 41)]
+        assert max(late) < 0.3, late                    # heard: every event at once
+
+
 def test_unknown_taken_and_unconfigured_stream_ids_are_answered(tmp_path, redis):
     with start_daemon(tmp_path, "a", redis, messages=3, interval_ms=5) as d:
         raw = fetch(d.socket_path, {"stream_id": "nobody", "resume": True, "last_event_id": "3"})

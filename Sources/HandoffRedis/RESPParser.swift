@@ -132,8 +132,24 @@ public struct RESPParser: Sendable {
         return (buffer.getSlice(at: start, length: length - 1)!, start + length + 1)
     }
 
+    /// A decimal integer (optionally negative), read from the bytes without making a String.
     private static func integer(_ line: ByteBuffer) throws(RESPProtocolError) -> Int64 {
-        guard let value = Int64(String(buffer: line)) else { throw RESPProtocolError("a malformed integer '\(String(buffer: line).prefix(32))'") }
+        let value: Int64? = line.withUnsafeReadableBytes { bytes in
+            guard !bytes.isEmpty, bytes.count <= 20 else { return nil }
+            let negative = bytes[0] == UInt8(ascii: "-")
+            let digits = negative ? UnsafeRawBufferPointer(rebasing: bytes[1...]) : bytes
+            guard !digits.isEmpty else { return nil }
+            var result: Int64 = 0
+            for byte in digits {
+                guard (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) else { return nil }
+                let (times, overflow1) = result.multipliedReportingOverflow(by: 10)
+                let (sum, overflow2) = times.addingReportingOverflow(Int64(byte - UInt8(ascii: "0")))
+                guard !overflow1, !overflow2 else { return nil }
+                result = sum
+            }
+            return negative ? -result : result
+        }
+        guard let value else { throw RESPProtocolError("a malformed integer '\(String(buffer: line).prefix(32))'") }
         return value
     }
 }

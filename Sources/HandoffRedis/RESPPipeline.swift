@@ -9,6 +9,8 @@ public struct RESPPipeline: Sendable {
     public private(set) var count = 0
     /// The first command's name, for errors and logs.
     public private(set) var firstName: String?
+    /// Indices of the commands whose replies the sender wants back (``keepReply()``).
+    public private(set) var keptReplies: [Int] = []
 
     public init(allocator: ByteBufferAllocator = ByteBufferAllocator(), capacity: Int = 1024) {
         self.bytes = allocator.buffer(capacity: capacity)
@@ -28,6 +30,35 @@ public struct RESPPipeline: Sendable {
         self.bytes.writeStaticString("\r\n")
         self.bytes.writeStaticString(name)
         self.bytes.writeStaticString("\r\n")
+    }
+
+    /// The encoded start of a command up to and including its first argument (`*N`, the name,
+    /// the first argument), made once with ``prefix(_:arguments:first:)`` for a command sent
+    /// over and over with the same key. Follow with the remaining `arguments - 1` arguments.
+    public mutating func command(prefix: ByteBuffer, name: StaticString) {
+        self.count += 1
+        if self.firstName == nil { self.firstName = name.description }
+        self.bytes.writeImmutableBuffer(prefix)
+    }
+
+    /// The bytes ``command(prefix:name:)`` takes.
+    public static func prefix(_ name: StaticString, arguments: Int, first: String) -> ByteBuffer {
+        var pipeline = RESPPipeline(capacity: 32 + first.utf8.count)
+        pipeline.command(name, arguments: arguments)
+        pipeline.argument(first)
+        return pipeline.bytes
+    }
+
+    /// Keeps the reply of the command just added: the pipeline's future gives the kept
+    /// replies, in order.
+    public mutating func keepReply() {
+        precondition(self.count > 0)
+        self.keptReplies.append(self.count - 1)
+    }
+
+    /// Bytes already encoded as RESP (a whole argument, e.g. `"$1\r\ne\r\n"`).
+    public mutating func raw(_ encoded: StaticString) {
+        self.bytes.writeStaticString(encoded)
     }
 
     public mutating func argument(_ text: String) {

@@ -28,35 +28,76 @@ public final class RedisClient: @unchecked Sendable {
         case shutDown
     }
 
-    private struct InFlight {
-        var promise: EventLoopPromise<RESPValue>?
-        var deadline: NIODeadline
-        var name: String
-        /// The pipeline this reply belongs to, when it came from ``send(_:)-(RESPPipeline)``.
-        var group: PipelineGroup?
+    /// A command, or a whole pipeline, waiting for its replies.
+    private enum InFlight {
+        case command(EventLoopPromise<RESPValue>?, name: String, deadline: NIODeadline)
+        case pipeline(PipelineGroup)
+
+        var deadline: NIODeadline {
+            switch self {
+            case .command(_, _, let deadline): deadline
+            case .pipeline(let group): group.deadline
+            }
+        }
+
+        var name: String {
+            switch self {
+            case .command(_, let name, _): name
+            case .pipeline(let group): group.name
+            }
+        }
+
+        func fail(_ error: RedisError) {
+            switch self {
+            case .command(let promise, _, _): promise?.fail(error)
+            case .pipeline(let group): group.fail(error)
+            }
+        }
     }
 
     /// The replies a pipeline still waits for.
     private final class PipelineGroup {
+        let total: Int
         var remaining: Int
         var error: RedisError?
-        let promise: EventLoopPromise<Void>
+        let promise: EventLoopPromise<[RESPValue]>
+        var name = "pipeline"
+        var deadline = NIODeadline.now()
+        let kept: [Int]
+        var nextKept = 0
+        var replies: [RESPValue] = []
 
-        init(remaining: Int, promise: EventLoopPromise<Void>) {
+        init(remaining: Int, kept: [Int], promise: EventLoopPromise<[RESPValue]>) {
+            self.total = remaining
             self.remaining = remaining
+            self.kept = kept
             self.promise = promise
         }
 
-        func reply(_ error: RedisError?) {
+        /// Counts one reply; true when it was the last.
+        func reply(_ value: RESPValue, error: RedisError?) -> Bool {
             if self.error == nil, let error { self.error = error }
+            if self.nextKept < self.kept.count, self.kept[self.nextKept] == self.total - self.remaining {
+                self.nextKept += 1
+                self.replies.append(value)
+            }
             self.remaining -= 1
-            guard self.remaining == 0 else { return }
-            if let error = self.error { self.promise.fail(error) } else { self.promise.succeed(()) }
+            guard self.remaining == 0 else { return false }
+            if let error = self.error { self.promise.fail(error) } else { self.promise.succeed(self.replies) }
+            return true
+        }
+
+        func fail(_ error: RedisError) {
+            self.remaining = 0
+            self.promise.fail(self.error ?? error)
         }
     }
 
     private var state = State.idle
+    /// Commands and pipelines waiting for replies, in order (a pipeline is one entry).
     private var inFlight = CircularBuffer<InFlight>()
+    /// Replies still due for everything in ``inFlight``.
+    private var pendingReplies = 0
     private var waiting = CircularBuffer<(RESPCommand, EventLoopPromise<RESPValue>?)>()
     private var waitingPipelines = CircularBuffer<(RESPPipeline, PipelineGroup)>()
     private var consecutiveFailures = 0
@@ -107,19 +148,20 @@ public final class RedisClient: @unchecked Sendable {
     }
 
     /// Sends every command of `pipeline` in one write; the future succeeds when all replied,
-    /// and fails with the first error (an error reply, or no connection).
-    public func send(_ pipeline: RESPPipeline) -> EventLoopFuture<Void> {
+    /// with the replies the pipeline kept (``RESPPipeline/keepReply()``), and fails with the
+    /// first error (an error reply, or no connection).
+    public func send(_ pipeline: RESPPipeline) -> EventLoopFuture<[RESPValue]> {
         self.eventLoop.assertInEventLoop()
-        let promise = self.eventLoop.makePromise(of: Void.self)
+        let promise = self.eventLoop.makePromise(of: [RESPValue].self)
         guard !pipeline.isEmpty else {
-            promise.succeed(())
+            promise.succeed([])
             return promise.futureResult
         }
-        guard self.inFlight.count + self.waiting.count + pipeline.count < self.maxPending else {
-            promise.fail(RedisError(.overloaded, "\(self.inFlight.count + self.waiting.count) Redis commands are waiting for replies"))
+        guard self.pendingReplies + self.waiting.count + pipeline.count < self.maxPending else {
+            promise.fail(RedisError(.overloaded, "\(self.pendingReplies + self.waiting.count) Redis commands are waiting for replies"))
             return promise.futureResult
         }
-        let group = PipelineGroup(remaining: pipeline.count, promise: promise)
+        let group = PipelineGroup(remaining: pipeline.count, kept: pipeline.keptReplies, promise: promise)
         switch self.state {
         case .ready(let channel):
             self.write(pipeline, group: group, on: channel)
@@ -142,11 +184,10 @@ public final class RedisClient: @unchecked Sendable {
     }
 
     private func write(_ pipeline: RESPPipeline, group: PipelineGroup, on channel: any Channel) {
-        let deadline = NIODeadline.now() + TimeAmount(self.configuration.commandTimeout)
-        let name = pipeline.firstName ?? "pipeline"
-        for _ in 0..<pipeline.count {
-            self.inFlight.append(InFlight(promise: nil, deadline: deadline, name: name, group: group))
-        }
+        group.deadline = NIODeadline.now() + TimeAmount(self.configuration.commandTimeout)
+        group.name = pipeline.firstName ?? "pipeline"
+        self.inFlight.append(.pipeline(group))
+        self.pendingReplies += pipeline.count
         if self.timer == nil { self.armTimer() }
         channel.write(pipeline.bytes, promise: nil)
         self.scheduleFlush()
@@ -184,8 +225,8 @@ public final class RedisClient: @unchecked Sendable {
 
     private func enqueue(_ command: RESPCommand, promise: EventLoopPromise<RESPValue>?) {
         self.eventLoop.assertInEventLoop()
-        guard self.inFlight.count + self.waiting.count < self.maxPending else {
-            promise?.fail(RedisError(.overloaded, "\(self.inFlight.count + self.waiting.count) Redis commands are waiting for replies"))
+        guard self.pendingReplies + self.waiting.count < self.maxPending else {
+            promise?.fail(RedisError(.overloaded, "\(self.pendingReplies + self.waiting.count) Redis commands are waiting for replies"))
             return
         }
         switch self.state {
@@ -211,7 +252,8 @@ public final class RedisClient: @unchecked Sendable {
     private func write(_ command: RESPCommand, promise: EventLoopPromise<RESPValue>?, on channel: any Channel) {
         let expectsReply = promise != nil || !self.subscriberMode
         if expectsReply {
-            self.inFlight.append(InFlight(promise: promise, deadline: .now() + TimeAmount(self.configuration.commandTimeout), name: command.name))
+            self.inFlight.append(.command(promise, name: command.name, deadline: .now() + TimeAmount(self.configuration.commandTimeout)))
+            self.pendingReplies += 1
             if self.timer == nil { self.armTimer() }
         }
         channel.write(command.bytes, promise: nil)
@@ -344,22 +386,27 @@ public final class RedisClient: @unchecked Sendable {
             self.onPush?(value)
             return
         }
-        guard let entry = self.inFlight.popFirst() else {
+        guard let entry = self.inFlight.first else {
             self.protocolViolation("a reply to no command")
             return
         }
-        if let group = entry.group {
+        self.pendingReplies -= 1
+        switch entry {
+        case .pipeline(let group):
+            let last: Bool
             if case .error(let message) = value {
-                group.reply(RedisError(.server, "Redis refused \(entry.name): \(message)"))
+                last = group.reply(value, error: RedisError(.server, "Redis refused a command of a pipeline starting with \(group.name): \(message)"))
             } else {
-                group.reply(nil)
+                last = group.reply(value, error: nil)
             }
-            return
-        }
-        if case .error(let message) = value {
-            entry.promise?.fail(RedisError(.server, "Redis refused \(entry.name): \(message)"))
-        } else {
-            entry.promise?.succeed(value)
+            if last { self.inFlight.removeFirst() }
+        case .command(let promise, let name, _):
+            self.inFlight.removeFirst()
+            if case .error(let message) = value {
+                promise?.fail(RedisError(.server, "Redis refused \(name): \(message)"))
+            } else {
+                promise?.succeed(value)
+            }
         }
     }
 
@@ -377,10 +424,8 @@ public final class RedisClient: @unchecked Sendable {
         self.timer = nil
         let inFlight = self.inFlight
         self.inFlight.removeAll()
-        for entry in inFlight {
-            entry.promise?.fail(self.closeError)
-            entry.group?.reply(self.closeError)
-        }
+        self.pendingReplies = 0
+        for entry in inFlight { entry.fail(self.closeError) }
         self.onConnectionChange?(false)
         if self.consecutiveFailures > 0 {
             self.backOff()
@@ -442,12 +487,13 @@ private final class RESPHandler: ChannelInboundHandler {
         } else {
             self.buffer!.writeBuffer(&bytes)
         }
+        guard var pending = self.buffer else { return }
+        self.buffer = nil
         do {
-            while var pending = self.buffer, pending.readableBytes > 0, let value = try self.parser.next(from: &pending) {
-                self.buffer = pending
+            while pending.readableBytes > 0, let value = try self.parser.next(from: &pending) {
                 self.client.received(value)
             }
-            if let buffer = self.buffer, buffer.readableBytes == 0 { self.buffer = nil }
+            if pending.readableBytes > 0 { self.buffer = pending }
         } catch {
             self.buffer = nil
             self.client.protocolViolation(error.description)

@@ -12,7 +12,7 @@ extension HandoffRequest {
     static func scan(_ payload: UnsafeRawBufferPointer, limits: HandoffRequestLimits) -> HandoffRequest? {
         var reader = JSONReader(payload)
         var request = HandoffRequest()
-        var seen: UInt16 = 0
+        var seen: UInt32 = 0
         do throws(JSONReaderError) {
             try reader.readObject { reader, key throws(JSONReaderError) in
                 guard let field = Field(key) else {
@@ -23,7 +23,7 @@ extension HandoffRequest {
                     try reader.skipValue()
                     return
                 }
-                let bit: UInt16 = 1 << field.rawValue
+                let bit: UInt32 = 1 << field.rawValue
                 guard seen & bit == 0 else { throw Self.declined }
                 seen |= bit
                 switch field {
@@ -45,6 +45,23 @@ extension HandoffRequest {
                     guard let value = try Self.number(&reader) else { return }
                     guard value.isFinite, (0...2).contains(value) else { throw Self.declined }
                     request.temperature = value
+                case .streamID:
+                    guard let id = try Self.identifier(&reader, limits: limits) else { return }
+                    guard (1...128).contains(id.utf8.count), id.utf8.allSatisfy(HandoffRequest.isStreamIDByte) else { throw Self.declined }
+                    request.streamID = id
+                case .resumable:
+                    guard try reader.peek() == .bool else { throw Self.declined }
+                    request.resumable = try reader.readBool()
+                case .resume:
+                    guard try reader.peek() == .bool else { throw Self.declined }
+                    request.resume = try reader.readBool()
+                case .completion:
+                    guard try reader.peek() == .bool else { throw Self.declined }
+                    request.completion = try reader.readBool()
+                case .channel:
+                    guard let channel = try Self.identifier(&reader, limits: limits) else { return }
+                    guard !channel.isEmpty else { throw Self.declined }
+                    request.channel = channel
                 case .messages:
                     guard try !reader.readNull() else { return }
                     var messages: [ChatMessage] = []
@@ -59,13 +76,18 @@ extension HandoffRequest {
         } catch {
             return nil
         }
+        // What the general decoder checks across fields (and `last_event_id`, which it reads).
+        if request.resumable || request.resume {
+            guard request.streamID != nil, !(request.resumable && request.resume) else { return nil }
+        }
         return request
     }
 
     /// The fields read here; every other known field goes to the general decoder.
-    private enum Field: UInt16 {
+    private enum Field: UInt32 {
         case prompt, system, model, backend, testPattern, profile, threadID, assistantID, requestID, userID
         case maxTokens, temperature, messages
+        case streamID, resumable, resume, completion, channel
 
         init?(_ key: JSONKey) {
             if key == "prompt" { self = .prompt }
@@ -81,6 +103,11 @@ extension HandoffRequest {
             else if key == "profile" { self = .profile }
             else if key == "thread_id" { self = .threadID }
             else if key == "assistant_id" { self = .assistantID }
+            else if key == "stream_id" { self = .streamID }
+            else if key == "resumable" { self = .resumable }
+            else if key == "resume" { self = .resume }
+            else if key == "completion" { self = .completion }
+            else if key == "channel" { self = .channel }
             else { return nil }
         }
     }
@@ -88,7 +115,7 @@ extension HandoffRequest {
     /// Known fields that only the general decoder reads.
     private static let otherFields: Set<String> = [
         "response_headers", "stream_mode", "langgraph_input", "images", "attachments",
-        "stream_id", "resumable", "resume", "last_event_id", "channel", "completion",
+        "last_event_id",
     ]
 
     private static let declined = JSONReaderError(reason: .typeMismatch, offset: 0)

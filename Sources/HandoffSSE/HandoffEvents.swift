@@ -35,3 +35,28 @@ public enum HandoffEvents {
         buffer.writeStaticString(Self.done)
     }
 }
+
+extension ByteBuffer {
+    /// Appends `value` in decimal without making a String (event ids on the per-event path).
+    public mutating func writeDecimal(_ value: Int64) {
+        if value < 0 {
+            self.writeString(String(value))
+            return
+        }
+        if value < 10 {
+            self.writeInteger(UInt8(ascii: "0") + UInt8(value))
+            return
+        }
+        var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)  // 24 bytes: room for 19 digits
+        withUnsafeMutableBytes(of: &digits) { raw in
+            var rest = value
+            var index = raw.count
+            while rest > 0 {
+                index -= 1
+                raw[index] = UInt8(ascii: "0") + UInt8(rest % 10)
+                rest /= 10
+            }
+            self.writeBytes(UnsafeRawBufferPointer(rebasing: raw[index...]))
+        }
+    }
+}

@@ -53,7 +53,7 @@ struct RedisClientTests {
     @Test func aPipelineIsOneFutureAndReportsAnyError() async throws {
         let server = try RedisServer()
         let client = try self.client(server.url)
-        try await self.run(client) { client in
+        let kept = try await self.run(client) { client in
             var pipeline = RESPPipeline()
             for i in 1...100 {
                 pipeline.command("XADD", arguments: 4)
@@ -61,10 +61,15 @@ struct RedisClientTests {
                 pipeline.argument("0-", Int64(i))
                 pipeline.argument("e")
                 pipeline.argument(ByteBuffer(string: "event \(i)"))
+                if i == 7 || i == 100 { pipeline.keepReply() }
             }
+            pipeline.command("XLEN", arguments: 1)
+            pipeline.argument("stream")
+            pipeline.keepReply()
             return client.send(pipeline)
         }
         #expect(try server.cli(["XLEN", "stream"]) == "100")
+        #expect(kept.map(\.string) == ["0-7", "0-100", "100"])
         let failed = try await self.run(client) { client in
             var pipeline = RESPPipeline()
             pipeline.command("XADD", arguments: 4)
@@ -73,7 +78,7 @@ struct RedisClientTests {
             pipeline.argument("e")
             pipeline.argument("late")
             pipeline.command("PING", arguments: 0)
-            return client.send(pipeline).map { "succeeded" }.recover { "\($0)" }
+            return client.send(pipeline).map { _ in "succeeded" }.recover { "\($0)" }
         }
         #expect(failed.contains("XADD") && failed.contains("equal or smaller"))
         // The connection is still in step: the next command gets its own reply.

@@ -6,8 +6,9 @@ import NIOCore
 /// the recording's own last event (`[DONE]` or the error).
 ///
 /// Wake-ups come from the stream's notify channel; each one (and the subscription's
-/// confirmation, which closes the window between replay and live) fetches everything after
-/// the last event sent. Event ids are consecutive, so a hole is detected, never papered over.
+/// confirmation, which closes the window between replay and live, plus a few polls while
+/// the producer may still be publishing sparsely) fetches everything after the last event
+/// sent. Event ids are consecutive, so a hole is detected, never papered over.
 final class FollowSource: StreamSource, ChannelListener, TimerWheelTarget {
     private unowned let session: StreamSession
     private let loop: EventLoopState
@@ -86,6 +87,13 @@ final class FollowSource: StreamSource, ChannelListener, TimerWheelTarget {
 
     func channelSubscribed() {
         self.fetch()
+        // A stream nobody followed publishes its wake-ups at most once per
+        // `StreamRecorder.unfollowedPublishInterval`: until one surely reached this
+        // subscription, look for new events by ourselves.
+        let interval = StreamRecorder.unfollowedPublishInterval
+        for delay in [TimeAmount.milliseconds(100), .milliseconds(400), interval + .milliseconds(300)] {
+            self.loop.eventLoop.assumeIsolatedUnsafeUnchecked().scheduleTask(in: delay) { [weak self] in self?.fetch() }
+        }
     }
 
     func channelMessage(_ message: ChannelMessage) {

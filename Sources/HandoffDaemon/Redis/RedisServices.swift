@@ -67,7 +67,7 @@ final class RedisServices: Sendable {
     }
 
     /// Every command of `pipeline` on `loop`'s connection in one write; timed as one.
-    func send(_ pipeline: RESPPipeline, loop: EventLoopState) -> EventLoopFuture<Void> {
+    func send(_ pipeline: RESPPipeline, loop: EventLoopState) -> EventLoopFuture<[RESPValue]> {
         let started = NIODeadline.now()
         let future = self.clients[loop.index].send(pipeline)
         future.assumeIsolated().whenComplete { result in

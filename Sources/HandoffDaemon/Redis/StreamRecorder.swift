@@ -6,7 +6,11 @@ import NIOCore
 /// Each event becomes an `XADD` (entry id `0-N` for event N, its exact SSE bytes), encoded
 /// at once into its loop's ``RecordingBatch``, which sends the commands of every stream of
 /// one loop tick together; after a stream's events of that tick comes one `PUBLISH` to wake
-/// its followers. The first batch also sets a TTL covering the longest stream (so a crashed
+/// its followers — while it has any. A `PUBLISH` answers how many subscribers got it; while
+/// that is 0, a stream publishes at most once per ``unfollowedPublishInterval`` (and always
+/// its last event), and a follower that subscribed in between polls until that interval
+/// has surely passed (``FollowSource``), so nobody waits on a wake-up that was skipped.
+/// The first batch also sets a TTL covering the longest stream (so a crashed
 /// daemon's recording still expires); the final event (`[DONE]` or the error) carries
 /// `end 1` and shortens the TTL to the resume TTL. A failed batch stops the recording of its
 /// streams for good (they go on live): a recording with a hole would make followers wait for
@@ -17,10 +21,20 @@ final class StreamRecorder {
     private let loop: EventLoopState
     let keys: StreamKeys
     private let liveTTLSeconds: Int64
+    /// `XADD <events>` and `PUBLISH <notify>`, encoded once.
+    private let xaddPrefix: ByteBuffer
+    private let finalXaddPrefix: ByteBuffer
+    private let publishPrefix: ByteBuffer
     /// The last event id added in the current tick's batch.
     private var lastID: Int64 = 0
     /// Waiting in the batch for its `PUBLISH`.
     private var inBatch = false
+    /// The last `PUBLISH` reached a subscriber (assumed at first).
+    private var followed = true
+    private var lastPublish = NIODeadline.uptimeNanoseconds(0)
+
+    /// How often a stream nobody follows still publishes a wake-up.
+    static let unfollowedPublishInterval = TimeAmount.seconds(1)
     private var expirySet = false
     private(set) var failed = false
     private(set) var finished = false
@@ -31,6 +45,9 @@ final class StreamRecorder {
         self.loop = loop
         self.keys = keys
         self.liveTTLSeconds = liveTTL.components.seconds + 1
+        self.xaddPrefix = RESPPipeline.prefix("XADD", arguments: 4, first: keys.events)
+        self.finalXaddPrefix = RESPPipeline.prefix("XADD", arguments: 6, first: keys.events)
+        self.publishPrefix = RESPPipeline.prefix("PUBLISH", arguments: 2, first: keys.notify)
     }
 
     /// Claims the stream id: `true` when this stream is the first with it, `false` when the id
@@ -53,15 +70,11 @@ final class StreamRecorder {
         let joined = !self.inBatch
         self.inBatch = true
         self.batch.add(self, joined: joined) { pipeline in
-            pipeline.command("XADD", arguments: final ? 6 : 4)
-            pipeline.argument(self.keys.events)
+            pipeline.command(prefix: final ? self.finalXaddPrefix : self.xaddPrefix, name: "XADD")
             pipeline.argument("0-", id)
-            pipeline.argument("e")
+            pipeline.raw("$1\r\ne\r\n")
             pipeline.argument(event)
-            if final {
-                pipeline.argument("end")
-                pipeline.argument("1")
-            }
+            if final { pipeline.raw("$3\r\nend\r\n$1\r\n1\r\n") }
         }
     }
 
@@ -82,9 +95,22 @@ final class StreamRecorder {
             pipeline.argument(self.keys.events)
             pipeline.argument(self.liveTTLSeconds)
         }
-        pipeline.command("PUBLISH", arguments: 2)
-        pipeline.argument(self.keys.notify)
+    }
+
+    /// After every stream's commands of the batch: the wake-up for followers, when one is due
+    /// (its reply, kept, says whether anyone listens). True when it added one.
+    func publishIfDue(now: NIODeadline, into pipeline: inout RESPPipeline) -> Bool {
+        guard self.followed || self.finished || now >= self.lastPublish + Self.unfollowedPublishInterval else { return false }
+        self.lastPublish = now
+        pipeline.command(prefix: self.publishPrefix, name: "PUBLISH")
         pipeline.argument(self.lastID)
+        pipeline.keepReply()
+        return true
+    }
+
+    /// How many subscribers the last wake-up reached.
+    func published(to receivers: Int64) {
+        self.followed = receivers > 0
     }
 
     /// The stream ended before it began (its upstream refused): the id is released, so a
@@ -101,8 +127,9 @@ final class StreamRecorder {
     }
 }
 
-/// The recording commands of every stream on one loop during one tick, sent as one pipeline
-/// (one write, one future) when the tick ends.
+/// The recording commands of every stream on one loop during ``window``, sent as one
+/// pipeline (one write, one future, one read of the replies). Followers see an event at most
+/// a window later; the client itself never waits for the recording.
 // @unchecked Sendable: used only on its loop.
 final class RecordingBatch: @unchecked Sendable {
     /// Set once by the services right after they are built, before any loop uses the batch.
@@ -110,6 +137,7 @@ final class RecordingBatch: @unchecked Sendable {
     private let loop: EventLoopState
     private var pipeline = RESPPipeline()
     private var recorders: [StreamRecorder] = []
+
     private var scheduled = false
 
     init(loop: EventLoopState) {
@@ -122,19 +150,31 @@ final class RecordingBatch: @unchecked Sendable {
         if joined { self.recorders.append(recorder) }
         guard !self.scheduled else { return }
         self.scheduled = true
-        self.loop.eventLoop.assumeIsolatedUnsafeUnchecked().execute { self.send() }
+        self.loop.eventLoop.assumeIsolatedUnsafeUnchecked().scheduleTask(in: Self.window) { self.send() }
     }
+
+    /// How long commands gather before they leave: a round trip to Redis costs syscalls and
+    /// wake-ups on both sides, so fewer, fuller batches cost less per event.
+    static let window = TimeAmount.milliseconds(5)
 
     private func send() {
         self.scheduled = false
         let recorders = self.recorders
         self.recorders = []
         for recorder in recorders { recorder.closeBatch(into: &self.pipeline) }
+        // The wake-ups go last, so a follower woken by one finds every event of the batch.
+        let now = NIODeadline.now()
+        let publishers = recorders.filter { $0.publishIfDue(now: now, into: &self.pipeline) }
         let pipeline = self.pipeline
         self.pipeline = RESPPipeline(capacity: max(1024, pipeline.bytes.readableBytes))
         guard let services = self.services else { return }
-        services.send(pipeline, loop: self.loop).assumeIsolated().whenFailure { _ in
-            for recorder in recorders { recorder.recordingFailed() }
+        services.send(pipeline, loop: self.loop).assumeIsolated().whenComplete { result in
+            switch result {
+            case .success(let receivers):
+                for (recorder, count) in zip(publishers, receivers) { recorder.published(to: count.integer ?? 0) }
+            case .failure:
+                for recorder in recorders { recorder.recordingFailed() }
+            }
         }
     }
 }

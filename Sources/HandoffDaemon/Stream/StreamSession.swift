@@ -347,7 +347,7 @@ final class StreamSession: ClientConnectionDelegate, TimerWheelTarget {
         guard let id = self.recording?.nextID else { return nil }
         self.recording!.nextID = id + 1
         buffer.writeStaticString("id: ")
-        buffer.writeString(String(id))
+        buffer.writeDecimal(id)
         buffer.writeStaticString("\n")
         return id
     }
