@@ -6,13 +6,16 @@ public final class RedisServer: @unchecked Sendable {
     // @unchecked Sendable: `process` is only touched by the test that owns the server, one call at a time.
     public let port: Int
     public let password: String?
+    /// Serves TLS only (a self-signed certificate made at start).
+    public let tls: Bool
     private var process: Process?
     private let directory: String
 
-    /// `redis://127.0.0.1:PORT` (with the password when there is one).
+    /// `redis://127.0.0.1:PORT` (with the password when there is one; `rediss://` with TLS).
     public var url: String {
-        if let password { return "redis://:\(password)@127.0.0.1:\(self.port)" }
-        return "redis://127.0.0.1:\(self.port)"
+        let scheme = self.tls ? "rediss" : "redis"
+        if let password { return "\(scheme)://:\(password)@127.0.0.1:\(self.port)" }
+        return "\(scheme)://127.0.0.1:\(self.port)"
     }
 
     /// Whether `redis-server` is on this machine (`scripts/install-deps.sh` installs it).
@@ -20,10 +23,21 @@ public final class RedisServer: @unchecked Sendable {
 
     private static let executable: String? = ["/usr/bin/redis-server", "/usr/local/bin/redis-server"].first { FileManager.default.isExecutableFile(atPath: $0) }
 
-    public init(password: String? = nil) throws {
+    public init(password: String? = nil, tls: Bool = false) throws {
         self.port = try freeLoopbackPort()
         self.password = password
+        self.tls = tls
         self.directory = try makeTemporaryDirectory()
+        if tls {
+            let openssl = Process()
+            openssl.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
+            openssl.arguments = ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+                                 "-keyout", self.directory + "/key.pem", "-out", self.directory + "/cert.pem"]
+            openssl.standardOutput = FileHandle.nullDevice
+            openssl.standardError = FileHandle.nullDevice
+            try openssl.run()
+            openssl.waitUntilExit()
+        }
         try self.start()
     }
 
@@ -40,6 +54,12 @@ public final class RedisServer: @unchecked Sendable {
         process.executableURL = URL(fileURLWithPath: executable)
         var arguments = ["--port", String(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", self.directory, "--daemonize", "no", "--loglevel", "warning"]
         if let password { arguments += ["--requirepass", password] }
+        if self.tls {
+            arguments[1] = "0"
+            arguments += ["--tls-port", String(self.port), "--tls-cert-file", self.directory + "/cert.pem",
+                          "--tls-key-file", self.directory + "/key.pem", "--tls-ca-cert-file", self.directory + "/cert.pem",
+                          "--tls-auth-clients", "no"]
+        }
         process.arguments = arguments
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice

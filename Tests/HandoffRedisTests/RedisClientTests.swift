@@ -12,7 +12,8 @@ struct RedisClientTests {
     static let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
 
     func client(_ url: String) throws -> RedisClient {
-        RedisClient(eventLoop: Self.group.next(), configuration: try RedisConfiguration(url: url), logger: Logger(label: "test"))
+        let configuration = try RedisConfiguration(url: url)
+        return RedisClient(eventLoop: Self.group.next(), configuration: configuration, tls: try RedisClient.makeTLSContext(for: configuration), logger: Logger(label: "test"))
     }
 
     func run<T: Sendable>(_ client: RedisClient, _ body: @escaping @Sendable (RedisClient) -> EventLoopFuture<T>) async throws -> T {
@@ -110,6 +111,18 @@ struct RedisClientTests {
         }
         #expect(pairs.count == 1 && pairs[0].key.string == "a" && pairs[0].value.string == "1")
         await self.shutdown(client)
+    }
+
+    /// `rediss://`: TLS to a server with a self-signed certificate, verified unless told not to.
+    @Test func speaksTLS() async throws {
+        let server = try RedisServer(password: "pw", tls: true)
+        let client = try self.client(server.url + "/3?tls_verify=false")
+        _ = try await self.run(client) { $0.send(RESPCommand("SET", ["over", "tls"])) }
+        #expect(try await self.run(client) { $0.send(RESPCommand("GET", ["over"])) }.string == "tls")
+        await self.shutdown(client)
+        let verifying = try self.client(server.url)
+        await #expect(throws: RedisError.self) { try await self.run(verifying) { $0.send(RESPCommand("PING")) } }
+        await self.shutdown(verifying)
     }
 
     /// Redis killed: commands fail at once (no queueing on a dead server); back up: they work again.
