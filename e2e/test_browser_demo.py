@@ -101,7 +101,7 @@ def test_a_dropped_connection_resumes_where_it_was(browser, demo):
     status = browser.find_element(By.ID, "status")
     assert status.get_attribute("data-state") == "done", status.text
     assert "resumed 1×" in status.text
-    assert browser.find_element(By.ID, "output").text == EXPECTED_MOCK.strip()
+    assert browser.find_element(By.ID, "output").text.strip() == EXPECTED_MOCK.strip()
 
 
 def test_a_second_tab_follows_the_same_answer(browser, demo):
@@ -121,4 +121,4 @@ def test_a_second_tab_follows_the_same_answer(browser, demo):
         browser.close()
         browser.switch_to.window(first)
     WebDriverWait(browser, 20).until(lambda d: d.find_element(By.ID, "status").get_attribute("data-state") == "done")
-    assert followed == browser.find_element(By.ID, "output").text == EXPECTED_MOCK.strip()
+    assert followed.strip() == browser.find_element(By.ID, "output").text.strip() == EXPECTED_MOCK.strip()
