@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from harness import Apache, Daemon, Redis, http_request, mkdir_public, send_record, tcp_pair, wait_for
+from harness import Apache, Daemon, MockLLM, Redis, http_request, mkdir_public, send_record, tcp_pair, wait_for
 
 EVENT_ID = re.compile(rb"^id: (\d+)$", re.M)
 
@@ -123,6 +123,32 @@ def test_a_dropped_client_resumes_on_another_daemon_with_exactly_the_rest(tmp_pa
         assert_exact_tail(raw, last, 31)
         # The drop did not cancel the upstream: the recording is complete.
         assert redis.command("XLEN", "handoff:{drop}:events") == 31
+
+
+def test_a_paid_upstream_is_not_cancelled_when_a_resumable_client_drops(tmp_path, redis):
+    """On the openai backend (the mock LLM over TLS h2), a plain stream's upstream is cancelled
+    when its client leaves; a resumable one's runs to the end, recorded, and resumes."""
+    mock = MockLLM(tmp_path / "llm", chunk_count=20, chunk_delay_ms=40).start()
+    try:
+        with start_daemon(tmp_path, "a", redis, "--backend", "openai", "--openai-base-url", mock.url,
+                          "--upstream-ca-file", mock.cert_path) as d:
+            client = handoff(d.socket_path, {"prompt": "p", "stream_id": "paid", "resumable": True})
+            seen = read_until(client, b"id: 3\n")
+            client.close()
+            wait_for(lambda: mock.stats()["completed"] == 1, 10, "the upstream stream completed")
+            assert mock.stats()["cancelled"] == 0
+            raw = fetch(d.socket_path, {"stream_id": "paid", "resume": True, "last_event_id": 3})
+            assert_exact_tail(raw, 3, 21)
+            tokens = [json.loads(block.split(b"data: ", 1)[1])["content"] for _, block in events(seen + b"\n\n")[:3]]
+            tokens += [json.loads(block.split(b"data: ", 1)[1])["content"] for _, block in events(raw)[:-1]]
+            assert "".join(tokens) == "".join(f"Mock token {i} " for i in range(1, 21))
+            mock.reset_stats()
+            plain = handoff(d.socket_path, {"prompt": "p"})
+            read_until(plain, b"Mock token 2 ")
+            plain.close()
+            wait_for(lambda: mock.stats()["cancelled"] == 1, 10, "the plain stream's upstream cancelled")
+    finally:
+        mock.stop()
 
 
 def test_followers_on_two_daemons_get_the_same_events(tmp_path, redis):
@@ -371,6 +397,10 @@ def test_the_finished_answer_reaches_the_app_signed(tmp_path, redis):
         assert answer["status"] == "completed" and answer["text"] == streamed
         assert answer["stream_id"] == response.header("X-Stream-Id") and answer["user_id"] == "demo-user"
         assert answer["error"] is None
+        # A handoff that opts out gets no callback.
+        assert status(fetch(daemon.socket_path, {"prompt": "private", "completion": False})) == 200
+        time.sleep(1.0)
+        assert len(answers(store)) == 1
         # The receiver refuses what handoffd did not sign.
         forged = http_request(apache.port, "/completion.php", method="POST",
                               headers={"Content-Type": "application/json", "X-Handoff-Signature": "sha256=" + "0" * 64},
