@@ -129,6 +129,46 @@ def send_record(path, payload, fds):
             unix.sendmsg([payload])
 
 
+def read_all(sock, timeout=10.0):
+    """Everything the peer sends until it closes (or resets, or `timeout` of silence)."""
+    sock.settimeout(timeout)
+    data = b""
+    while True:
+        try:
+            chunk = sock.recv(65536)
+        except (ConnectionResetError, TimeoutError, socket.timeout):
+            return data
+        if not chunk:
+            return data
+        data += chunk
+
+
+def read_until(sock, marker, timeout=10.0):
+    """What the peer sends until `marker` has arrived (or it closes)."""
+    sock.settimeout(timeout)
+    data = b""
+    while marker not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def handoff_client(path, payload):
+    """Hands off a fresh loopback TCP client with `payload` (bytes or a JSON-able object), as
+    the module does; returns the client's end, for the test to read."""
+    client, server = tcp_pair()
+    with server:
+        send_record(path, payload if isinstance(payload, bytes) else json.dumps(payload).encode(), [server.fileno()])
+    return client
+
+
+def status_code(raw):
+    """The status of a raw HTTP/1.1 response, or None when it has no status line."""
+    return int(raw.split(b" ", 2)[1]) if raw.startswith(b"HTTP/1.1 ") else None
+
+
 def child_processes(pid):
     """The children of `pid`, zombies included, as (pid, state letter) from /proc."""
     found = []

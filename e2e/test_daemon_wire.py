@@ -8,22 +8,10 @@ import time
 
 import pytest
 
-from harness import Daemon, mkdir_public, send_record, sse_data, tcp_pair, wait_for
+from harness import Daemon, handoff_client, mkdir_public, read_all, send_record, sse_data, tcp_pair, wait_for
+from harness import status_code as status
 
 ROUNDS = 40
-
-
-def read_all(sock, timeout=5.0):
-    sock.settimeout(timeout)
-    data = b""
-    while True:
-        try:
-            chunk = sock.recv(65536)
-        except (ConnectionResetError, TimeoutError):
-            return data
-        if not chunk:
-            return data
-        data += chunk
 
 
 def open_fds(pid):
@@ -32,11 +20,8 @@ def open_fds(pid):
 
 def handoff(path, payload):
     """A well-formed handoff carrying `payload`; returns what the client receives."""
-    client, server = tcp_pair()
-    with client, server:
-        send_record(path, payload, [server.fileno()])
-        server.close()
-        return read_all(client)
+    with handoff_client(path, payload) as client:
+        return read_all(client, 5.0)
 
 
 @pytest.fixture()
@@ -47,10 +32,6 @@ def daemon(tmp_path_factory):
                "--access-log", "off", mock_messages=2, mock_interval_ms=5).start()
     yield d
     d.stop()
-
-
-def status(raw):
-    return int(raw.split(b" ", 2)[1]) if raw.startswith(b"HTTP/1.1 ") else None
 
 
 def test_malformed_handoffs_are_answered_and_leak_nothing(daemon):

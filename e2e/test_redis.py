@@ -11,50 +11,16 @@ import time
 
 import pytest
 
-from harness import Apache, Daemon, MockLLM, Redis, http_request, mkdir_public, send_record, tcp_pair, wait_for
+from harness import Apache, Daemon, MockLLM, Redis, http_request, mkdir_public, read_all, read_until, wait_for
+from harness import handoff_client as handoff
+from harness import status_code as status
 
 EVENT_ID = re.compile(rb"^id: (\d+)$", re.M)
-
-
-def read_all(sock, timeout=10.0):
-    sock.settimeout(timeout)
-    data = b""
-    while True:
-        try:
-            chunk = sock.recv(65536)
-        except (ConnectionResetError, TimeoutError, socket.timeout):
-            return data
-        if not chunk:
-            return data
-        data += chunk
-
-
-def read_until(sock, marker, timeout=10.0):
-    sock.settimeout(timeout)
-    data = b""
-    while marker not in data:
-        chunk = sock.recv(65536)
-        if not chunk:
-            break
-        data += chunk
-    return data
-
-
-def handoff(path, payload):
-    """Hands off a fresh loopback client with `payload`; returns the client's end."""
-    client, server = tcp_pair()
-    with server:
-        send_record(path, json.dumps(payload).encode(), [server.fileno()])
-    return client
 
 
 def fetch(path, payload, timeout=10.0):
     with handoff(path, payload) as client:
         return read_all(client, timeout)
-
-
-def status(raw):
-    return int(raw.split(b" ", 2)[1]) if raw.startswith(b"HTTP/1.1 ") else None
 
 
 def events(raw):

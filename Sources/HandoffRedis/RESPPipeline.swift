@@ -78,14 +78,8 @@ public struct RESPPipeline: Sendable {
     }
 
     public mutating func argument(_ value: Int64) {
-        var digits = 1
-        var rest = value < 0 ? -(value / 10) : value / 10
-        while rest > 0 {
-            digits += 1
-            rest /= 10
-        }
         self.bytes.writeStaticString("$")
-        self.writeDecimal(digits + (value < 0 ? 1 : 0))
+        self.writeDecimal(Self.digits(of: value) + (value < 0 ? 1 : 0))
         self.bytes.writeStaticString("\r\n")
         if value < 0 {
             self.bytes.writeString(String(value))
@@ -98,14 +92,8 @@ public struct RESPPipeline: Sendable {
     /// `<prefix><value>` as one argument, e.g. a stream entry id `0-17`.
     public mutating func argument(_ prefix: StaticString, _ value: Int64) {
         precondition(value >= 0)
-        var digits = 1
-        var rest = value / 10
-        while rest > 0 {
-            digits += 1
-            rest /= 10
-        }
         self.bytes.writeStaticString("$")
-        self.writeDecimal(prefix.utf8CodeUnitCount + digits)
+        self.writeDecimal(prefix.utf8CodeUnitCount + Self.digits(of: value))
         self.bytes.writeStaticString("\r\n")
         self.bytes.writeStaticString(prefix)
         self.writeDecimal(Int(value))
@@ -118,6 +106,17 @@ public struct RESPPipeline: Sendable {
         self.bytes.writeStaticString("\r\n")
         self.bytes.writeImmutableBuffer(buffer)
         self.bytes.writeStaticString("\r\n")
+    }
+
+    /// Decimal digits of `value`, without its sign.
+    private static func digits(of value: Int64) -> Int {
+        var digits = 1
+        var rest = value < 0 ? -(value / 10) : value / 10
+        while rest > 0 {
+            digits += 1
+            rest /= 10
+        }
+        return digits
     }
 
     /// Writes a non-negative decimal without building a String.

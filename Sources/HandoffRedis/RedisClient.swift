@@ -28,6 +28,26 @@ public final class RedisClient: @unchecked Sendable {
         case shutDown
     }
 
+    /// A command or a pipeline on its way out.
+    private enum Outgoing {
+        case command(RESPCommand, EventLoopPromise<RESPValue>?)
+        case pipeline(RESPPipeline, PipelineGroup)
+
+        var replies: Int {
+            switch self {
+            case .command: 1
+            case .pipeline(let pipeline, _): pipeline.count
+            }
+        }
+
+        func fail(_ error: RedisError) {
+            switch self {
+            case .command(_, let promise): promise?.fail(error)
+            case .pipeline(_, let group): group.fail(error)
+            }
+        }
+    }
+
     /// A command, or a whole pipeline, waiting for its replies.
     private enum InFlight {
         case command(EventLoopPromise<RESPValue>?, name: String, deadline: NIODeadline)
@@ -98,8 +118,8 @@ public final class RedisClient: @unchecked Sendable {
     private var inFlight = CircularBuffer<InFlight>()
     /// Replies still due for everything in ``inFlight``.
     private var pendingReplies = 0
-    private var waiting = CircularBuffer<(RESPCommand, EventLoopPromise<RESPValue>?)>()
-    private var waitingPipelines = CircularBuffer<(RESPPipeline, PipelineGroup)>()
+    /// What waits for the connection to come up, in order.
+    private var waiting = CircularBuffer<Outgoing>()
     private var consecutiveFailures = 0
     private var flushScheduled = false
     private var timer: Scheduled<Void>?
@@ -143,7 +163,7 @@ public final class RedisClient: @unchecked Sendable {
     /// reply becomes ``RedisError/Code/server``).
     public func send(_ command: RESPCommand) -> EventLoopFuture<RESPValue> {
         let promise = self.eventLoop.makePromise(of: RESPValue.self)
-        self.enqueue(command, promise: promise)
+        self.enqueue(.command(command, promise))
         return promise.futureResult
     }
 
@@ -157,29 +177,7 @@ public final class RedisClient: @unchecked Sendable {
             promise.succeed([])
             return promise.futureResult
         }
-        guard self.pendingReplies + self.waiting.count + pipeline.count < self.maxPending else {
-            promise.fail(RedisError(.overloaded, "\(self.pendingReplies + self.waiting.count) Redis commands are waiting for replies"))
-            return promise.futureResult
-        }
-        let group = PipelineGroup(remaining: pipeline.count, kept: pipeline.keptReplies, promise: promise)
-        switch self.state {
-        case .ready(let channel):
-            self.write(pipeline, group: group, on: channel)
-        case .connecting:
-            self.waitingPipelines.append((pipeline, group))
-        case .idle:
-            self.waitingPipelines.append((pipeline, group))
-            self.startConnecting()
-        case .backingOff(let until):
-            if NIODeadline.now() >= until, !self.reconnectsAutomatically {
-                self.waitingPipelines.append((pipeline, group))
-                self.startConnecting()
-            } else {
-                promise.fail(RedisError(.unavailable, "Redis at \(self.configuration.host):\(self.configuration.port) is unreachable; retrying"))
-            }
-        case .shutDown:
-            promise.fail(RedisError(.unavailable, "the Redis client is shut down"))
-        }
+        self.enqueue(.pipeline(pipeline, PipelineGroup(remaining: pipeline.count, kept: pipeline.keptReplies, promise: promise)))
         return promise.futureResult
     }
 
@@ -204,7 +202,7 @@ public final class RedisClient: @unchecked Sendable {
 
     /// Sends `command` without waiting for a reply (subscriber mode: the confirmation comes as a push).
     public func sendWithoutReply(_ command: RESPCommand) {
-        self.enqueue(command, promise: nil)
+        self.enqueue(.command(command, nil))
     }
 
     /// Opens the connection now rather than on the first command.
@@ -223,29 +221,36 @@ public final class RedisClient: @unchecked Sendable {
         if case .ready(let channel) = previous { channel.close(promise: nil) }
     }
 
-    private func enqueue(_ command: RESPCommand, promise: EventLoopPromise<RESPValue>?) {
+    private func enqueue(_ outgoing: Outgoing) {
         self.eventLoop.assertInEventLoop()
-        guard self.pendingReplies + self.waiting.count < self.maxPending else {
-            promise?.fail(RedisError(.overloaded, "\(self.pendingReplies + self.waiting.count) Redis commands are waiting for replies"))
+        guard self.pendingReplies + self.waiting.count + outgoing.replies <= self.maxPending else {
+            outgoing.fail(RedisError(.overloaded, "\(self.pendingReplies + self.waiting.count) Redis commands are waiting for replies"))
             return
         }
         switch self.state {
         case .ready(let channel):
-            self.write(command, promise: promise, on: channel)
+            self.write(outgoing, on: channel)
         case .connecting:
-            self.waiting.append((command, promise))
+            self.waiting.append(outgoing)
         case .idle:
-            self.waiting.append((command, promise))
+            self.waiting.append(outgoing)
             self.startConnecting()
         case .backingOff(let until):
             if NIODeadline.now() >= until, !self.reconnectsAutomatically {
-                self.waiting.append((command, promise))
+                self.waiting.append(outgoing)
                 self.startConnecting()
             } else {
-                promise?.fail(RedisError(.unavailable, "Redis at \(self.configuration.host):\(self.configuration.port) is unreachable; retrying"))
+                outgoing.fail(RedisError(.unavailable, "Redis at \(self.configuration.host):\(self.configuration.port) is unreachable; retrying"))
             }
         case .shutDown:
-            promise?.fail(RedisError(.unavailable, "the Redis client is shut down"))
+            outgoing.fail(RedisError(.unavailable, "the Redis client is shut down"))
+        }
+    }
+
+    private func write(_ outgoing: Outgoing, on channel: any Channel) {
+        switch outgoing {
+        case .command(let command, let promise): self.write(command, promise: promise, on: channel)
+        case .pipeline(let pipeline, let group): self.write(pipeline, group: group, on: channel)
         }
     }
 
@@ -322,10 +327,7 @@ public final class RedisClient: @unchecked Sendable {
         }
         let waiting = self.waiting
         self.waiting.removeAll()
-        for (command, promise) in waiting { self.write(command, promise: promise, on: channel) }
-        let pipelines = self.waitingPipelines
-        self.waitingPipelines.removeAll()
-        for (pipeline, group) in pipelines { self.write(pipeline, group: group, on: channel) }
+        for outgoing in waiting { self.write(outgoing, on: channel) }
     }
 
     private func handshake() -> [RESPCommand] {
@@ -367,10 +369,7 @@ public final class RedisClient: @unchecked Sendable {
     private func failWaiting(_ error: RedisError) {
         let waiting = self.waiting
         self.waiting.removeAll()
-        for (_, promise) in waiting { promise?.fail(error) }
-        let pipelines = self.waitingPipelines
-        self.waitingPipelines.removeAll()
-        for (_, group) in pipelines { group.promise.fail(error) }
+        for outgoing in waiting { outgoing.fail(error) }
     }
 
     // MARK: From the handler
