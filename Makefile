@@ -4,7 +4,7 @@ SHELL := /bin/bash
 SWIFT ?= swift
 PYTHON ?= python3
 
-.PHONY: all deps build module test unit e2e demo demo-stop bench soak fuzz sanitizers clean
+.PHONY: all deps build module test unit e2e demo demo-stop bench soak fuzz sanitizers clean install uninstall
 
 all: build module
 
@@ -34,6 +34,16 @@ demo: deps build module
 
 demo-stop:
 	$(PYTHON) e2e/demo.py stop
+
+# Installs like a Debian admin expects (see scripts/install.sh): DESTDIR, PREFIX (/usr/local),
+# SYSCONFDIR (/etc); BUILD=debug installs the test build instead of building release.
+BUILD ?= release
+install: module
+	@if [ "$(BUILD)" = release ]; then $(SWIFT) build -c release --product handoffd && $(SWIFT) build -c release --product handoff-exec; fi
+	BUILD=$(BUILD) scripts/install.sh install
+
+uninstall:
+	scripts/install.sh uninstall
 
 clean:
 	$(SWIFT) package clean

@@ -68,6 +68,8 @@ struct HandoffdCommand: AsyncParsableCommand {
     @Option(name: .customLong("completion-secret-file"), help: .init(Self.help("completion-secret-file"), valueName: "path")) var completionSecretFile: String?
     @Option(name: .customLong("completion-timeout-ms"), help: .init(Self.help("completion-timeout-ms"), valueName: "ms")) var completionTimeoutMs: String?
     @Option(name: .customLong("completion-max-age-s"), help: .init(Self.help("completion-max-age-s"), valueName: "s")) var completionMaxAgeS: String?
+    @Flag(name: .customLong("check-config"), help: "Check the configuration (flags, environment, --config file), print what is wrong or 'configuration OK', and exit.") var checkConfig = false
+    @Flag(name: .customLong("example-config"), help: "Print a YAML configuration file with every key, commented, and exit.") var exampleConfig = false
     @Option(name: .customLong("log-level"), help: .init(Self.help("log-level"), valueName: "level")) var logLevel: String?
 
     static func help(_ key: String) -> String {
@@ -107,10 +109,21 @@ struct HandoffdCommand: AsyncParsableCommand {
         signal(SIGPIPE, SIG_IGN)
         let environment = ProcessInfo.processInfo.environment
         let flags = self.givenFlags
-        let levelName = flags["log-level"] ?? environment["HANDOFFD_LOG_LEVEL"] ?? "info"
-        guard let level = Logger.Level(rawValue: levelName) else {
-            throw ValidationError("--log-level: unknown level '\(levelName)'; use trace, debug, info, notice, warning, error or critical")
+        if self.exampleConfig {
+            print(ConfigurationSource.exampleFile(), terminator: "")
+            return
         }
+        var configuration: DaemonConfiguration
+        do {
+            configuration = try ConfigurationSource.resolve(flags: flags, environment: environment)
+        } catch {
+            throw ValidationError(error.description)
+        }
+        if self.checkConfig {
+            print("handoffd: configuration OK (socket \(configuration.listener.socketPath), backend \(configuration.defaultBackend.rawValue))")
+            return
+        }
+        let level = Logger.Level(rawValue: configuration.logLevel) ?? .info
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
             handler.logLevel = level
@@ -119,12 +132,6 @@ struct HandoffdCommand: AsyncParsableCommand {
         let logger = Logger(label: "handoffd")
         let readiness = ReadinessReport.descriptor(environment: environment)
 
-        var configuration: DaemonConfiguration
-        do {
-            configuration = try ConfigurationSource.resolve(flags: flags, environment: environment)
-        } catch {
-            throw ValidationError(error.description)
-        }
         if let inherited = SocketActivation.inheritedDescriptor(environment: environment) {
             configuration.listener.inheritedDescriptor = inherited
         }
@@ -134,10 +141,7 @@ struct HandoffdCommand: AsyncParsableCommand {
             configuration.listener.ownsInheritedPath = environment[ChildProcess.ownsPathVariable] == "1"
         }
 
-        let workerCount = Int(flags["workers"] ?? environment["HANDOFFD_WORKERS"] ?? "1") ?? 0
-        guard (1...64).contains(workerCount) else {
-            throw ValidationError("--workers: must be a whole number from 1 to 64")
-        }
+        let workerCount = configuration.workers
         // The path this binary was started from: a package upgrade replaces the file there, and
         // a reload starts what is there then.
         let executable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path

@@ -84,6 +84,27 @@ import Testing
         #expect(configuration.accessLog == false)
     }
 
+    /// `workers` and `log-level` honour the file like every other key.
+    @Test func workersAndLogLevelComeFromTheFileToo() throws {
+        let path = try self.write("socket: /run/h.sock\nworkers: 3\nlog-level: debug\n")
+        let configuration = try ConfigurationSource.resolve(flags: ["config": path], environment: [:])
+        #expect(configuration.workers == 3 && configuration.logLevel == "debug")
+        let flagged = try ConfigurationSource.resolve(flags: ["config": path, "log-level": "error"], environment: ["HANDOFFD_WORKERS": "2"])
+        #expect(flagged.workers == 2 && flagged.logLevel == "error")
+        let bad = try self.write("socket: /run/h.sock\nlog-level: loud\n")
+        #expect(throws: ConfigurationError.self) { _ = try ConfigurationSource.resolve(flags: ["config": bad], environment: [:]) }
+    }
+
+    /// The example file names every key (commented) and is itself a valid configuration.
+    @Test func theExampleFileHasEveryKeyAndLoads() throws {
+        let text = ConfigurationSource.exampleFile()
+        for key in ConfigurationSource.keys where key.name != "config" && key.name != "socket" {
+            #expect(text.contains("\n#\(key.name):\n"), "\(key.name) missing")
+        }
+        let configuration = try ConfigurationSource.resolve(flags: ["config": try self.write(text)], environment: [:])
+        #expect(configuration.listener.socketPath == "/run/handoffd/handoffd.sock")
+    }
+
     @Test func langGraphProfilesComeFromTheFile() throws {
         let path = try self.write(
             """

@@ -66,6 +66,36 @@ public enum ConfigurationSource {
         Key(name: "log-level", environment: "HANDOFFD_LOG_LEVEL", help: "trace, debug, info, notice, warning, error or critical. Default info."),
     ]
 
+    /// A YAML file with every key, commented out, each with its help: what `make install`
+    /// puts in `/etc/handoffd/handoffd.yaml` (`handoffd --example-config`).
+    public static func exampleFile(socket: String = "/run/handoffd/handoffd.sock") -> String {
+        var text = """
+            # /etc/handoffd/handoffd.yaml: handoffd's configuration (handoffd --config FILE).
+            # Every key is a flag's long name; flags, then environment variables, win over this file.
+            # Check a change with: handoffd --config /etc/handoffd/handoffd.yaml --check-config
+
+            socket: \(socket)
+
+
+            """
+        for key in self.keys where key.name != "config" && key.name != "socket" {
+            text += "# \(key.help)\n#   (flag --\(key.name), environment \(key.environment))\n#\(key.name):\n\n"
+        }
+        text += """
+            # LangGraph deployments are named profiles; a handoff picks one with "profile".
+            #langgraph:
+            #  default-profile: support
+            #  profiles:
+            #    support:
+            #      url: https://support.example.langgraph.app
+            #      api-key-env: LANGGRAPH_API_KEY
+            #      assistant: agent
+            #      stream-mode: [values, messages]
+
+            """
+        return text
+    }
+
     /// The environment variable of `name`.
     public static func environmentVariable(for name: String) -> String {
         self.keys.first { $0.name == name }?.environment ?? "HANDOFFD_" + name.uppercased().replacingOccurrences(of: "-", with: "_")
@@ -120,6 +150,14 @@ public enum ConfigurationSource {
         if let bytes = try values.integer("max-attachment-bytes", in: 1...1 << 30) { configuration.attachments.maxBytes = bytes }
         if let bytes = try values.integer("max-upstream-event-bytes", in: 1024...1 << 26) { configuration.limits.maxUpstreamEventBytes = bytes }
         if let loops = try values.integer("event-loops", in: 1...256) { configuration.eventLoops = loops }
+        if let workers = try values.integer("workers", in: 1...64) { configuration.workers = workers }
+        if let level = values.string("log-level") {
+            let levels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
+            guard levels.contains(level) else {
+                throw ConfigurationError(key: values.sourceName("log-level"), message: "unknown level '\(level)'; use \(levels.joined(separator: ", "))")
+            }
+            configuration.logLevel = level
+        }
         if let url = values.string("openai-base-url") {
             configuration.openAI = try Self.openAI(url: url, values: values)
         } else if values.string("openai-api-key") != nil, values.flags["openai-api-key"] != nil {

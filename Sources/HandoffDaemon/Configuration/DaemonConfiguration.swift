@@ -34,6 +34,10 @@ public struct DaemonConfiguration: Sendable {
     public var redis: Redis?
     /// Where finished streams are posted (`--completion-url`); `nil` (the default) posts none.
     public var completion: Completion?
+    /// Processes sharing the socket (`--workers`, 1–64). Default 1.
+    public var workers = 1
+    /// `trace` … `critical` (`--log-level`). Default `info`.
+    public var logLevel = "info"
 
     public init(
         listener: Listener,
