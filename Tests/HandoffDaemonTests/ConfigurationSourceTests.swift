@@ -1,3 +1,4 @@
+import Foundation
 import HandoffTestSupport
 import HandoffDaemon
 import Testing
@@ -93,6 +94,15 @@ import Testing
         #expect(flagged.workers == 2 && flagged.logLevel == "error")
         let bad = try self.write("socket: /run/h.sock\nlog-level: loud\n")
         #expect(throws: ConfigurationError.self) { _ = try ConfigurationSource.resolve(flags: ["config": bad], environment: [:]) }
+    }
+
+    /// The README's configuration table documents every key of the one table.
+    @Test func theReadmeDocumentsEveryKey() throws {
+        let readme = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../README.md")
+        let text = try String(contentsOf: readme, encoding: .utf8)
+        for key in ConfigurationSource.keys {
+            #expect(text.contains("`--\(key.name)"), "README.md does not mention --\(key.name)")
+        }
     }
 
     /// The example file names every key (commented) and is itself a valid configuration.
