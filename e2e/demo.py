@@ -19,11 +19,20 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import REPO, Apache, Daemon, MockLLM, Redis, mkdir_public  # noqa: E402
+from harness import APACHE_MODULES, REPO, Apache, Daemon, MockLLM, Redis, free_port, mkdir_public  # noqa: E402
 
 STATE_DIR = Path(os.environ.get("HANDOFF_DEMO_DIR", "/tmp/handoff-demo"))
 STATE = STATE_DIR / "state.json"
 DEMO_DOCROOT = REPO / "demo"
+
+
+def status_panel_conf(metrics_port):
+    """Apache lines for the page's "why" panel: mod_status on loopback, and where the daemon's
+    /metrics are."""
+    return [f'LoadModule status_module "{APACHE_MODULES}/mod_status.so"',
+            f'LoadModule authz_host_module "{APACHE_MODULES}/mod_authz_host.so"',
+            '<Location "/server-status">', "    SetHandler server-status", "    Require local", "</Location>",
+            f'SetEnv HANDOFF_METRICS_URL "http://127.0.0.1:{metrics_port}/metrics"']
 
 
 def port_is_free(port):
@@ -57,7 +66,8 @@ def start():
 
         # With redis-server installed, streams are resumable: the page's "Drop connection"
         # button shows a reconnect picking up where it was, and a second tab can follow.
-        redis_args, conf = [], ['SetEnv HANDOFF_SOCKET "{run}/handoffd.sock"']
+        metrics_port = free_port()
+        redis_args, conf = [], ['SetEnv HANDOFF_SOCKET "{run}/handoffd.sock"', *status_panel_conf(metrics_port)]
         if shutil.which("redis-server"):
             redis = Redis(STATE_DIR / "redis").start()
             pids["redis"] = redis.proc.pid
@@ -70,8 +80,9 @@ def start():
             with socket.socket() as s:
                 s.bind(("127.0.0.1", 0))
                 port = s.getsockname()[1]
-        apache = Apache("prefork", workers=4, docroot_src=DEMO_DOCROOT, port=port, root=STATE_DIR / "apache", conf=conf)
+        apache = Apache("prefork", workers=8, docroot_src=DEMO_DOCROOT, port=port, root=STATE_DIR / "apache", conf=conf)
         daemon = Daemon(apache.run_dir / "handoffd.sock", "--openai-base-url", upstream, *upstream_args, *redis_args,
+                        "--mock-text", "words", "--metrics-address", f"127.0.0.1:{metrics_port}",
                         mock_messages=18, mock_interval_ms=150).start()
         pids["handoffd"] = daemon.proc.pid
         apache.start()

@@ -2,6 +2,7 @@
 watches the tokens arrive. Driven in headless Chromium (Debian's chromium + chromium-driver)."""
 
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -122,3 +123,50 @@ def test_a_second_tab_follows_the_same_answer(browser, demo):
         browser.switch_to.window(first)
     WebDriverWait(browser, 20).until(lambda d: d.find_element(By.ID, "status").get_attribute("data-state") == "done")
     assert followed.strip() == browser.find_element(By.ID, "output").text.strip() == EXPECTED_MOCK.strip()
+
+
+@pytest.fixture(scope="module")
+def panel(module_path):
+    """The demo as `make demo` runs it: words from the mock, mod_status and /metrics for the panel."""
+    from demo import status_panel_conf
+    from harness import free_port
+    metrics_port = free_port()
+    apache = Apache("prefork", workers=8, module=module_path, docroot_src=REPO / "demo",
+                    conf=['SetEnv HANDOFF_SOCKET "{run}/handoffd.sock"', *status_panel_conf(metrics_port)])
+    daemon = Daemon(apache.run_dir / "handoffd.sock", "--mock-text", "words", "--metrics-address", f"127.0.0.1:{metrics_port}",
+                    mock_messages=24, mock_interval_ms=150).start()
+    apache.start()
+    try:
+        yield apache
+    finally:
+        apache.cleanup()
+        daemon.stop()
+
+
+def test_the_panel_shows_apache_free_while_the_daemon_holds_a_burst(browser, panel, tmp_path):
+    """A burst of 250 streams started from the page: the panel shows the daemon holding them
+    while Apache's workers stay free. The screenshot is kept for a person to look at."""
+    browser.set_window_size(1000, 1100)
+    browser.get(f"http://127.0.0.1:{panel.port}/?burst=250")
+    browser.find_element(By.ID, "burst").click()
+    WebDriverWait(browser, 20, poll_frequency=0.1).until(
+        lambda d: int(d.find_element(By.ID, "daemon-streams").text or 0) >= 200)
+    shot = tmp_path / "demo-panel.png"
+    browser.save_screenshot(str(shot))
+    busy = browser.find_element(By.ID, "apache-busy").text
+    WebDriverWait(browser, 60).until(lambda d: d.find_element(By.ID, "burst-status").get_attribute("data-state") in ("done", "error"))
+    report = browser.find_element(By.ID, "burst-status")
+    assert report.get_attribute("data-state") == "done", report.text
+    assert int(report.get_attribute("data-completed")) == 250, report.text
+    assert int(report.get_attribute("data-peak-streams")) >= 200, report.text
+    assert int(report.get_attribute("data-peak-workers")) <= 4, report.text   # the burst script, the panel, a handoff or two
+    assert int(busy.split(" / ")[0]) <= 4 and busy.endswith("/ 8"), busy
+    assert shot.stat().st_size > 10_000 and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    shutil.copy(shot, Path("/tmp") / "handoff-demo-panel.png")
+
+
+def test_the_mock_speaks_in_words(browser, panel):
+    text, state = ask(browser, panel, "Why?", "mock")
+    assert state == "done"
+    assert text.startswith("Handing the socket over is the whole trick.")
+

@@ -33,6 +33,7 @@ struct HandoffdCommand: AsyncParsableCommand {
     @Option(help: .init(Self.help("backend"), valueName: "name")) var backend: String?
     @Option(name: .customLong("mock-messages"), help: .init(Self.help("mock-messages"), valueName: "n")) var mockMessages: String?
     @Option(name: .customLong("mock-interval-ms"), help: .init(Self.help("mock-interval-ms"), valueName: "ms")) var mockIntervalMs: String?
+    @Option(name: .customLong("mock-text"), help: .init(Self.help("mock-text"), valueName: "style")) var mockText: String?
     @Option(name: .customLong("max-connections"), help: .init(Self.help("max-connections"), valueName: "n")) var maxConnections: String?
     @Option(name: .customLong("max-handoff-bytes"), help: .init(Self.help("max-handoff-bytes"), valueName: "bytes")) var maxHandoffBytes: String?
     @Option(name: .customLong("handoff-timeout-ms"), help: .init(Self.help("handoff-timeout-ms"), valueName: "ms")) var handoffTimeoutMs: String?
@@ -82,7 +83,7 @@ struct HandoffdCommand: AsyncParsableCommand {
         let pairs: [(String, String?)] = [
             ("config", self.config), ("socket", self.socket), ("socket-mode", self.socketMode), ("socket-group", self.socketGroup),
             ("allow-uid", self.allowUID), ("backend", self.backend), ("mock-messages", self.mockMessages),
-            ("mock-interval-ms", self.mockIntervalMs), ("max-connections", self.maxConnections),
+            ("mock-interval-ms", self.mockIntervalMs), ("mock-text", self.mockText), ("max-connections", self.maxConnections),
             ("max-handoff-bytes", self.maxHandoffBytes), ("handoff-timeout-ms", self.handoffTimeoutMs),
             ("write-timeout-s", self.writeTimeoutS), ("drain-timeout-s", self.drainTimeoutS),
             ("linger-ms", self.lingerMs), ("backlog", self.backlog), ("log-level", self.logLevel),

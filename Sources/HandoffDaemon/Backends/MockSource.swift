@@ -86,6 +86,7 @@ struct MockScript: Sendable {
     private enum Kind: Sendable {
         case messages(prompt: String, user: String)
         case echo(chunks: [String])
+        case words
     }
 
     private let kind: Kind
@@ -109,6 +110,9 @@ struct MockScript: Sendable {
             }
             self.kind = .echo(chunks: chunks)
             self.count = chunks.count
+        } else if configuration.text == .words {
+            self.kind = .words
+            self.count = configuration.messages
         } else {
             let prompt = request.prompt ?? request.lastUserText ?? ""
             let excerpt = prompt.count > 80 ? String(prompt.prefix(80)) + "…" : prompt
@@ -124,8 +128,24 @@ struct MockScript: Sendable {
             return chunks[index]
         case .messages(let prompt, let user):
             return "Mock message \(index + 1) of \(self.count) for user \(user) about \"\(prompt)\". "
+        case .words:
+            return Self.prose[index % Self.prose.count] + " "
         }
     }
+
+    /// What `--mock-text words` streams, one word per event: text that reads like an answer.
+    static let prose: [Substring] = """
+        Handing the socket over is the whole trick. Your application checks who is asking, \
+        decides what they may ask for, and then steps aside: Apache passes the open connection \
+        to the streaming daemon and its worker is free again at once. The daemon holds the \
+        connection for as long as the model keeps talking, which may be minutes, while costing \
+        well under a kilobyte of memory. A few hundred Apache workers could never wait on \
+        thousands of slow answers; one small process can. If the connection drops, a recorded \
+        stream picks up where it was, on any host that shares the same Redis, and when the \
+        answer is complete the application hears about it through a signed callback, ready to \
+        store. Nothing here asks your code to learn a new framework: two response headers are \
+        the entire interface.
+        """.split(separator: " ")
 }
 
 extension HandoffRequest {

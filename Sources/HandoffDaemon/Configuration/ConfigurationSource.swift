@@ -28,6 +28,7 @@ public enum ConfigurationSource {
         Key(name: "backend", environment: "HANDOFFD_BACKEND", help: "Default backend for handoffs that name none: mock. Default mock."),
         Key(name: "mock-messages", environment: "HANDOFFD_MOCK_MESSAGES", help: "Content events per mock stream. Default 18."),
         Key(name: "mock-interval-ms", environment: "HANDOFFD_MOCK_INTERVAL_MS", help: "Milliseconds between mock events (0 allowed). Default 50."),
+        Key(name: "mock-text", environment: "HANDOFFD_MOCK_TEXT", help: "What the mock says: numbered (\"Mock message N of M …\", for tests) or words (prose, one word per event). Default numbered."),
         Key(name: "max-connections", environment: "HANDOFFD_MAX_CONNECTIONS", help: "Concurrent streams before 503 + Retry-After (0 refuses all). Default: what the open-file limit allows."),
         Key(name: "max-handoff-bytes", environment: "HANDOFFD_MAX_HANDOFF_BYTES", help: "Largest handoff payload in bytes; larger gets 413. Default 131072."),
         Key(name: "handoff-timeout-ms", environment: "HANDOFFD_HANDOFF_TIMEOUT_MS", help: "Milliseconds a connected peer has to send its handoff. Default 5000."),
@@ -128,6 +129,12 @@ public enum ConfigurationSource {
             configuration.defaultBackend = kind
         }
         if let messages = try values.integer("mock-messages", in: 0...1_000_000) { configuration.mock.messages = messages }
+        if let text = values.string("mock-text") {
+            guard let parsed = DaemonConfiguration.Mock.Text(rawValue: text) else {
+                throw ConfigurationError(key: values.sourceName("mock-text"), message: "must be numbered or words, got '\(text)'")
+            }
+            configuration.mock.text = parsed
+        }
         if let interval = try values.integer("mock-interval-ms", in: 0...3_600_000) { configuration.mock.interval = .milliseconds(interval) }
         if let max = try values.integer("max-connections", in: 0...10_000_000) { configuration.limits.maxConnections = max }
         if let bytes = try values.integer("max-handoff-bytes", in: 1...16 * 1024 * 1024) { configuration.limits.maxHandoffBytes = bytes }

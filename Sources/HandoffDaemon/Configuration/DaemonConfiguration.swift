@@ -234,10 +234,21 @@ public struct DaemonConfiguration: Sendable {
         public var messages: Int
         /// Delay between content events; the first is sent at once. Default 50 ms.
         public var interval: Duration
+        /// What the events say. Default ``Text/numbered``.
+        public var text: Text
 
-        public init(messages: Int = 18, interval: Duration = .milliseconds(50)) {
+        /// The mock's words.
+        public enum Text: String, Sendable, CaseIterable {
+            /// "Mock message N of M for user U about …": easy to check in tests.
+            case numbered
+            /// Prose, one word per event: what a person watching a demo expects.
+            case words
+        }
+
+        public init(messages: Int = 18, interval: Duration = .milliseconds(50), text: Text = .numbered) {
             self.messages = messages
             self.interval = interval
+            self.text = text
         }
     }
 }
