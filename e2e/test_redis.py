@@ -117,6 +117,55 @@ def test_a_paid_upstream_is_not_cancelled_when_a_resumable_client_drops(tmp_path
         mock.stop()
 
 
+def test_a_stalled_resumable_client_is_detached_and_the_stream_still_completes(tmp_path, redis):
+    """A resumable stream whose client stops reading pauses its source (the client's queue is
+    full); when the write timeout gives up on the client, the stream detaches and must go on
+    to the end, recorded, instead of staying paused."""
+    mock = MockLLM(tmp_path / "llm", chunk_count=1500, chunk_delay_ms=0).start()
+    try:
+        with start_daemon(tmp_path, "a", redis, "--write-timeout-s", "1", "--backend", "openai",
+                          "--openai-base-url", mock.url, "--upstream-ca-file", mock.cert_path) as d:
+            # 4 KiB chunks (6 MiB in all) that the client never reads: the kernel's buffers and
+            # the daemon's queue for it fill, and the upstream is paused.
+            client = handoff(d.socket_path, {"prompt": "p", "stream_id": "stalled", "resumable": True, "test_pattern": "long"})
+            wait_for(lambda: "stream" in d.log() or redis.command("XLEN", "handoff:{stalled}:events") > 10, 5, "the stream started")
+            wait_for(lambda: redis.command("XLEN", "handoff:{stalled}:events") == 1501, 20, "the whole stream recorded")
+            client.close()
+            raw = fetch(d.socket_path, {"stream_id": "stalled", "resume": True, "last_event_id": 1490})
+            assert_exact_tail(raw, 1490, 1501)
+            assert mock.stats()["completed"] == 1
+    finally:
+        mock.stop()
+
+
+def test_a_resume_after_the_end_is_a_204_and_bad_combinations_are_refused(tmp_path, redis):
+    with start_daemon(tmp_path, "a", redis, messages=3, interval_ms=5) as d:
+        assert_exact_tail(fetch(d.socket_path, {"stream_id": "ended", "resumable": True}), 0, 4)
+        wait_for(lambda: redis.command("XLEN", "handoff:{ended}:events") == 4, 5, "the recording complete")
+        # EventSource reconnects after the last event it saw, [DONE]: nothing more will come.
+        assert status(fetch(d.socket_path, {"stream_id": "ended", "resume": True, "last_event_id": 4})) == 204
+        assert_exact_tail(fetch(d.socket_path, {"stream_id": "ended", "resume": True, "last_event_id": 3}), 3, 4)
+        raw = fetch(d.socket_path, {"backend": "channel", "channel": "c", "stream_id": "chan", "resumable": True})
+        assert status(raw) == 400, raw
+        raw = fetch(d.socket_path, {"backend": "channel", "channel": "handoff:{ended}:notify"})
+        assert status(raw) == 400 and b"handoff:" in raw, raw
+
+
+def test_a_detached_stream_ended_by_shutdown_records_its_end(tmp_path, redis):
+    """SIGTERM with nothing left to drain but a client-less (detached) stream: its end, the
+    shutdown error event, still reaches the recording, so followers elsewhere end too."""
+    with start_daemon(tmp_path, "a", redis, "--drain-timeout-s", "0", messages=100, interval_ms=50) as d:
+        client = handoff(d.socket_path, {"stream_id": "cut", "resumable": True})
+        read_until(client, b"id: 3\n")
+        client.close()
+        time.sleep(0.2)
+        d.stop()
+        entries = redis.command("XRANGE", "handoff:{cut}:events", "-", "+")
+        assert entries[-1][1][2:] == ["end", "1"], entries[-1]
+        assert "event: error" in entries[-1][1][1] and "shutdown" in entries[-1][1][1]
+        assert [int(e[0].split("-")[1]) for e in entries] == list(range(1, len(entries) + 1))
+
+
 def test_followers_on_two_daemons_get_the_same_events(tmp_path, redis):
     with start_daemon(tmp_path, "a", redis, messages=20, interval_ms=25) as a, \
             start_daemon(tmp_path, "b", redis, messages=20, interval_ms=25) as b:

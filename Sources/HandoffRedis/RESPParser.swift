@@ -31,7 +31,7 @@ public struct RESPParser: Sendable {
     private func parse(_ buffer: ByteBuffer, at cursor: inout Int, depth: Int) throws(RESPProtocolError) -> RESPValue? {
         guard depth <= self.maxDepth else { throw RESPProtocolError("nesting deeper than \(self.maxDepth)") }
         guard let type = buffer.getInteger(at: cursor, as: UInt8.self) else { return nil }
-        guard let (line, afterLine) = Self.line(buffer, from: cursor + 1) else {
+        guard let (line, afterLine) = try Self.line(buffer, from: cursor + 1) else {
             if buffer.writerIndex - cursor > 64 * 1024 { throw RESPProtocolError("a header line longer than 64 KiB") }
             return nil
         }
@@ -124,11 +124,13 @@ public struct RESPParser: Sendable {
     }
 
     /// The line starting at `start` without its CRLF, and the index after the CRLF.
-    private static func line(_ buffer: ByteBuffer, from start: Int) -> (ByteBuffer, Int)? {
+    private static func line(_ buffer: ByteBuffer, from start: Int) throws(RESPProtocolError) -> (ByteBuffer, Int)? {
         guard let view = buffer.getSlice(at: start, length: buffer.writerIndex - start) else { return nil }
         guard let lf = view.readableBytesView.firstIndex(of: 0x0A) else { return nil }
         let length = lf - view.readerIndex
-        guard length >= 1, view.getInteger(at: lf - 1, as: UInt8.self) == 0x0D else { return nil }
+        guard length >= 1, view.getInteger(at: lf - 1, as: UInt8.self) == 0x0D else {
+            throw RESPProtocolError("a line ended by a bare LF")
+        }
         return (buffer.getSlice(at: start, length: length - 1)!, start + length + 1)
     }
 

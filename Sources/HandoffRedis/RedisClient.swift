@@ -211,13 +211,35 @@ public final class RedisClient: @unchecked Sendable {
         if case .idle = self.state { self.startConnecting() }
     }
 
-    /// Closes the connection for good; commands still waiting fail.
+    /// Closes the connection as broken (a subscriber that stopped answering its PINGs); a
+    /// client that reconnects by itself does so.
+    public func dropConnection(_ reason: String) {
+        self.eventLoop.assertInEventLoop()
+        guard case .ready(let channel) = self.state else { return }
+        self.logger.warning("closing an unresponsive Redis connection", metadata: ["reason": "\(reason)"])
+        self.closeError = RedisError(.timeout, reason)
+        self.consecutiveFailures += 1
+        channel.close(promise: nil)
+    }
+
+    /// Whether commands wait for the connection or for replies.
+    public var hasPendingReplies: Bool {
+        self.eventLoop.assertInEventLoop()
+        return self.pendingReplies > 0 || !self.waiting.isEmpty
+    }
+
+    /// Closes the connection for good; commands still waiting or in flight fail.
     public func shutdown() {
         self.eventLoop.assertInEventLoop()
         let previous = self.state
         self.state = .shutDown
         self.timer?.cancel()
-        self.failWaiting(RedisError(.unavailable, "the Redis client is shut down"))
+        let error = RedisError(.unavailable, "the Redis client is shut down")
+        self.failWaiting(error)
+        let inFlight = self.inFlight
+        self.inFlight.removeAll()
+        self.pendingReplies = 0
+        for entry in inFlight { entry.fail(error) }
         if case .ready(let channel) = previous { channel.close(promise: nil) }
     }
 
@@ -316,8 +338,8 @@ public final class RedisClient: @unchecked Sendable {
         }
         if self.subscriberMode {
             // Before its first SUBSCRIBE a subscriber is an ordinary connection: the handshake
-            // replies above come back in order, then only pushes do.
-            self.consecutiveFailures = 0
+            // replies above come back in order, then only pushes do. Its backoff starts over
+            // once a subscription is confirmed (not merely when TCP connects).
             self.onConnectionChange?(true)
         } else {
             self.send(RESPCommand("PING")).assumeIsolated().whenSuccess { _ in
@@ -381,9 +403,25 @@ public final class RedisClient: @unchecked Sendable {
             self.onPush?(value)
             return
         }
-        if self.subscriberMode, Self.isSubscriptionMessage(value) {
-            self.onPush?(value)
-            return
+        if self.subscriberMode {
+            if Self.isSubscriptionMessage(value) {
+                // A confirmed subscription: the connection is healthy, backoff starts over.
+                self.consecutiveFailures = 0
+                self.onPush?(value)
+                return
+            }
+            if self.inFlight.isEmpty {
+                switch value {
+                case .simpleString("PONG"):
+                    self.onPush?(value)  // a PING's answer in RESP3's subscribed mode
+                case .error(let message):
+                    // A refused SUBSCRIBE (an ACL, say): the subscription is lost, the connection is not.
+                    self.logger.warning("Redis refused a subscription command", metadata: ["error": "\(message)"])
+                default:
+                    self.protocolViolation("a reply to no command")
+                }
+                return
+            }
         }
         guard let entry = self.inFlight.first else {
             self.protocolViolation("a reply to no command")
@@ -440,7 +478,7 @@ public final class RedisClient: @unchecked Sendable {
     private static func isSubscriptionMessage(_ value: RESPValue) -> Bool {
         guard case .array(let elements) = value, let kind = elements.first?.string else { return false }
         switch kind {
-        case "message", "pmessage", "subscribe", "unsubscribe", "psubscribe", "punsubscribe": return true
+        case "message", "pmessage", "subscribe", "unsubscribe", "psubscribe", "punsubscribe", "pong": return true
         default: return false
         }
     }

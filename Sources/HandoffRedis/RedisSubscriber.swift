@@ -33,9 +33,33 @@ public final class RedisSubscriber: @unchecked Sendable {
 
     public var isConnected: Bool { self.client.isConnected }
 
+    private var liveness: RepeatedTask?
+    private var awaitingPong = false
+
+    /// How often a subscription proves it is alive: a PING must be answered before the next
+    /// one, or the connection is dropped and made again (a half-open connection would
+    /// otherwise lose every message silently). Default 15 s; set before the first subscribe.
+    public var livenessInterval = TimeAmount.seconds(15)
+
+    private func checkLiveness() {
+        guard self.client.isConnected, !self.channels.isEmpty else { return }
+        if self.awaitingPong {
+            self.awaitingPong = false
+            self.client.dropConnection("no answer to PING within \(self.livenessInterval.nanoseconds / 1_000_000) ms")
+            return
+        }
+        self.awaitingPong = true
+        self.client.sendWithoutReply(RESPCommand("PING"))
+    }
+
     /// Subscribes to `channel` (now, or as soon as the connection is up).
     public func subscribe(_ channel: String) {
         self.eventLoop.assertInEventLoop()
+        if self.liveness == nil {
+            self.liveness = self.eventLoop.scheduleRepeatedTask(initialDelay: self.livenessInterval, delay: self.livenessInterval) { [weak self] _ in
+                self?.checkLiveness()
+            }
+        }
         guard self.channels.insert(channel).inserted else { return }
         if self.client.isConnected {
             self.client.sendWithoutReply(RESPCommand("SUBSCRIBE", [.string(channel)]))
@@ -51,15 +75,22 @@ public final class RedisSubscriber: @unchecked Sendable {
     }
 
     public func shutdown() {
+        self.liveness?.cancel()
         self.client.shutdown()
     }
 
     private func received(_ value: RESPValue) {
+        if case .simpleString("PONG") = value {
+            self.awaitingPong = false
+            return
+        }
         guard let elements = value.array, let kind = elements.first?.string else { return }
         switch kind {
         case "message" where elements.count == 3:
             guard let channel = elements[1].string, let message = elements[2].bytes else { return }
             self.onMessage?(channel, message)
+        case "pong":
+            self.awaitingPong = false
         case "subscribe" where elements.count >= 2:
             guard let channel = elements[1].string, self.channels.contains(channel) else { return }
             self.onSubscribed?(channel)

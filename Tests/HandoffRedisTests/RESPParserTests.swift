@@ -51,7 +51,7 @@ import Testing
     }
 
     @Test func refusesWhatIsNotRESP() {
-        for wire in ["?x\r\n", ":12a\r\n", "$3\r\nabcXY", "#x\r\n", "$-5\r\n", "*2000000\r\n", ",abc\r\n"] {
+        for wire in ["?x\r\n", ":12a\r\n", "$3\r\nabcXY", "#x\r\n", "$-5\r\n", "*2000000\r\n", ",abc\r\n", "+OK\n", ":1\n"] {
             var buffer = ByteBuffer(string: wire)
             #expect(throws: RESPProtocolError.self, "\(wire.debugDescription)") { try RESPParser().next(from: &buffer) }
         }

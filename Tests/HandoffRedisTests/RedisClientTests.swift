@@ -189,6 +189,30 @@ struct RedisClientTests {
         try await loop.submit { subscriber.shutdown() }.get()
     }
 
+    /// A server that accepts and then never answers (a half-open connection, as far as the
+    /// client can tell): the subscriber's PINGs go unanswered, so it drops the connection and
+    /// connects again, rather than waiting forever for messages.
+    @Test func aSubscriberLeavesAConnectionThatStoppedAnswering() async throws {
+        let accepted = NIOLockedValueBox(0)
+        let server = try await ServerBootstrap(group: Self.group)
+            .childChannelInitializer { channel in
+                accepted.withLockedValue { $0 += 1 }
+                return channel.eventLoop.makeSucceededVoidFuture()
+            }
+            .bind(host: "127.0.0.1", port: 0).get()
+        let port = server.localAddress!.port!
+        let loop = Self.group.next()
+        let subscriber = try await loop.submit {
+            let subscriber = RedisSubscriber(eventLoop: loop, configuration: try RedisConfiguration(url: "redis://127.0.0.1:\(port)"), tls: nil, logger: Logger(label: "test"))
+            subscriber.livenessInterval = .milliseconds(100)
+            subscriber.subscribe("silence")
+            return subscriber
+        }.get()
+        try await waitUntil(seconds: 5) { accepted.withLockedValue { $0 } >= 2 }
+        try await loop.submit { subscriber.shutdown() }.get()
+        try await server.close()
+    }
+
     func shutdown(_ client: RedisClient) async {
         try? await client.eventLoop.submit { client.shutdown() }.get()
     }

@@ -141,10 +141,27 @@ final class CompletionOutbox: @unchecked Sendable {
             let due = Self.epochMilliseconds() + (delay + self.lease).nanoseconds / 1_000_000
             _ = redis.send(RESPCommand("ZADD", [.string(self.dueKey), .string(String(due)), .string(id)]), loop: self.loop)
         }
+        // Bodies waiting for their next attempt are bounded: past the bound, Redis keeps them
+        // (the sweep takes them up when due), and without Redis they are given up.
+        guard self.retryBytes + body.readableBytes <= Self.maxRetryBytes else {
+            self.inFlight.remove(id)
+            self.metrics.pending.decrement()
+            if self.redis == nil {
+                self.metrics.failed.increment()
+                self.logger.error("a completion callback was given up: too many wait for retries", metadata: ["delivery_id": "\(id)"])
+            }
+            return
+        }
+        self.retryBytes += body.readableBytes
         self.loop.eventLoop.assumeIsolatedUnsafeUnchecked().scheduleTask(in: delay) {
+            self.retryBytes -= body.readableBytes
             self.attempt(id: id, body: body, createdAt: createdAt, number: number + 1)
         }
     }
+
+    /// The most bytes of documents held in memory for a later attempt.
+    static let maxRetryBytes = 64 << 20
+    private var retryBytes = 0
 
     // MARK: Recovery (Redis)
 

@@ -43,14 +43,25 @@ final class FollowSource: StreamSource, ChannelListener, TimerWheelTarget {
     // MARK: StreamSource
 
     func start() {
-        self.services.send(RESPCommand("EXISTS", [.string(self.keys.meta)]), loop: self.loop).assumeIsolated().whenComplete { result in
+        // The claim says the stream exists; its last entry says whether the client has
+        // already seen the end (an EventSource reconnecting after [DONE]).
+        let exists = self.services.send(RESPCommand("EXISTS", [.string(self.keys.meta)]), loop: self.loop)
+        let last = self.services.send(RESPCommand("XREVRANGE", [.string(self.keys.events), "+", "-", "COUNT", "1"]), loop: self.loop, timed: false)
+        exists.and(last).assumeIsolated().whenComplete { result in
             guard !self.finished else { return }
             switch result {
-            case .success(let reply) where reply.integer == 1:
+            case .success(let (claim, lastEntry)) where claim.integer == 1:
+                if let entry = lastEntry.array?.first.flatMap(RecordedEvent.init), entry.isFinal, entry.id <= self.position {
+                    self.services.metrics.resume("unknown")
+                    self.failBeforeHead(ErrorResponse(status: .noContent, error: "stream_ended", message: "the stream ended at or before this event id"))
+                    return
+                }
                 self.services.metrics.resume("followed")
-                self.services.metrics.followers.increment()
                 self.responded = true
                 self.session.sourceResponded(flush: true)
+                // Writing the head can end the session (the client is gone): then nothing to follow.
+                guard !self.finished else { return }
+                self.services.metrics.followers.increment()
                 self.listening = true
                 self.services.listen(self.keys.notify, self, loop: self.loop)
                 self.armTimer()

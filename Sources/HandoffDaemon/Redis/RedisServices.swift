@@ -184,7 +184,19 @@ final class RedisServices: Sendable {
         }
     }
 
+    /// Sends the last recordings (a drain's final events) and waits up to a second for their
+    /// replies, then closes every connection.
     func shutdown() async {
+        for (index, batch) in self.batches.enumerated() {
+            try? await self.loops[index].eventLoop.submit { batch.flushNow() }.get()
+        }
+        let clock = ContinuousClock()
+        let deadline = clock.now + .seconds(1)
+        for (index, client) in self.clients.enumerated() {
+            while clock.now < deadline, (try? await self.loops[index].eventLoop.submit({ client.hasPendingReplies }).get()) == true {
+                try? await Task.sleep(for: .milliseconds(5))
+            }
+        }
         for (index, client) in self.clients.enumerated() {
             try? await self.loops[index].eventLoop.submit { client.shutdown() }.get()
         }

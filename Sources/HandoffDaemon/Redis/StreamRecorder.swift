@@ -58,6 +58,19 @@ final class StreamRecorder {
             .map { reply in !reply.isNull }
     }
 
+    /// A claim's value: the request id (for a person reading Redis) and 64 random bits, so a
+    /// release only ever removes its own claim.
+    static func ownerToken(requestID: String?) -> String {
+        var generator = SystemRandomNumberGenerator()
+        return "\(requestID ?? "-")#\(String(generator.next() as UInt64, radix: 16))"
+    }
+
+    /// Removes the claim if it is still `owner`'s (compare and delete, in one script).
+    static func release(_ keys: StreamKeys, owner: String, services: RedisServices, loop: EventLoopState) {
+        let script = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
+        _ = services.send(RESPCommand("EVAL", [.string(script), "1", .string(keys.meta), .string(owner)]), loop: loop, timed: false)
+    }
+
     /// Whether events are still being recorded.
     var isRecording: Bool { !self.failed }
 
@@ -157,7 +170,13 @@ final class RecordingBatch: @unchecked Sendable {
     /// wake-ups on both sides, so fewer, fuller batches cost less per event.
     static let window = TimeAmount.milliseconds(5)
 
+    /// Sends what has gathered now, without waiting for the window (at shutdown).
+    func flushNow() {
+        if self.scheduled { self.send() }
+    }
+
     private func send() {
+        guard self.scheduled else { return }
         self.scheduled = false
         let recorders = self.recorders
         self.recorders = []

@@ -197,9 +197,13 @@ final class StreamSession: ClientConnectionDelegate, TimerWheelTarget {
         self.machine.keepsSourceWithoutClient = true
         self.recording = Recording()
         let liveTTL = self.environment.configuration.timeouts.maxStreamDuration + redis.settings.resumeTTL
-        let owner = "request_id=\(request.requestID ?? "")"
+        let owner = StreamRecorder.ownerToken(requestID: request.requestID)
         StreamRecorder.claim(services: redis, loop: self.loop, keys: keys, owner: owner, liveTTL: liveTTL).assumeIsolated().whenComplete { result in
-            guard let current = self.source, current === source else { return }
+            guard let current = self.source, current === source else {
+                // The session ended while claiming (shutdown): the id must not stay taken.
+                if case .success(true) = result { StreamRecorder.release(keys, owner: owner, services: redis, loop: self.loop) }
+                return
+            }
             switch result {
             case .success(true):
                 redis.metrics.recordedStreams.increment()
@@ -207,6 +211,7 @@ final class StreamSession: ClientConnectionDelegate, TimerWheelTarget {
                 source.start()
             case .success(false):
                 self.recording = nil
+                self.completion = nil
                 self.environment.metrics.handoffError("stream_id_taken")
                 self.source = nil
                 let response = ErrorResponse(status: .conflict, error: "stream_id_taken", message: "a stream with this stream_id was already started; resume it or choose another id")
@@ -216,6 +221,8 @@ final class StreamSession: ClientConnectionDelegate, TimerWheelTarget {
                     self.perform(self.machine.rejected(response))
                 }
             case .failure:
+                // Redis may have run the SET and lost only the reply: release what may be ours.
+                StreamRecorder.release(keys, owner: owner, services: redis, loop: self.loop)
                 redis.metrics.recordingFailures.increment()
                 self.recording?.state = .off
                 if self.machine.state == .detached {
@@ -253,6 +260,13 @@ final class StreamSession: ClientConnectionDelegate, TimerWheelTarget {
                 guard let redis = self.environment.redis else { throw refused(.notImplemented, "redis_not_configured", "the channel backend needs Redis") }
                 guard let channel = request.channel else {
                     throw refused(.badRequest, "channel_required", "the channel backend needs a channel name (\"channel\")")
+                }
+                guard !request.resumable else {
+                    throw refused(.badRequest, "invalid_value", "resumable: a channel is live only; record what must not be lost in a resumable stream")
+                }
+                // The daemon's own names (a stream's wake-ups) are not the application's channels.
+                guard !channel.hasPrefix(redis.settings.keyPrefix) else {
+                    throw refused(.badRequest, "invalid_value", "channel: names starting with '\(redis.settings.keyPrefix)' are the daemon's own")
                 }
                 return ChannelSource(session: self, loop: self.loop, services: redis, channel: channel, timeouts: timeouts)
             case .mock:
@@ -503,10 +517,12 @@ final class StreamSession: ClientConnectionDelegate, TimerWheelTarget {
             connection?.close()
             self.descriptorReleased = true
             self.environment.capacity.clientDescriptorClosed()
-            self.environment.metrics.clientDisconnects.increment()
             if self.recording?.isWorthRunningDetached != true {
                 self.releaseSource(cancel: true)
                 self.finalize()
+            } else {
+                // A source paused for the client it no longer has: only the recording reads now.
+                self.source?.resume()
             }
         case .recordFinal(let bytes, let cancelSource):
             self.releaseSource(cancel: cancelSource)
