@@ -38,7 +38,7 @@ final class RedisMetrics: Sendable {
     let subscriptions: Meter
     /// Clients of the channel backend now.
     let channelClients: Meter
-    /// Channel messages sent to clients.
+    /// Channel messages handed to clients.
     let channelMessages: Counter
 
     init(factory: any MetricsFactory) {

@@ -79,6 +79,8 @@ struct ChannelEnvelope: Sendable, Equatable {
 /// client of the channel there (each write sends the same bytes).
 final class ChannelMessage {
     let payload: ByteBuffer
+    /// When it reached this loop (one clock read for every listener).
+    let receivedAt = NIODeadline.now()
 
     init(payload: ByteBuffer) {
         self.payload = payload

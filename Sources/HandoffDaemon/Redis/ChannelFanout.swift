@@ -4,6 +4,9 @@ import NIOCore
 /// subscription per channel, and each loop fans a message out to its own listeners.
 // @unchecked Sendable: used only on its loop (the services hop there before every call).
 final class ChannelFanout: @unchecked Sendable {
+    /// Counts messages handed to listeners (once per delivery, not per listener): channel, count.
+    var delivered: (String, Int) -> Void = { _, _ in }
+
     private var listeners: [String: [ObjectIdentifier: any ChannelListener]] = [:]
     /// Channels whose subscription is confirmed, as last heard from the subscriber.
     private var confirmed: Set<String> = []
@@ -39,6 +42,7 @@ final class ChannelFanout: @unchecked Sendable {
         guard let entry = self.listeners[channel] else { return }
         let shared = ChannelMessage(payload: message)
         for listener in entry.values { listener.channelMessage(shared) }
+        self.delivered(channel, entry.count)
     }
 
     /// The subscriber's connection dropped: nothing is confirmed until it resubscribes.

@@ -72,9 +72,8 @@ final class ChannelSource: StreamSource, ChannelListener, TimerWheelTarget {
             self.session.sourceFailed(response: response, message: response.message, reason: response.error, detail: nil, upstreamStatus: nil)
             return
         }
-        self.services.metrics.channelMessages.increment()
         if let bytes = message.eventBytes {
-            self.lastClientWrite = .now()
+            self.lastClientWrite = message.receivedAt
             self.session.sourceProducedRaw(bytes, queued: message.envelope.close)
         }
         if message.envelope.close {

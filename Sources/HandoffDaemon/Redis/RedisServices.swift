@@ -31,7 +31,14 @@ final class RedisServices: Sendable {
         self.clients = loops.map { RedisClient(eventLoop: $0.eventLoop, configuration: settings.connection, tls: tls, logger: logger) }
         self.subscriber = RedisSubscriber(eventLoop: loops[0].eventLoop, configuration: settings.connection, tls: tls, logger: logger)
         self.subscriptions = SubscriptionTable()
-        self.fanouts = loops.map { _ in ChannelFanout() }
+        let channelMessages = metrics.channelMessages
+        let ownPrefix = settings.keyPrefix
+        self.fanouts = loops.map { _ in
+            let fanout = ChannelFanout()
+            // The daemon's own wake-ups (followers') are not channel messages.
+            fanout.delivered = { channel, count in if !channel.hasPrefix(ownPrefix) { channelMessages.increment(by: count) } }
+            return fanout
+        }
         self.batches = loops.map { RecordingBatch(loop: $0) }
         self.metrics = metrics
         self.logger = logger
