@@ -249,6 +249,43 @@ def test_a_follower_of_an_unfollowed_stream_gets_live_events_promptly(tmp_path, 
         assert max(late) < 0.3, late                    # heard: every event at once
 
 
+def test_slow_and_fast_followers_of_one_stream_each_get_every_event(tmp_path, redis):
+    """Followers on one daemon share one read per wake-up; one that falls behind (a slow
+    reader: its queue fills and it pauses) catches up on its own, exactly once, in order."""
+    mock = MockLLM(tmp_path / "llm", chunk_count=300, chunk_delay_ms=5).start()
+    try:
+        with start_daemon(tmp_path, "a", redis, "--backend", "openai", "--openai-base-url", mock.url,
+                          "--upstream-ca-file", mock.cert_path) as d:
+            origin = handoff(d.socket_path, {"prompt": "p", "stream_id": "crowd", "resumable": True, "test_pattern": "long"})
+            read_until(origin, b"id: 1\n")
+            followers = [handoff(d.socket_path, {"stream_id": "crowd", "resume": True}) for _ in range(12)]
+            results = [None] * len(followers)
+
+            def collect(index, sock):
+                sock.settimeout(20)
+                data = b""
+                while True:
+                    chunk = sock.recv(65536 if index % 2 else 8192)
+                    if not chunk:
+                        break
+                    data += chunk
+                    if index % 2 == 0:
+                        time.sleep(0.01)                      # a slow reader
+                results[index] = data
+                sock.close()
+            threads = [threading.Thread(target=collect, args=(i, s)) for i, s in enumerate(followers)]
+            for t in threads:
+                t.start()
+            read_all(origin, 20)
+            origin.close()
+            for t in threads:
+                t.join(30)
+            for raw in results:
+                assert_exact_tail(raw, 0, 301)
+    finally:
+        mock.stop()
+
+
 def test_unknown_taken_and_unconfigured_stream_ids_are_answered(tmp_path, redis):
     with start_daemon(tmp_path, "a", redis, messages=3, interval_ms=5) as d:
         raw = fetch(d.socket_path, {"stream_id": "nobody", "resume": True, "last_event_id": "3"})

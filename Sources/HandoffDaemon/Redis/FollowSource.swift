@@ -5,11 +5,13 @@ import NIOCore
 /// last event id, then live ones as they are recorded, exactly once and in order, ending with
 /// the recording's own last event (`[DONE]` or the error).
 ///
-/// Wake-ups come from the stream's notify channel; each one (and the subscription's
-/// confirmation, which closes the window between replay and live, plus a few polls while
-/// the producer may still be publishing sparsely) fetches everything after the last event
-/// sent. Event ids are consecutive, so a hole is detected, never papered over.
-final class FollowSource: StreamSource, ChannelListener, TimerWheelTarget {
+/// It belongs to its stream's ``FollowGroup`` on this loop, which wakes on the stream's
+/// notify channel and offers every member what was recorded since. A member catches up on
+/// its own (the replay, or after a pause) until it is level with the group: at the
+/// subscription's confirmation, which closes the window between replay and live, and
+/// whenever an offer starts past its position. Event ids are consecutive, so a hole in the
+/// recording is detected, never papered over.
+final class FollowSource: StreamSource, TimerWheelTarget {
     private unowned let session: StreamSession
     private let loop: EventLoopState
     private let services: RedisServices
@@ -17,7 +19,7 @@ final class FollowSource: StreamSource, ChannelListener, TimerWheelTarget {
     private let timeouts: DaemonConfiguration.Timeouts
     /// The last event id sent to the client.
     private var position: Int64
-    private var listening = false
+    private var group: FollowGroup?
     private var fetching = false
     private var fetchAgain = false
     private var paused = false
@@ -62,8 +64,7 @@ final class FollowSource: StreamSource, ChannelListener, TimerWheelTarget {
                 // Writing the head can end the session (the client is gone): then nothing to follow.
                 guard !self.finished else { return }
                 self.services.metrics.followers.increment()
-                self.listening = true
-                self.services.listen(self.keys.notify, self, loop: self.loop)
+                self.group = self.services.follow(self.keys, self, loop: self.loop)
                 self.armTimer()
                 self.fetch()
             case .success:
@@ -94,21 +95,30 @@ final class FollowSource: StreamSource, ChannelListener, TimerWheelTarget {
         self.fetch()
     }
 
-    // MARK: ChannelListener
+    // MARK: From the group
 
-    func channelSubscribed() {
+    /// Read on our own from our position (the replay, or after falling behind).
+    func catchUp() {
         self.fetch()
-        // A stream nobody followed publishes its wake-ups at most once per
-        // `StreamRecorder.unfollowedPublishInterval`: until one surely reached this
-        // subscription, look for new events by ourselves.
-        let interval = StreamRecorder.unfollowedPublishInterval
-        for delay in [TimeAmount.milliseconds(100), .milliseconds(400), interval + .milliseconds(300)] {
-            self.loop.eventLoop.assumeIsolatedUnsafeUnchecked().scheduleTask(in: delay) { [weak self] in self?.fetch() }
-        }
     }
 
-    func channelMessage(_ message: ChannelMessage) {
-        self.fetch()
+    /// Events the group read; `events` are consecutive.
+    func offer(_ events: ArraySlice<RecordedEvent>) {
+        guard !self.finished, self.responded else { return }
+        if self.fetching {
+            self.fetchAgain = true  // our own read may have been sent before these existed
+            return
+        }
+        guard !self.paused, let first = events.first, let last = events.last, last.id > self.position else { return }
+        guard first.id <= self.position + 1 else {
+            self.fetch()  // behind the group: catch up alone
+            return
+        }
+        guard self.session.isWritable else {
+            self.paused = true
+            return
+        }
+        self.deliver(events.drop { $0.id <= self.position }, fromOwnRead: false)
     }
 
     // MARK: Fetching
@@ -143,17 +153,33 @@ final class FollowSource: StreamSource, ChannelListener, TimerWheelTarget {
             self.failMidStream(message: "the recording could not be read", reason: "recording_unreadable")
             return
         }
+        var events: [RecordedEvent] = []
+        events.reserveCapacity(entries.count)
         for entry in entries {
             guard let recorded = RecordedEvent(entry) else {
                 self.failMidStream(message: "the recording could not be read", reason: "recording_unreadable")
                 return
             }
+            events.append(recorded)
+        }
+        self.deliver(events[...], fromOwnRead: true)
+        guard !self.finished else { return }
+        if entries.count == Self.batchSize || self.fetchAgain {
+            self.fetch()
+        } else {
+            self.group?.caughtUp(to: self.position)
+        }
+    }
+
+    /// Sends `events`, which must continue exactly where the client is.
+    private func deliver(_ events: ArraySlice<RecordedEvent>, fromOwnRead: Bool) {
+        defer { if !events.isEmpty { self.services.metrics.replayedEvents.increment(by: events.count) } }
+        for recorded in events {
             guard recorded.id == self.position + 1 else {
                 self.failMidStream(message: "the recording has a gap; start a new stream", reason: "recording_incomplete")
                 return
             }
             self.position = recorded.id
-            self.services.metrics.replayedEvents.increment()
             if recorded.isFinal {
                 self.end()
                 self.session.sourceFinished(final: .recorded(recorded.bytes))
@@ -161,20 +187,20 @@ final class FollowSource: StreamSource, ChannelListener, TimerWheelTarget {
             }
             self.session.sourceProducedRaw(recorded.bytes, queued: true)
         }
-        if !entries.isEmpty {
+        if !events.isEmpty {
             self.lastEvent = .now()
             self.lastClientWrite = self.lastEvent
             self.session.sourceSendQueued()
         }
-        if entries.count == Self.batchSize || self.fetchAgain { self.fetch() }
+        if !fromOwnRead, !self.finished, !self.session.isWritable { self.paused = true }
     }
 
     private func end() {
         self.finished = true
         self.timerToken &+= 1
-        if self.listening {
-            self.listening = false
-            self.services.unlisten(self.keys.notify, self, loop: self.loop)
+        if let group = self.group {
+            self.group = nil
+            group.remove(self)
             self.services.metrics.followers.decrement()
         }
     }

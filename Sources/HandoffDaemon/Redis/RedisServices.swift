@@ -19,6 +19,8 @@ final class RedisServices: Sendable {
     private let fanouts: [ChannelFanout]
     /// Recording batches, by loop index.
     private let batches: [RecordingBatch]
+    /// Follow groups, by loop index.
+    private let followGroups: [FollowGroupTable]
     let metrics: RedisMetrics
     private let logger: Logger
     /// True while an outage is known (a command failed and none has succeeded since).
@@ -40,6 +42,7 @@ final class RedisServices: Sendable {
             return fanout
         }
         self.batches = loops.map { RecordingBatch(loop: $0) }
+        self.followGroups = loops.map { _ in FollowGroupTable() }
         self.metrics = metrics
         self.logger = logger
         metrics.up.set(1)
@@ -114,6 +117,19 @@ final class RedisServices: Sendable {
             self.metrics.up.set(1)
             self.logger.notice("Redis is back", metadata: ["redis": "\(self.settings.connection.redacted)"])
         }
+    }
+
+    // MARK: Following
+
+    /// Adds `member` to its stream's group on `loop` (where this must run).
+    func follow(_ keys: StreamKeys, _ member: FollowSource, loop: EventLoopState) -> FollowGroup {
+        let group = self.followGroups[loop.index].group(for: keys) { FollowGroup(services: self, loop: loop, keys: keys) }
+        group.add(member)
+        return group
+    }
+
+    func followGroupEmptied(_ group: FollowGroup, loop: EventLoopState) {
+        self.followGroups[loop.index].remove(group)
     }
 
     // MARK: Pub/sub
