@@ -28,6 +28,49 @@ public struct RESPParser: Sendable {
         return value
     }
 
+    /// What ``skip(from:)`` found.
+    public enum Skipped: Sendable, Equatable {
+        /// A whole value, consumed and not built (a reply nobody reads).
+        case value
+        /// An error reply (consumed), whose message matters.
+        case error(String)
+    }
+
+    /// Consumes the next complete value without building it, as ``next(from:)`` would parse
+    /// it (the same checks); `nil` (and `buffer` unchanged) when more bytes are needed.
+    public func skip(from buffer: inout ByteBuffer) throws(RESPProtocolError) -> Skipped? {
+        guard let type = buffer.getInteger(at: buffer.readerIndex, as: UInt8.self) else { return nil }
+        switch type {
+        case UInt8(ascii: ":"), UInt8(ascii: "$"), UInt8(ascii: "+"):
+            // The common replies to writes (integers, entry ids, OK): checked on the way.
+            var cursor = buffer.readerIndex
+            guard let (line, afterLine) = try Self.line(buffer, from: cursor + 1) else {
+                if buffer.readableBytes > 64 * 1024 { throw RESPProtocolError("a header line longer than 64 KiB") }
+                return nil
+            }
+            cursor = afterLine
+            if type == UInt8(ascii: "$") {
+                let length = try Self.integer(line)
+                if length >= 0 {
+                    guard length <= self.maxBulkLength else { throw RESPProtocolError("a bulk length of \(length)") }
+                    guard cursor + Int(length) + 2 <= buffer.writerIndex else { return nil }
+                    guard buffer.getInteger(at: cursor + Int(length), as: UInt16.self) == 0x0D0A else { throw RESPProtocolError("a bulk string not ended by CRLF") }
+                    cursor += Int(length) + 2
+                } else if length != -1 {
+                    throw RESPProtocolError("a bulk length of \(length)")
+                }
+            } else if type == UInt8(ascii: ":") {
+                _ = try Self.integer(line)
+            }
+            buffer.moveReaderIndex(to: cursor)
+            return .value
+        default:
+            guard let value = try self.next(from: &buffer) else { return nil }
+            if case .error(let message) = value { return .error(message) }
+            return .value
+        }
+    }
+
     private func parse(_ buffer: ByteBuffer, at cursor: inout Int, depth: Int) throws(RESPProtocolError) -> RESPValue? {
         guard depth <= self.maxDepth else { throw RESPProtocolError("nesting deeper than \(self.maxDepth)") }
         guard let type = buffer.getInteger(at: cursor, as: UInt8.self) else { return nil }

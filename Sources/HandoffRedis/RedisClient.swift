@@ -94,6 +94,19 @@ public final class RedisClient: @unchecked Sendable {
             self.promise = promise
         }
 
+        /// Whether the reply due next is one the sender kept.
+        var keepsNextReply: Bool {
+            self.nextKept < self.kept.count && self.kept[self.nextKept] == self.total - self.remaining
+        }
+
+        /// Counts one reply that is not kept and is no error; true when it was the last.
+        func replyUnread() -> Bool {
+            self.remaining -= 1
+            guard self.remaining == 0 else { return false }
+            if let error = self.error { self.promise.fail(error) } else { self.promise.succeed(self.replies) }
+            return true
+        }
+
         /// Counts one reply; true when it was the last.
         func reply(_ value: RESPValue, error: RedisError?) -> Bool {
             if self.error == nil, let error { self.error = error }
@@ -447,6 +460,19 @@ public final class RedisClient: @unchecked Sendable {
         }
     }
 
+    /// Whether the next reply belongs to a pipeline that does not keep it.
+    var nextReplyIsUnread: Bool {
+        guard !self.subscriberMode, case .ready = self.state, case .pipeline(let group) = self.inFlight.first else { return false }
+        return !group.keepsNextReply
+    }
+
+    /// A reply ``nextReplyIsUnread`` said nobody reads, and that was no error.
+    func receivedUnread() {
+        guard case .pipeline(let group) = self.inFlight.first else { return }
+        self.pendingReplies -= 1
+        if group.replyUnread() { self.inFlight.removeFirst() }
+    }
+
     func protocolViolation(_ message: String) {
         self.logger.error("the Redis connection is out of step; closing it", metadata: ["error": "\(message)"])
         self.closeError = RedisError(.protocolViolation, message)
@@ -527,8 +553,18 @@ private final class RESPHandler: ChannelInboundHandler {
         guard var pending = self.buffer else { return }
         self.buffer = nil
         do {
-            while pending.readableBytes > 0, let value = try self.parser.next(from: &pending) {
-                self.client.received(value)
+            while pending.readableBytes > 0 {
+                // Replies nobody reads (a recording's XADDs) are checked and counted, not built.
+                if self.client.nextReplyIsUnread {
+                    guard let skipped = try self.parser.skip(from: &pending) else { break }
+                    switch skipped {
+                    case .value: self.client.receivedUnread()
+                    case .error(let message): self.client.received(.error(message))
+                    }
+                } else {
+                    guard let value = try self.parser.next(from: &pending) else { break }
+                    self.client.received(value)
+                }
             }
             if pending.readableBytes > 0 { self.buffer = pending }
         } catch {

@@ -50,6 +50,28 @@ import Testing
         }
     }
 
+    /// Skipping consumes exactly what parsing would, at every split, and still reports errors.
+    @Test func skippingAgreesWithParsing() throws {
+        let wire = Self.samples.map(\.0).joined()
+        for split in 0...wire.utf8.count {
+            var buffer = ByteBuffer(bytes: Array(wire.utf8.prefix(split)))
+            var skipped: [RESPParser.Skipped] = []
+            while let value = try RESPParser().skip(from: &buffer) { skipped.append(value) }
+            buffer.writeBytes(Array(wire.utf8.dropFirst(split)))
+            while let value = try RESPParser().skip(from: &buffer) { skipped.append(value) }
+            let expected: [RESPParser.Skipped] = Self.samples.map {
+                if case .error(let message) = $0.1 { return .error(message) }
+                return .value
+            }
+            #expect(skipped == expected, "split at \(split)")
+            #expect(buffer.readableBytes == 0)
+        }
+        for wire in [":12a\r\n", "$3\r\nabcXY", "$-5\r\n", "+OK\n"] {
+            var buffer = ByteBuffer(string: wire)
+            #expect(throws: RESPProtocolError.self, "\(wire.debugDescription)") { try RESPParser().skip(from: &buffer) }
+        }
+    }
+
     @Test func refusesWhatIsNotRESP() {
         for wire in ["?x\r\n", ":12a\r\n", "$3\r\nabcXY", "#x\r\n", "$-5\r\n", "*2000000\r\n", ",abc\r\n", "+OK\n", ":1\n"] {
             var buffer = ByteBuffer(string: wire)
