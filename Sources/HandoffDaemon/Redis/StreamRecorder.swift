@@ -1,3 +1,4 @@
+import Atomics
 import HandoffRedis
 import NIOCore
 
@@ -53,17 +54,28 @@ final class StreamRecorder {
     /// Claims the stream id: `true` when this stream is the first with it, `false` when the id
     /// is taken (recorded before, or running); fails when Redis does not answer.
     static func claim(services: RedisServices, loop: EventLoopState, keys: StreamKeys, owner: String, liveTTL: Duration) -> EventLoopFuture<Bool> {
-        let seconds = liveTTL.components.seconds + 1
-        return services.send(RESPCommand("SET", [.string(keys.meta), .string(owner), "NX", "EX", .string(String(seconds))]), loop: loop)
-            .map { reply in !reply.isNull }
+        var pipeline = RESPPipeline(capacity: 64 + keys.meta.utf8.count + owner.utf8.count)
+        pipeline.command("SET", arguments: 5)
+        pipeline.argument(keys.meta)
+        pipeline.argument(owner)
+        pipeline.argument("NX")
+        pipeline.argument("EX")
+        pipeline.argument(liveTTL.components.seconds + 1)
+        pipeline.keepReply()
+        return services.send(pipeline, loop: loop).map { replies in replies.first?.isNull == false }
     }
 
-    /// A claim's value: the request id (for a person reading Redis) and 64 random bits, so a
-    /// release only ever removes its own claim.
+    /// A claim's value: the request id (for a person reading Redis), then this process's
+    /// random token and a counter, so a release only ever removes its own claim.
     static func ownerToken(requestID: String?) -> String {
-        var generator = SystemRandomNumberGenerator()
-        return "\(requestID ?? "-")#\(String(generator.next() as UInt64, radix: 16))"
+        "\(requestID ?? "-")#\(Self.processToken)-\(Self.claims.wrappingIncrementThenLoad(ordering: .relaxed))"
     }
+
+    private static let processToken: String = {
+        var generator = SystemRandomNumberGenerator()
+        return String(generator.next() as UInt64, radix: 16)
+    }()
+    private static let claims = ManagedAtomic<UInt64>(0)
 
     /// Removes the claim if it is still `owner`'s (compare and delete, in one script).
     static func release(_ keys: StreamKeys, owner: String, services: RedisServices, loop: EventLoopState) {
