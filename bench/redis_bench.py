@@ -38,7 +38,7 @@ def recording_cost(run_bench, rss_watcher, scale, quick):
     modes = {"plain": '{"prompt":"bench"}', "resumable": '{"prompt":"bench","stream_id":"bench-{n}","resumable":true}'}
     runs = {mode: [] for mode in modes}
     try:
-        for attempt in range(1 if quick else 3):
+        for attempt in range(1 if quick else 5):
             for mode, data in modes.items():
                 d = daemon(root / f"{mode}{attempt}", redis, messages=18, interval=200)
                 try:
