@@ -2,6 +2,10 @@ import Foundation
 
 /// A private `redis-server` on a free loopback port, for one test: no persistence, stopped
 /// by its pid. `stop()` and `start()` again on the same port play a Redis outage.
+///
+/// Every call that waits (starting, stopping, `redis-cli`) runs on a thread of its own: async
+/// tests must never block the few threads Swift concurrency has (2 on this machine), or every
+/// other test's timing suffers.
 public final class RedisServer: @unchecked Sendable {
     // @unchecked Sendable: `process` is only touched by the test that owns the server, one call at a time.
     public let port: Int
@@ -23,7 +27,12 @@ public final class RedisServer: @unchecked Sendable {
 
     private static let executable: String? = ["/usr/bin/redis-server", "/usr/local/bin/redis-server"].first { FileManager.default.isExecutableFile(atPath: $0) }
 
-    public init(password: String? = nil, tls: Bool = false) throws {
+    /// Starts a server (on a thread of its own) and returns once it accepts connections.
+    public static func start(password: String? = nil, tls: Bool = false) async throws -> RedisServer {
+        try await onThread { try RedisServer(password: password, tls: tls) }
+    }
+
+    private init(password: String? = nil, tls: Bool = false) throws {
         self.port = try freeLoopbackPort()
         self.password = password
         self.tls = tls
@@ -38,16 +47,26 @@ public final class RedisServer: @unchecked Sendable {
             try openssl.run()
             openssl.waitUntilExit()
         }
-        try self.start()
+        try self.startNow()
     }
 
     deinit {
-        self.stop()
+        // No waiting here: the process is killed and reaped by Foundation.
+        if let process = self.process { kill(process.processIdentifier, SIGKILL) }
         try? FileManager.default.removeItem(atPath: self.directory)
     }
 
-    /// Starts the server (again) and waits until it accepts connections.
-    public func start() throws {
+    /// Starts the server again (after ``stop()``) and waits until it accepts connections.
+    public func start() async throws {
+        try await onThread { try self.startNow() }
+    }
+
+    /// Kills the server (SIGKILL: an outage, not a shutdown) and waits for it to exit.
+    public func stop() async {
+        _ = try? await onThread { self.stopNow() }
+    }
+
+    private func startNow() throws {
         guard self.process == nil else { return }
         guard let executable = Self.executable else { throw RedisServerError(message: "redis-server is not installed (scripts/install-deps.sh)") }
         let process = Process()
@@ -70,12 +89,11 @@ public final class RedisServer: @unchecked Sendable {
             if canConnect(port: self.port) { return }
             usleep(10_000)
         }
-        self.stop()
+        self.stopNow()
         throw RedisServerError(message: "redis-server did not listen on port \(self.port) within 10 s")
     }
 
-    /// Kills the server (SIGKILL: an outage, not a shutdown) and waits for it to exit.
-    public func stop() {
+    private func stopNow() {
         guard let process = self.process else { return }
         self.process = nil
         kill(process.processIdentifier, SIGKILL)
@@ -83,7 +101,11 @@ public final class RedisServer: @unchecked Sendable {
     }
 
     /// Runs `redis-cli` with `arguments` against this server and returns its output.
-    public func cli(_ arguments: [String]) throws -> String {
+    public func cli(_ arguments: [String]) async throws -> String {
+        try await onThread { try self.cliNow(arguments) }
+    }
+
+    private func cliNow(_ arguments: [String]) throws -> String {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/redis-cli")
         var all = ["-p", String(self.port)]

@@ -21,7 +21,7 @@ struct RedisClientTests {
     }
 
     @Test func pipelinesCommandsAndMatchesRepliesInOrder() async throws {
-        let server = try RedisServer()
+        let server = try await RedisServer.start()
         let client = try self.client(server.url)
         let replies = try await self.run(client) { client in
             let futures = (0..<500).map { i in client.send(RESPCommand("INCRBY", ["counter", .string(String(i))])) }
@@ -39,7 +39,7 @@ struct RedisClientTests {
     }
 
     @Test func anErrorReplyFailsOnlyItsCommand() async throws {
-        let server = try RedisServer()
+        let server = try await RedisServer.start()
         let client = try self.client(server.url)
         let results = try await self.run(client) { client in
             let bad = client.send(RESPCommand("INCR", ["not-a-number-key"])).flatMap { _ in client.send(RESPCommand("LPUSH", ["not-a-number-key", "x"])) }
@@ -52,7 +52,7 @@ struct RedisClientTests {
     }
 
     @Test func aPipelineIsOneFutureAndReportsAnyError() async throws {
-        let server = try RedisServer()
+        let server = try await RedisServer.start()
         let client = try self.client(server.url)
         let kept = try await self.run(client) { client in
             var pipeline = RESPPipeline()
@@ -69,7 +69,7 @@ struct RedisClientTests {
             pipeline.keepReply()
             return client.send(pipeline)
         }
-        #expect(try server.cli(["XLEN", "stream"]) == "100")
+        #expect(try await server.cli(["XLEN", "stream"]) == "100")
         #expect(kept.map(\.string) == ["0-7", "0-100", "100"])
         let failed = try await self.run(client) { client in
             var pipeline = RESPPipeline()
@@ -88,10 +88,10 @@ struct RedisClientTests {
     }
 
     @Test func authenticatesAndSelectsTheDatabaseFromTheURL() async throws {
-        let server = try RedisServer(password: "s3cret")
+        let server = try await RedisServer.start(password: "s3cret")
         let client = try self.client("redis://:s3cret@127.0.0.1:\(server.port)/5")
         _ = try await self.run(client) { $0.send(RESPCommand("SET", ["where", "db5"])) }
-        #expect(try server.cli(["-n", "5", "GET", "where"]) == "db5")
+        #expect(try await server.cli(["-n", "5", "GET", "where"]) == "db5")
         await self.shutdown(client)
 
         let wrong = try self.client("redis://:wrong@127.0.0.1:\(server.port)")
@@ -100,7 +100,7 @@ struct RedisClientTests {
     }
 
     @Test func speaksRESP3() async throws {
-        let server = try RedisServer(password: "pw")
+        let server = try await RedisServer.start(password: "pw")
         let client = try self.client("redis://default:pw@127.0.0.1:\(server.port)?protocol=3")
         let reply = try await self.run(client) { client in
             client.send(RESPCommand("HSET", ["h", "a", "1"])).flatMap { _ in client.send(RESPCommand("HGETALL", ["h"])) }
@@ -115,7 +115,7 @@ struct RedisClientTests {
 
     /// `rediss://`: TLS to a server with a self-signed certificate, verified unless told not to.
     @Test func speaksTLS() async throws {
-        let server = try RedisServer(password: "pw", tls: true)
+        let server = try await RedisServer.start(password: "pw", tls: true)
         let client = try self.client(server.url + "/3?tls_verify=false")
         _ = try await self.run(client) { $0.send(RESPCommand("SET", ["over", "tls"])) }
         #expect(try await self.run(client) { $0.send(RESPCommand("GET", ["over"])) }.string == "tls")
@@ -127,17 +127,17 @@ struct RedisClientTests {
 
     /// Redis killed: commands fail at once (no queueing on a dead server); back up: they work again.
     @Test func survivesAnOutage() async throws {
-        let server = try RedisServer()
+        let server = try await RedisServer.start()
         let client = try self.client(server.url)
         _ = try await self.run(client) { $0.send(RESPCommand("SET", ["k", "v"])) }
-        server.stop()
+        await server.stop()
         let clock = ContinuousClock()
         let start = clock.now
         for _ in 0..<3 {
             await #expect(throws: RedisError.self) { try await self.run(client) { $0.send(RESPCommand("GET", ["k"])) } }
         }
         #expect(clock.now - start < .seconds(3))
-        try server.start()
+        try await server.start()
         var answered = false
         for _ in 0..<100 where !answered {
             answered = (try? await self.run(client) { $0.send(RESPCommand("PING")) }) != nil
@@ -149,10 +149,10 @@ struct RedisClientTests {
 
     /// A server that stops answering: the command fails with a timeout, near its deadline.
     @Test func timesOutACommandWithoutReply() async throws {
-        let server = try RedisServer()
+        let server = try await RedisServer.start()
         let client = try self.client(server.url + "?timeout_ms=300")
         _ = try await self.run(client) { $0.send(RESPCommand("PING")) }
-        _ = try server.cli(["CLIENT", "PAUSE", "1500", "ALL"])
+        _ = try await server.cli(["CLIENT", "PAUSE", "1500", "ALL"])
         let clock = ContinuousClock()
         let start = clock.now
         do {
@@ -166,7 +166,7 @@ struct RedisClientTests {
     }
 
     @Test func subscribesAndResubscribesAfterAnOutage() async throws {
-        let server = try RedisServer()
+        let server = try await RedisServer.start()
         let loop = Self.group.next()
         let received = NIOLockedValueBox<[String]>([])
         let subscribed = NIOLockedValueBox(0)
@@ -178,13 +178,13 @@ struct RedisClientTests {
             return subscriber
         }.get()
         try await waitUntil { subscribed.withLockedValue { $0 } == 1 }
-        _ = try server.cli(["PUBLISH", "news", "one"])
+        _ = try await server.cli(["PUBLISH", "news", "one"])
         try await waitUntil { received.withLockedValue { $0 } == ["news=one"] }
 
-        server.stop()
-        try server.start()
+        await server.stop()
+        try await server.start()
         try await waitUntil(seconds: 10) { subscribed.withLockedValue { $0 } == 2 }
-        _ = try server.cli(["PUBLISH", "news", "two"])
+        _ = try await server.cli(["PUBLISH", "news", "two"])
         try await waitUntil { received.withLockedValue { $0 } == ["news=one", "news=two"] }
         try await loop.submit { subscriber.shutdown() }.get()
     }
