@@ -2,6 +2,7 @@
 watches the tokens arrive. Driven in headless Chromium (Debian's chromium + chromium-driver)."""
 
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -151,6 +152,7 @@ def test_the_panel_shows_apache_free_while_the_daemon_holds_a_burst(browser, pan
     browser.find_element(By.ID, "burst").click()
     WebDriverWait(browser, 20, poll_frequency=0.1).until(
         lambda d: int(d.find_element(By.ID, "daemon-streams").text or 0) >= 200)
+    time.sleep(0.7)   # past the hand-over itself, which keeps every worker busy for a moment
     shot = tmp_path / "demo-panel.png"
     browser.save_screenshot(str(shot))
     busy = browser.find_element(By.ID, "apache-busy").text

@@ -13,104 +13,30 @@ struct HandoffdCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "handoffd",
         abstract: "Streams HTTP responses on client sockets handed off by Apache's mod_socket_handoff.",
-        discussion: """
-            Every option can also be set with its environment variable; a flag wins over the
-            environment, which wins over the default. OPENAI_BASE_URL and OPENAI_API_KEY are
-            honoured too.
-
-            \(ConfigurationSource.keys.map { "  --\($0.name)\n      \($0.environment)" }.joined(separator: "\n"))
-
-            Socket activation: when started by systemd with LISTEN_FDS=1, the inherited socket
-            is used and --socket only names it in logs.
-            """
+        discussion: ConfigurationSource.helpText(),
+        helpNames: []
     )
 
-    @Option(help: .init(Self.help("config"), valueName: "file")) var config: String?
-    @Option(help: .init(Self.help("socket"), valueName: "path")) var socket: String?
-    @Option(name: .customLong("socket-mode"), help: .init(Self.help("socket-mode"), valueName: "octal")) var socketMode: String?
-    @Option(name: .customLong("socket-group"), help: .init(Self.help("socket-group"), valueName: "group")) var socketGroup: String?
-    @Option(name: .customLong("allow-uid"), help: .init(Self.help("allow-uid"), valueName: "users")) var allowUID: String?
-    @Option(help: .init(Self.help("backend"), valueName: "name")) var backend: String?
-    @Option(name: .customLong("mock-messages"), help: .init(Self.help("mock-messages"), valueName: "n")) var mockMessages: String?
-    @Option(name: .customLong("mock-interval-ms"), help: .init(Self.help("mock-interval-ms"), valueName: "ms")) var mockIntervalMs: String?
-    @Option(name: .customLong("mock-text"), help: .init(Self.help("mock-text"), valueName: "style")) var mockText: String?
-    @Option(name: .customLong("max-connections"), help: .init(Self.help("max-connections"), valueName: "n")) var maxConnections: String?
-    @Option(name: .customLong("max-handoff-bytes"), help: .init(Self.help("max-handoff-bytes"), valueName: "bytes")) var maxHandoffBytes: String?
-    @Option(name: .customLong("handoff-timeout-ms"), help: .init(Self.help("handoff-timeout-ms"), valueName: "ms")) var handoffTimeoutMs: String?
-    @Option(name: .customLong("write-timeout-s"), help: .init(Self.help("write-timeout-s"), valueName: "s")) var writeTimeoutS: String?
-    @Option(name: .customLong("drain-timeout-s"), help: .init(Self.help("drain-timeout-s"), valueName: "s")) var drainTimeoutS: String?
-    @Option(name: .customLong("linger-ms"), help: .init(Self.help("linger-ms"), valueName: "ms")) var lingerMs: String?
-    @Option(help: .init(Self.help("backlog"), valueName: "n")) var backlog: String?
-    @Option(name: .customLong("openai-base-url"), help: .init(Self.help("openai-base-url"), valueName: "url")) var openAIBaseURL: String?
-    @Option(name: .customLong("openai-api-key"), help: .init(Self.help("openai-api-key"), valueName: "key")) var openAIAPIKey: String?
-    @Option(name: .customLong("openai-api-key-file"), help: .init(Self.help("openai-api-key-file"), valueName: "path")) var openAIAPIKeyFile: String?
-    @Option(name: .customLong("openai-model"), help: .init(Self.help("openai-model"), valueName: "model")) var openAIModel: String?
-    @Option(name: .customLong("upstream-http"), help: .init(Self.help("upstream-http"), valueName: "version")) var upstreamHTTP: String?
-    @Option(name: .customLong("upstream-unix-socket"), help: .init(Self.help("upstream-unix-socket"), valueName: "path")) var upstreamUnixSocket: String?
-    @Flag(name: .customLong("upstream-insecure"), help: .init(Self.help("upstream-insecure"))) var upstreamInsecure = false
-    @Option(name: .customLong("upstream-ca-file"), help: .init(Self.help("upstream-ca-file"), valueName: "path")) var upstreamCAFile: String?
-    @Option(name: .customLong("upstream-max-connections"), help: .init(Self.help("upstream-max-connections"), valueName: "n")) var upstreamMaxConnections: String?
-    @Option(name: .customLong("upstream-connect-timeout-ms"), help: .init(Self.help("upstream-connect-timeout-ms"), valueName: "ms")) var upstreamConnectTimeoutMs: String?
-    @Option(name: .customLong("upstream-first-byte-timeout-ms"), help: .init(Self.help("upstream-first-byte-timeout-ms"), valueName: "ms")) var upstreamFirstByteTimeoutMs: String?
-    @Option(name: .customLong("upstream-idle-timeout-s"), help: .init(Self.help("upstream-idle-timeout-s"), valueName: "s")) var upstreamIdleTimeoutS: String?
-    @Option(name: .customLong("max-stream-duration-s"), help: .init(Self.help("max-stream-duration-s"), valueName: "s")) var maxStreamDurationS: String?
-    @Option(name: .customLong("keepalive-interval-s"), help: .init(Self.help("keepalive-interval-s"), valueName: "s")) var keepAliveIntervalS: String?
-    @Option(name: .customLong("access-log"), help: .init(Self.help("access-log"), valueName: "on|off")) var accessLog: String?
-    @Option(name: .customLong("metrics-address"), help: .init(Self.help("metrics-address"), valueName: "host:port")) var metricsAddress: String?
-    @Option(help: .init(Self.help("workers"), valueName: "n")) var workers: String?
-    @Option(name: .customLong("event-loops"), help: .init(Self.help("event-loops"), valueName: "n")) var eventLoops: String?
-    @Option(name: .customLong("data-dir"), help: .init(Self.help("data-dir"), valueName: "path")) var dataDir: String?
-    @Option(name: .customLong("max-attachment-bytes"), help: .init(Self.help("max-attachment-bytes"), valueName: "bytes")) var maxAttachmentBytes: String?
-    @Option(name: .customLong("max-upstream-event-bytes"), help: .init(Self.help("max-upstream-event-bytes"), valueName: "bytes")) var maxUpstreamEventBytes: String?
-    @Option(name: .customLong("redis-url"), help: .init(Self.help("redis-url"), valueName: "url")) var redisURL: String?
-    @Option(name: .customLong("resume-ttl-s"), help: .init(Self.help("resume-ttl-s"), valueName: "s")) var resumeTTLS: String?
-    @Option(name: .customLong("redis-key-prefix"), help: .init(Self.help("redis-key-prefix"), valueName: "prefix")) var redisKeyPrefix: String?
-    @Option(name: .customLong("completion-url"), help: .init(Self.help("completion-url"), valueName: "url")) var completionURL: String?
-    @Option(name: .customLong("completion-secret-file"), help: .init(Self.help("completion-secret-file"), valueName: "path")) var completionSecretFile: String?
-    @Option(name: .customLong("completion-timeout-ms"), help: .init(Self.help("completion-timeout-ms"), valueName: "ms")) var completionTimeoutMs: String?
-    @Option(name: .customLong("completion-max-age-s"), help: .init(Self.help("completion-max-age-s"), valueName: "s")) var completionMaxAgeS: String?
-    @Flag(name: .customLong("check-config"), help: "Check the configuration (flags, environment, --config file), print what is wrong or 'configuration OK', and exit.") var checkConfig = false
-    @Flag(name: .customLong("example-config"), help: "Print a YAML configuration file with every key, commented, and exit.") var exampleConfig = false
-    @Option(name: .customLong("log-level"), help: .init(Self.help("log-level"), valueName: "level")) var logLevel: String?
-
-    static func help(_ key: String) -> String {
-        let entry = ConfigurationSource.keys.first { $0.name == key }!
-        return "\(entry.help) [env: \(entry.environment)]"
-    }
-
-    /// The flags that were given, keyed by their long names.
-    var givenFlags: [String: String] {
-        let pairs: [(String, String?)] = [
-            ("config", self.config), ("socket", self.socket), ("socket-mode", self.socketMode), ("socket-group", self.socketGroup),
-            ("allow-uid", self.allowUID), ("backend", self.backend), ("mock-messages", self.mockMessages),
-            ("mock-interval-ms", self.mockIntervalMs), ("mock-text", self.mockText), ("max-connections", self.maxConnections),
-            ("max-handoff-bytes", self.maxHandoffBytes), ("handoff-timeout-ms", self.handoffTimeoutMs),
-            ("write-timeout-s", self.writeTimeoutS), ("drain-timeout-s", self.drainTimeoutS),
-            ("linger-ms", self.lingerMs), ("backlog", self.backlog), ("log-level", self.logLevel),
-            ("metrics-address", self.metricsAddress), ("openai-base-url", self.openAIBaseURL), ("workers", self.workers), ("event-loops", self.eventLoops),
-            ("data-dir", self.dataDir), ("max-attachment-bytes", self.maxAttachmentBytes),
-            ("max-upstream-event-bytes", self.maxUpstreamEventBytes),
-            ("openai-api-key", self.openAIAPIKey), ("openai-api-key-file", self.openAIAPIKeyFile),
-            ("openai-model", self.openAIModel), ("upstream-http", self.upstreamHTTP),
-            ("upstream-unix-socket", self.upstreamUnixSocket), ("upstream-insecure", self.upstreamInsecure ? "true" : nil),
-            ("upstream-ca-file", self.upstreamCAFile), ("upstream-max-connections", self.upstreamMaxConnections),
-            ("upstream-connect-timeout-ms", self.upstreamConnectTimeoutMs),
-            ("upstream-first-byte-timeout-ms", self.upstreamFirstByteTimeoutMs),
-            ("upstream-idle-timeout-s", self.upstreamIdleTimeoutS), ("max-stream-duration-s", self.maxStreamDurationS),
-            ("keepalive-interval-s", self.keepAliveIntervalS), ("access-log", self.accessLog),
-            ("redis-url", self.redisURL), ("resume-ttl-s", self.resumeTTLS), ("redis-key-prefix", self.redisKeyPrefix),
-            ("completion-url", self.completionURL), ("completion-secret-file", self.completionSecretFile),
-            ("completion-timeout-ms", self.completionTimeoutMs), ("completion-max-age-s", self.completionMaxAgeS),
-        ]
-        return Dictionary(uniqueKeysWithValues: pairs.compactMap { key, value in value.map { (key, $0) } })
-    }
+    /// Everything on the command line: the options come from the one table of keys
+    /// (`ConfigurationSource.keys`), parsed by `ConfigurationSource.parseArguments`.
+    @Argument(parsing: .captureForPassthrough) var arguments: [String] = []
 
     func run() async throws {
         // Peers that vanish must never kill the process; every socket write handles EPIPE.
         signal(SIGPIPE, SIG_IGN)
         let environment = ProcessInfo.processInfo.environment
-        let flags = self.givenFlags
-        if self.exampleConfig {
+        let parsed: ConfigurationSource.Arguments
+        do {
+            parsed = try ConfigurationSource.parseArguments(self.arguments)
+        } catch {
+            throw ValidationError(error.description)
+        }
+        if parsed.help {
+            print(ConfigurationSource.helpText(), terminator: "")
+            return
+        }
+        let flags = parsed.values
+        if parsed.exampleConfig {
             print(ConfigurationSource.exampleFile(), terminator: "")
             return
         }
@@ -120,7 +46,7 @@ struct HandoffdCommand: AsyncParsableCommand {
         } catch {
             throw ValidationError(error.description)
         }
-        if self.checkConfig {
+        if parsed.checkConfig {
             print("handoffd: configuration OK (socket \(configuration.listener.socketPath), backend \(configuration.defaultBackend.rawValue))")
             return
         }

@@ -96,6 +96,29 @@ import Testing
         #expect(throws: ConfigurationError.self) { _ = try ConfigurationSource.resolve(flags: ["config": bad], environment: [:]) }
     }
 
+    /// The command line is the table too: every key is an option, the last of repeated ones
+    /// wins, switches need no value, and what is unknown or incomplete names itself.
+    @Test func theCommandLineComesFromTheTable() throws {
+        let parsed = try ConfigurationSource.parseArguments([
+            "--socket", "/run/a.sock", "--metrics-address", "off", "--metrics-address=127.0.0.1:9", "--upstream-insecure", "--check-config",
+        ])
+        #expect(parsed.values == ["socket": "/run/a.sock", "metrics-address": "127.0.0.1:9", "upstream-insecure": "true"])
+        #expect(parsed.checkConfig && !parsed.exampleConfig && !parsed.help)
+        for key in ConfigurationSource.keys {
+            let value = try ConfigurationSource.parseArguments(["--\(key.name)=x"]).values[key.name]
+            #expect(value == "x")
+        }
+        for (arguments, message) in [(["--sokcet", "/x"], "--sokcet: unknown option"), (["--socket"], "--socket: needs a value"), (["stray"], "stray: is not an option")] {
+            #expect {
+                try ConfigurationSource.parseArguments(arguments)
+            } throws: { error in
+                "\(error)".hasPrefix(message)
+            }
+        }
+        let help = ConfigurationSource.helpText()
+        for key in ConfigurationSource.keys { #expect(help.contains("--\(key.name)") && help.contains(key.environment)) }
+    }
+
     /// The README's configuration table documents every key of the one table.
     @Test func theReadmeDocumentsEveryKey() throws {
         let readme = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../README.md")
