@@ -26,9 +26,10 @@ def demo(tmp_path_factory, module_path):
     apache = Apache("prefork", workers=4, module=module_path, docroot_src=REPO / "demo",
                     conf=['SetEnv HANDOFF_SOCKET "{run}/handoffd.sock"', "SetEnv HANDOFF_RESUMABLE 1"])
     daemon = Daemon(apache.run_dir / "handoffd.sock", "--openai-base-url", mock.url, "--redis-url", redis.url,
-                    "--upstream-ca-file", mock.cert_path, mock_messages=6, mock_interval_ms=150).start()
-    apache.start()
+                    "--upstream-ca-file", mock.cert_path, mock_messages=6, mock_interval_ms=150)
     try:
+        daemon.start()
+        apache.start()
         yield apache
     finally:
         apache.cleanup()
@@ -135,9 +136,10 @@ def panel(module_path):
     apache = Apache("prefork", workers=8, module=module_path, docroot_src=REPO / "demo",
                     conf=['SetEnv HANDOFF_SOCKET "{run}/handoffd.sock"', *status_panel_conf(metrics_port)])
     daemon = Daemon(apache.run_dir / "handoffd.sock", "--mock-text", "words", "--metrics-address", f"127.0.0.1:{metrics_port}",
-                    mock_messages=24, mock_interval_ms=150).start()
-    apache.start()
+                    mock_messages=24, mock_interval_ms=150)
     try:
+        daemon.start()
+        apache.start()
         yield apache
     finally:
         apache.cleanup()
