@@ -164,6 +164,12 @@ def handoff_client(path, payload):
     return client
 
 
+def handoff_response(path, payload, timeout=10.0):
+    """A handoff of a fresh client with `payload`; everything the client then receives."""
+    with handoff_client(path, payload) as client:
+        return read_all(client, timeout)
+
+
 def status_code(raw):
     """The status of a raw HTTP/1.1 response, or None when it has no status line."""
     return int(raw.split(b" ", 2)[1]) if raw.startswith(b"HTTP/1.1 ") else None

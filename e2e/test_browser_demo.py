@@ -1,6 +1,7 @@
 """The browser demo: a person types a prompt into the page served by the private Apache and
 watches the tokens arrive. Driven in headless Chromium (Debian's chromium + chromium-driver)."""
 
+import contextlib
 import shutil
 import time
 from pathlib import Path
@@ -19,6 +20,18 @@ from selenium.webdriver.support.ui import Select, WebDriverWait
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 
 
+@contextlib.contextmanager
+def serving(apache, daemon):
+    """The daemon, then Apache in front of it; both stopped at the end, even after a failed start."""
+    try:
+        daemon.start()
+        apache.start()
+        yield
+    finally:
+        apache.cleanup()
+        daemon.stop()
+
+
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory, module_path):
     mock = MockLLM(tmp_path_factory.mktemp("demo-llm"), chunk_count=8, chunk_delay_ms=30).start()
@@ -28,12 +41,9 @@ def demo(tmp_path_factory, module_path):
     daemon = Daemon(apache.run_dir / "handoffd.sock", "--openai-base-url", mock.url, "--redis-url", redis.url,
                     "--upstream-ca-file", mock.cert_path, mock_messages=6, mock_interval_ms=150)
     try:
-        daemon.start()
-        apache.start()
-        yield apache
+        with serving(apache, daemon):
+            yield apache
     finally:
-        apache.cleanup()
-        daemon.stop()
         mock.stop()
         redis.stop()
 
@@ -137,13 +147,8 @@ def panel(module_path):
                     conf=['SetEnv HANDOFF_SOCKET "{run}/handoffd.sock"', *status_panel_conf(metrics_port)])
     daemon = Daemon(apache.run_dir / "handoffd.sock", "--mock-text", "words", "--metrics-address", f"127.0.0.1:{metrics_port}",
                     mock_messages=24, mock_interval_ms=150)
-    try:
-        daemon.start()
-        apache.start()
+    with serving(apache, daemon):
         yield apache
-    finally:
-        apache.cleanup()
-        daemon.stop()
 
 
 def test_the_panel_shows_apache_free_while_the_daemon_holds_a_burst(browser, panel, tmp_path):

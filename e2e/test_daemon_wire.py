@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from harness import Daemon, handoff_client, mkdir_public, read_all, send_record, sse_data, tcp_pair, wait_for
+from harness import Daemon, handoff_response, mkdir_public, read_all, send_record, sse_data, tcp_pair, wait_for
 from harness import status_code as status
 
 ROUNDS = 40
@@ -20,8 +20,7 @@ def open_fds(pid):
 
 def handoff(path, payload):
     """A well-formed handoff carrying `payload`; returns what the client receives."""
-    with handoff_client(path, payload) as client:
-        return read_all(client, 5.0)
+    return handoff_response(path, payload, 5.0)
 
 
 @pytest.fixture()

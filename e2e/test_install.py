@@ -6,7 +6,6 @@ configuration — then `make uninstall` takes it all away again (the admin's fil
 import os
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 

@@ -13,14 +13,10 @@ import pytest
 
 from harness import Apache, Daemon, MockLLM, Redis, http_request, mkdir_public, read_all, read_until, wait_for
 from harness import handoff_client as handoff
+from harness import handoff_response as fetch
 from harness import status_code as status
 
 EVENT_ID = re.compile(rb"^id: (\d+)$", re.M)
-
-
-def fetch(path, payload, timeout=10.0):
-    with handoff(path, payload) as client:
-        return read_all(client, timeout)
 
 
 def events(raw):

@@ -31,8 +31,6 @@ public final class RedisSubscriber: @unchecked Sendable {
         }
     }
 
-    public var isConnected: Bool { self.client.isConnected }
-
     private var liveness: RepeatedTask?
     private var awaitingPong = false
 

@@ -1,4 +1,5 @@
 import Foundation
+import HandoffClientKit
 
 /// A private `redis-server` on a free loopback port, for one test: no persistence, stopped
 /// by its pid. `stop()` and `start()` again on the same port play a Redis outage.
@@ -125,29 +126,13 @@ public struct RedisServerError: Error, CustomStringConvertible {
     public var description: String { self.message }
 }
 
-/// A loopback TCP port nobody listens on now (bound to port 0, read back, closed).
+/// A loopback TCP port nobody listens on now (a listener on port 0, read back, closed).
 public func freeLoopbackPort() throws -> Int {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    guard fd >= 0 else { throw RedisServerError(message: "socket: errno \(errno)") }
-    defer { close(fd) }
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    address.sin_port = 0
-    let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-    guard bound == 0 else { throw RedisServerError(message: "bind: errno \(errno)") }
-    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
-    return Int(UInt16(bigEndian: address.sin_port))
+    try LoopbackListener(backlog: 1).port
 }
 
 private func canConnect(port: Int) -> Bool {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    guard fd >= 0 else { return false }
-    defer { close(fd) }
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    address.sin_port = in_port_t(UInt16(port).bigEndian)
-    return withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } } == 0
+    guard let connection = try? LoopbackTCP.connect(port: port) else { return false }
+    connection.closeIfOpen()
+    return true
 }

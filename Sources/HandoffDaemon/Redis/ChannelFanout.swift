@@ -53,7 +53,4 @@ final class ChannelFanout: @unchecked Sendable {
     func isListening(_ channel: String, _ listener: any ChannelListener) -> Bool {
         self.listeners[channel]?[ObjectIdentifier(listener)] != nil
     }
-
-    /// Listeners on this loop, all channels.
-    var listenerCount: Int { self.listeners.values.reduce(0) { $0 + $1.count } }
 }

@@ -25,8 +25,6 @@ final class FollowGroup: ChannelListener, @unchecked Sendable {
         self.keys = keys
     }
 
-    var isEmpty: Bool { self.members.isEmpty }
-
     /// Adds `member`, which reads its replay by itself right after.
     func add(_ member: FollowSource) {
         self.members[ObjectIdentifier(member)] = member

@@ -62,31 +62,23 @@ final class RedisServices: Sendable {
     /// `command` on `loop`'s connection, with failures counted; `timed`: its round trip is
     /// recorded (not for the per-event commands, whose batches are timed instead).
     func send(_ command: RESPCommand, loop: EventLoopState, timed: Bool = true) -> EventLoopFuture<RESPValue> {
-        let started = timed ? NIODeadline.now() : .uptimeNanoseconds(0)
-        let future = self.clients[loop.index].send(command)
-        future.assumeIsolated().whenComplete { result in
-            switch result {
-            case .success:
-                if timed { self.metrics.roundTrip.recordNanoseconds((NIODeadline.now() - started).nanoseconds) }
-                self.recovered()
-            case .failure(let error):
-                self.failed(error, command: command.name)
-            }
-        }
-        return future
+        self.observed(self.clients[loop.index].send(command), since: timed ? .now() : nil, name: command.name)
     }
 
     /// Every command of `pipeline` on `loop`'s connection in one write; timed as one.
     func send(_ pipeline: RESPPipeline, loop: EventLoopState) -> EventLoopFuture<[RESPValue]> {
-        let started = NIODeadline.now()
-        let future = self.clients[loop.index].send(pipeline)
+        self.observed(self.clients[loop.index].send(pipeline), since: .now(), name: pipeline.firstName ?? "pipeline")
+    }
+
+    /// Counts `future`'s outcome: its round trip from `since` (when timed), a recovery, or a failure.
+    private func observed<Value>(_ future: EventLoopFuture<Value>, since started: NIODeadline?, name: String) -> EventLoopFuture<Value> {
         future.assumeIsolated().whenComplete { result in
             switch result {
             case .success:
-                self.metrics.roundTrip.recordNanoseconds((NIODeadline.now() - started).nanoseconds)
+                if let started { self.metrics.roundTrip.recordNanoseconds((NIODeadline.now() - started).nanoseconds) }
                 self.recovered()
             case .failure(let error):
-                self.failed(error, command: pipeline.firstName ?? "pipeline")
+                self.failed(error, command: name)
             }
         }
         return future
