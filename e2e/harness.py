@@ -246,7 +246,23 @@ def seqpacket_accepts(path):
         s.close()
 
 
-class Daemon:
+class Started:
+    """A process of ours: `start()` returns self once it serves, `stop()` ends it by pid, and
+    `with X(...) as x` does both."""
+
+    proc = None
+
+    def stop(self):
+        stop_process(self.proc)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+class Daemon(Started):
     """handoffd on a SEQPACKET socket at `socket_path`; stderr goes to `<socket>.log`."""
 
     def __init__(self, socket_path, *args, mock_messages=5, mock_interval_ms=10, env=None, nofile=None):
@@ -309,14 +325,8 @@ class Daemon:
     def log(self):
         return _read(self.log_path)
 
-    def __enter__(self):
-        return self.start()
 
-    def __exit__(self, *exc):
-        self.stop()
-
-
-class Redis:
+class Redis(Started):
     """A private redis-server on 127.0.0.1:<free port>, no persistence, stopped by pid.
     `kill()` then `start()` (same port) plays an outage."""
 
@@ -356,9 +366,6 @@ class Redis:
             self.proc.kill()
             self.proc.wait(5)
 
-    def stop(self):
-        stop_process(self.proc)
-
     def command(self, *args):
         """One command over a fresh connection; returns the reply decoded (simple, bulk,
         integer, or a list for arrays). Raises RuntimeError on an error reply."""
@@ -368,11 +375,6 @@ class Redis:
             reader = s.makefile("rb")
             return _resp(reader)
 
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
 
 
 def _resp(reader):
@@ -398,7 +400,7 @@ def _resp(reader):
     raise OSError(f"unexpected reply {line!r}")
 
 
-class HandoffExec:
+class HandoffExec(Started):
     """handoff-exec on a SEQPACKET socket at `socket_path`, running `program` per handoff;
     stderr goes to `<socket>.log`."""
 
@@ -423,17 +425,8 @@ class HandoffExec:
         """Its children (zombies included), as (pid, state letter)."""
         return child_processes(self.proc.pid)
 
-    def stop(self):
-        stop_process(self.proc)
 
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
-
-
-class MockLLM:
+class MockLLM(Started):
     """handoff-mock-llm on 127.0.0.1:<free port>; with `tls`, a self-signed certificate whose
     PEM is at `cert_path` (so clients can verify it). `url` is the OpenAI base URL."""
 
@@ -480,15 +473,6 @@ class MockLLM:
         request = urllib.request.Request(self.origin + path, method=method, data=b"" if method == "POST" else None)
         with urllib.request.urlopen(request, timeout=5, context=context) as response:
             return response.read()
-
-    def stop(self):
-        stop_process(self.proc)
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
 
 
 class SeqpacketProbe:
