@@ -177,3 +177,9 @@ const int handoff_EPOLL_CTL_MOD = EPOLL_CTL_MOD;
 int handoff_spawn_close_from(void *actions, int lowest) {
     return posix_spawn_file_actions_addclosefrom_np((posix_spawn_file_actions_t *)actions, lowest);
 }
+
+#include <pthread.h>
+
+int handoff_name_current_thread(const char *name) {
+    return pthread_setname_np(pthread_self(), name);
+}

@@ -401,4 +401,10 @@ extension Syscall {
     public static func kill(_ pid: Int32, signal: CInt) {
         _ = Glibc.kill(pid, signal)
     }
+
+    /// Names the calling thread for the kernel (`top -H`, `/proc/<pid>/task/*/comm`, perf);
+    /// the kernel keeps at most 15 bytes.
+    public static func nameCurrentThread(_ name: String) {
+        _ = handoff_name_current_thread(String(name.utf8.prefix(15))!)
+    }
 }

@@ -96,4 +96,7 @@ extern const int handoff_EPOLL_CTL_MOD;
 /// `posix_spawn_file_actions_t *`.
 int handoff_spawn_close_from(void *actions, int lowest);
 
+/// pthread_setname_np for the calling thread: `name` at most 15 bytes (the kernel's limit).
+int handoff_name_current_thread(const char *name);
+
 #endif

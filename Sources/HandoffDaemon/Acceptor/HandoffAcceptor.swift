@@ -77,6 +77,7 @@ final class HandoffAcceptor: @unchecked Sendable {
     /// Starts the acceptor thread.
     func start() {
         let thread = Thread { [self] in
+            Syscall.nameCurrentThread("handoffd-accept")
             self.runLoop()
             let waiters = self.finished.withLockedValue { state in
                 state.done = true
@@ -85,7 +86,6 @@ final class HandoffAcceptor: @unchecked Sendable {
             }
             for waiter in waiters { waiter.resume() }
         }
-        thread.name = "handoffd-acceptor"
         thread.start()
     }
 

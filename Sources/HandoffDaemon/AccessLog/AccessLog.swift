@@ -1,5 +1,6 @@
 import Foundation
 import NIOConcurrencyHelpers
+import HandoffWire
 
 #if canImport(Glibc)
 import Glibc
@@ -37,11 +38,11 @@ final class AccessLog: @unchecked Sendable {
     /// Starts the writer thread.
     func start() {
         let thread = Thread { [self] in
+            Syscall.nameCurrentThread("handoffd-log")
             self.run()
             self.finished.lock()
             self.finished.unlock(withValue: true)
         }
-        thread.name = "handoffd-access-log"
         thread.start()
     }
 
@@ -59,7 +60,13 @@ final class AccessLog: @unchecked Sendable {
         }
         self.pending.append(contentsOf: line.utf8)
         self.pending.append(0x0A)
-        self.condition.unlock(withValue: self.pending.count >= Self.wakeBytes)
+        if self.pending.count >= Self.wakeBytes {
+            self.condition.unlock(withValue: true)
+        } else {
+            // A plain unlock: `unlock(withValue:)` broadcasts the condition, which would wake
+            // the writer once per line even though it then finds nothing it must do yet.
+            self.condition.unlock()
+        }
     }
 
     /// Writes what is queued and stops the thread; returns when it has.

@@ -53,8 +53,10 @@ final class ClientWatcher: @unchecked Sendable {
 
     /// Starts the watcher thread.
     func start() {
-        let thread = Thread { [self] in self.run() }
-        thread.name = "handoffd-clients"
+        let thread = Thread { [self] in
+            Syscall.nameCurrentThread("handoffd-client")
+            self.run()
+        }
         thread.start()
     }
 
