@@ -186,6 +186,15 @@ public final class HandoffDaemon: Sendable {
     /// Client descriptors the daemon holds now (streams and connections being answered).
     public var heldClientDescriptors: Int { self.environment.capacity.heldClientDescriptors }
 
+    /// Timers pending on every loop's wheel (each holds its stream or source).
+    func pendingTimers() async throws -> Int {
+        var total = 0
+        for loop in self.environment.loops {
+            total += try await loop.eventLoop.submit { loop.wheel.entries }.get()
+        }
+        return total
+    }
+
     /// How many client descriptors fit under the open-file limit, after what is open now
     /// (counted from `/proc/self/fd`) and `reserved` for everything else.
     static func clientDescriptorRoom(reserved: Int) throws -> Int {

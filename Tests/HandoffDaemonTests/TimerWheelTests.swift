@@ -6,16 +6,40 @@ import Testing
 @testable import HandoffDaemon
 
 @Suite struct TimerWheelTests {
-    /// Records when each token fired, in milliseconds since the recorder was made.
+    /// Records when each labelled timer fired, in milliseconds since the recorder was made.
     final class Recorder: TimerWheelTarget, @unchecked Sendable {
         // @unchecked Sendable: touched only on the wheel's loop; read after it is done.
         var started = NIODeadline.now()
         var fired: [(token: UInt32, milliseconds: Int64)] = []
         var onFire: ((UInt32) -> Void)?
+        private var labels: [UInt32: UInt32] = [:]
+
+        /// Schedules a timer that is recorded as `label` when it fires.
+        func schedule(on wheel: TimerWheel, label: UInt32, after delay: TimeAmount) {
+            self.labels[wheel.schedule(self, after: delay).serial] = label
+        }
 
         func timerFired(token: UInt32) {
-            self.fired.append((token, (NIODeadline.now() - self.started).nanoseconds / 1_000_000))
-            self.onFire?(token)
+            let label = self.labels[token] ?? 0
+            self.fired.append((label, (NIODeadline.now() - self.started).nanoseconds / 1_000_000))
+            self.onFire?(label)
+        }
+
+        func timerMoved(to handle: TimerWheel.Handle) {}
+    }
+
+    /// One timer through ``WheelTimer``, as the daemon's streams and sources use it.
+    final class Probe: TimerWheelTarget, @unchecked Sendable {
+        // @unchecked Sendable: touched only on the wheel's loop.
+        var timer = WheelTimer()
+        var fired: [UInt32] = []
+
+        func timerFired(token: UInt32) {
+            if self.timer.fired(token) { self.fired.append(token) }
+        }
+
+        func timerMoved(to handle: TimerWheel.Handle) {
+            self.timer.moved(to: handle)
         }
     }
 
@@ -43,9 +67,9 @@ import Testing
 
     @Test func firesInDueOrderNotSchedulingOrder() async throws {
         let fired = try await self.run(expecting: 3) { wheel, recorder in
-            wheel.schedule(recorder, token: 3, after: .milliseconds(60))
-            wheel.schedule(recorder, token: 1, after: .milliseconds(10))
-            wheel.schedule(recorder, token: 2, after: .milliseconds(30))
+            recorder.schedule(on: wheel, label: 3, after: .milliseconds(60))
+            recorder.schedule(on: wheel, label: 1, after: .milliseconds(10))
+            recorder.schedule(on: wheel, label: 2, after: .milliseconds(30))
         }
         #expect(fired.map(\.token) == [1, 2, 3])
         #expect(fired[0].milliseconds >= 10 && fired[2].milliseconds >= 60)
@@ -55,9 +79,9 @@ import Testing
     @Test func timersLongerThanATurnWaitWholeTurns() async throws {
         // 8 slots of 1 ms: a turn is 8 ms, so 50 ms is six turns and a bit.
         let fired = try await self.run(slots: 8, expecting: 3) { wheel, recorder in
-            wheel.schedule(recorder, token: 50, after: .milliseconds(50))
-            wheel.schedule(recorder, token: 5, after: .milliseconds(5))
-            wheel.schedule(recorder, token: 21, after: .milliseconds(21))
+            recorder.schedule(on: wheel, label: 50, after: .milliseconds(50))
+            recorder.schedule(on: wheel, label: 5, after: .milliseconds(5))
+            recorder.schedule(on: wheel, label: 21, after: .milliseconds(21))
         }
         #expect(fired.map(\.token) == [5, 21, 50])
         #expect(fired[2].milliseconds >= 50 && fired[2].milliseconds < 2000)
@@ -66,14 +90,69 @@ import Testing
 
     @Test func timersScheduledWhileFiringDoNotDelayOlderOnes() async throws {
         let fired = try await self.run(expecting: 3) { wheel, recorder in
-            wheel.schedule(recorder, token: 1, after: .milliseconds(5))
-            wheel.schedule(recorder, token: 2, after: .milliseconds(20))
+            recorder.schedule(on: wheel, label: 1, after: .milliseconds(5))
+            recorder.schedule(on: wheel, label: 2, after: .milliseconds(20))
             recorder.onFire = { token in
-                if token == 1 { wheel.schedule(recorder, token: 9, after: .milliseconds(80)) }
+                if token == 1 { recorder.schedule(on: wheel, label: 9, after: .milliseconds(80)) }
             }
         }
         #expect(fired.map(\.token) == [1, 2, 9])
         // Token 2 (due at 20 ms) must not wait for the driver armed for token 9 (due at 85 ms).
         #expect(fired[2].milliseconds - fired[1].milliseconds >= 30, "fired at \(fired)")
+    }
+
+    /// Runs `body` on a fresh loop with a wheel, waits `milliseconds`, then runs `after`.
+    private func onLoop<T: Sendable>(slots: Int = 4096, _ body: @escaping @Sendable (TimerWheel) -> T, thenAfter milliseconds: Int, _ after: @escaping @Sendable (TimerWheel, T) -> Void) async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let loop = group.next()
+        let wheel = try await loop.submit { NIOLoopBound(TimerWheel(eventLoop: loop, slotCount: slots), eventLoop: loop) }.get()
+        let value = try await loop.submit { body(wheel.value) }.get()
+        try await Task.sleep(for: .milliseconds(milliseconds))
+        try await loop.submit { after(wheel.value, value) }.get()
+        try await group.shutdownGracefully()
+    }
+
+    /// A weak reference, handed between the test and the loop.
+    final class Weak: @unchecked Sendable {
+        weak var probe: Probe?
+        init(_ probe: Probe) { self.probe = probe }
+    }
+
+    @Test func aCancelledTimerLetsGoOfItsTargetAtOnceAndNeverFires() async throws {
+        try await self.onLoop({ wheel -> Weak in
+            let probe = Probe()
+            probe.timer.arm(probe, on: wheel, after: .milliseconds(30))
+            probe.timer.cancel(on: wheel)
+            #expect(wheel.entries == 0)
+            return Weak(probe)  // the probe's only strong reference ends here
+        }, thenAfter: 0) { _, weak in
+            #expect(weak.probe == nil, "the wheel still holds a cancelled timer's target")
+        }
+    }
+
+    @Test func aLongTimerThatMovedIsStillCancelled() async throws {
+        // 8 slots of 1 ms: a 5 s timer moves within its bucket every 8 ms.
+        try await self.onLoop(slots: 8, { wheel -> Probe in
+            let probe = Probe()
+            probe.timer.arm(probe, on: wheel, after: .seconds(5))
+            return probe
+        }, thenAfter: 25) { wheel, probe in
+            #expect(probe.timer.isArmed && probe.fired.isEmpty)
+            probe.timer.cancel(on: wheel)
+            #expect(wheel.entries == 0, "the moved timer was not found")
+        }
+    }
+
+    @Test func rearmingReplacesThePendingTimer() async throws {
+        try await self.onLoop({ wheel -> Probe in
+            let probe = Probe()
+            probe.timer.arm(probe, on: wheel, after: .milliseconds(5))
+            probe.timer.arm(probe, on: wheel, after: .milliseconds(10))
+            #expect(wheel.entries == 1)
+            return probe
+        }, thenAfter: 60) { wheel, probe in
+            #expect(probe.fired.count == 1 && !probe.timer.isArmed)
+            #expect(wheel.entries == 0)
+        }
     }
 }

@@ -12,7 +12,7 @@ final class MockSource: StreamSource, TimerWheelTarget {
     private let wheel: TimerWheel
     private let script: MockScript
     private var next = 0
-    private var tickToken: UInt32 = 0
+    private var timer = WheelTimer()
     private var paused = false
     private var cancelled = false
 
@@ -29,7 +29,7 @@ final class MockSource: StreamSource, TimerWheelTarget {
 
     func cancel() {
         self.cancelled = true
-        self.tickToken &+= 1
+        self.timer.cancel(on: self.wheel)
     }
 
     func resume() {
@@ -39,8 +39,12 @@ final class MockSource: StreamSource, TimerWheelTarget {
     }
 
     func timerFired(token: UInt32) {
-        guard token == self.tickToken, !self.cancelled else { return }
+        guard self.timer.fired(token), !self.cancelled else { return }
         self.produce()
+    }
+
+    func timerMoved(to handle: TimerWheel.Handle) {
+        self.timer.moved(to: handle)
     }
 
     private func produce() {
@@ -76,8 +80,7 @@ final class MockSource: StreamSource, TimerWheelTarget {
                 return
             }
         }
-        self.tickToken &+= 1
-        self.wheel.schedule(self, token: self.tickToken, after: self.script.interval)
+        self.timer.arm(self, on: self.wheel, after: self.script.interval)
     }
 }
 

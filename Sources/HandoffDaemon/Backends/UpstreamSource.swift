@@ -18,7 +18,7 @@ final class UpstreamSource<Dialect: UpstreamDialect>: StreamSource, UpstreamResp
     private let timeouts: DaemonConfiguration.Timeouts
     private var parser: SSEParser
     private var call: (any UpstreamCall)?
-    private var timerToken: UInt32 = 0
+    private var timer = WheelTimer()
     private var responded = false
     private var finished = false
     private var paused = false
@@ -74,7 +74,7 @@ final class UpstreamSource<Dialect: UpstreamDialect>: StreamSource, UpstreamResp
 
     func cancel() {
         self.finished = true
-        self.timerToken &+= 1
+        self.timer.cancel(on: self.loop.wheel)
         let call = self.call
         self.call = nil
         call?.cancel()
@@ -141,7 +141,7 @@ final class UpstreamSource<Dialect: UpstreamDialect>: StreamSource, UpstreamResp
         _ = self.parser.finish()
         if self.dialect.canFinish {
             self.finished = true
-            self.timerToken &+= 1
+            self.timer.cancel(on: self.loop.wheel)
             self.session.sourceFinished()
         } else {
             self.failMidStream(UpstreamError(.truncated, "the body ended before the stream's end marker"))
@@ -188,7 +188,7 @@ final class UpstreamSource<Dialect: UpstreamDialect>: StreamSource, UpstreamResp
 
     private func failBeforeHead(_ response: ErrorResponse, upstreamStatus: Int?, detail: String? = nil) {
         self.finished = true
-        self.timerToken &+= 1
+        self.timer.cancel(on: self.loop.wheel)
         let call = self.call
         self.call = nil
         call?.cancel()
@@ -197,7 +197,7 @@ final class UpstreamSource<Dialect: UpstreamDialect>: StreamSource, UpstreamResp
 
     private func failMidStream(_ error: UpstreamError) {
         self.finished = true
-        self.timerToken &+= 1
+        self.timer.cancel(on: self.loop.wheel)
         let call = self.call
         self.call = nil
         call?.cancel()
@@ -230,12 +230,15 @@ final class UpstreamSource<Dialect: UpstreamDialect>: StreamSource, UpstreamResp
         } else {
             next = min(next, self.startedAt + TimeAmount(self.timeouts.upstreamFirstByte))
         }
-        self.timerToken &+= 1
-        self.loop.wheel.schedule(self, token: self.timerToken, after: max(.milliseconds(1), next - now))
+        self.timer.arm(self, on: self.loop.wheel, after: max(.milliseconds(1), next - now))
+    }
+
+    func timerMoved(to handle: TimerWheel.Handle) {
+        self.timer.moved(to: handle)
     }
 
     func timerFired(token: UInt32) {
-        guard token == self.timerToken, !self.finished else { return }
+        guard self.timer.fired(token), !self.finished else { return }
         let now = NIODeadline.now()
         if now >= self.startedAt + TimeAmount(self.timeouts.maxStreamDuration) {
             if self.responded {

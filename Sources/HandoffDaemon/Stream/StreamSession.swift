@@ -34,8 +34,11 @@ final class StreamSession: ClientConnectionDelegate, TimerWheelTarget {
     private var connection: ClientConnection?
     private var machine = StreamStateMachine()
     private var source: (any StreamSource)?
-    private var timerToken: UInt32 = 0
+    private var timer = WheelTimer()
     private var timerPurpose = TimerPurpose.none
+    /// When the client is cut if it takes nothing more; every step forward moves it, and the
+    /// timer (armed once) checks it when due rather than being re-armed per step.
+    private var writeDeadline = NIODeadline.uptimeNanoseconds(0)
     private var writeProgress = WriteProgress()
     private var admittedAsStream = false
     private var finalized = false
@@ -461,7 +464,8 @@ final class StreamSession: ClientConnectionDelegate, TimerWheelTarget {
         case .none:
             return
         case .armTimer:
-            self.armTimer(.writeProgress, after: self.writeTimeout)
+            self.writeDeadline = .now() + TimeAmount(self.writeTimeout)
+            if self.timerPurpose != .writeProgress { self.armTimer(.writeProgress, after: self.writeTimeout) }
         case .drained:
             if self.timerPurpose == .writeProgress { self.cancelTimer() }
             if self.machine.state == .flushing {
@@ -622,25 +626,35 @@ final class StreamSession: ClientConnectionDelegate, TimerWheelTarget {
     // MARK: Timer
 
     private func armTimer(_ purpose: TimerPurpose, after duration: Duration) {
-        self.timerToken &+= 1
         self.timerPurpose = purpose
-        self.loop.wheel.schedule(self, token: self.timerToken, after: TimeAmount(duration))
+        self.timer.arm(self, on: self.loop.wheel, after: TimeAmount(duration))
     }
 
     private func cancelTimer() {
-        self.timerToken &+= 1
         self.timerPurpose = .none
+        self.timer.cancel(on: self.loop.wheel)
     }
 
     func timerFired(token: UInt32) {
-        guard token == self.timerToken else { return }
+        guard self.timer.fired(token) else { return }
         let purpose = self.timerPurpose
         self.timerPurpose = .none
         switch purpose {
         case .none: return
-        case .writeProgress: self.perform(self.machine.writeTimedOut())
+        case .writeProgress:
+            let now = NIODeadline.now()
+            if now < self.writeDeadline {  // the client took bytes since the timer was armed
+                self.timerPurpose = .writeProgress
+                self.timer.arm(self, on: self.loop.wheel, after: self.writeDeadline - now)
+                return
+            }
+            self.perform(self.machine.writeTimedOut())
         case .linger: self.perform(self.machine.lingerTimedOut())
         }
+    }
+
+    func timerMoved(to handle: TimerWheel.Handle) {
+        self.timer.moved(to: handle)
     }
 
     // MARK: End

@@ -1,23 +1,39 @@
 import NIOCore
 
-/// Something a ``TimerWheel`` calls back. The token lets it ignore timers it has since
-/// cancelled or replaced (cancelling is just moving on to a new token).
+/// Something a ``TimerWheel`` calls back. Each target keeps its one timer in a ``WheelTimer``.
 protocol TimerWheelTarget: AnyObject {
+    /// The timer scheduled as `token` is due; ignore it unless it is still the target's own
+    /// (``WheelTimer/fired(_:)``).
     func timerFired(token: UInt32)
+    /// A timer longer than a turn changed place in the wheel: the target keeps the new place,
+    /// so it can still cancel the timer (``WheelTimer/moved(to:)``).
+    func timerMoved(to handle: TimerWheel.Handle)
 }
 
-/// A hashed timing wheel for one event loop: millisecond ticks, O(1) scheduling, no removal.
+/// A hashed timing wheel for one event loop: millisecond ticks, O(1) scheduling and
+/// cancelling.
 ///
 /// Every stream has timers (the mock's next event, write progress, upstream idle). Scheduling
 /// each on the event loop's own heap costs a retain-heavy heap update per timer; at 15 000
 /// streams that was a quarter of the daemon's CPU. Here a timer is an entry appended to its
 /// tick's bucket, and the loop runs one scheduled callback for the next tick with entries.
-/// Cancelling bumps the owner's token; stale entries are skipped when their tick comes.
+/// Cancelling lets go of the target at once and leaves a blank entry that its tick clears:
+/// a finished stream is freed when it ends, not when its last timer would have been due
+/// (at thousands of streams a second, two seconds of linger held ~10 MB of ended streams).
 /// Loop-bound.
 final class TimerWheel {
+    /// Where a scheduled timer is, for ``cancel(_:)``; `serial` tells it from any later timer
+    /// in the same place.
+    struct Handle: Equatable {
+        fileprivate let slot: Int32
+        fileprivate let index: Int32
+        let serial: UInt32
+    }
+
     private struct Entry {
-        let target: any TimerWheelTarget
-        let token: UInt32
+        /// nil once cancelled.
+        var target: (any TimerWheelTarget)?
+        let serial: UInt32
         var rounds: Int32
     }
 
@@ -27,7 +43,9 @@ final class TimerWheel {
 
     private let eventLoop: any EventLoop
     private var buckets: [[Entry]]
-    private var entries = 0
+    /// Scheduled timers not yet fired or cancelled.
+    private(set) var entries = 0
+    private var nextSerial: UInt32 = 0
     /// The last tick processed.
     private var currentTick: UInt64
     private var driver: NIOScheduledCallback?
@@ -40,17 +58,39 @@ final class TimerWheel {
         self.currentTick = NIODeadline.now().uptimeNanoseconds / Self.tickNanoseconds
     }
 
-    /// Calls `target.timerFired(token:)` after `delay` (rounded up to the next millisecond).
-    func schedule(_ target: any TimerWheelTarget, token: UInt32, after delay: TimeAmount) {
+    /// Calls `target.timerFired(token:)` with the handle's serial after `delay` (rounded up
+    /// to the next millisecond).
+    func schedule(_ target: any TimerWheelTarget, after delay: TimeAmount) -> Handle {
         let now = NIODeadline.now().uptimeNanoseconds
         let due = max(self.currentTick + 1, (now + UInt64(max(0, delay.nanoseconds)) + Self.tickNanoseconds - 1) / Self.tickNanoseconds)
         let distance = due - self.currentTick
         let slots = UInt64(self.slotCount)
-        self.buckets[Int(due % slots)].append(Entry(target: target, token: token, rounds: Int32((distance - 1) / slots)))
+        let slot = Int(due % slots)
+        self.nextSerial &+= 1
+        let handle = Handle(slot: Int32(slot), index: Int32(self.buckets[slot].count), serial: self.nextSerial)
+        self.buckets[slot].append(Entry(target: target, serial: handle.serial, rounds: Int32((distance - 1) / slots)))
         self.entries += 1
         // The first time that bucket comes round (for a long timer, before its last round).
         let firstVisit = self.currentTick + (distance - 1) % slots + 1
         if firstVisit < self.driverTick { self.arm(at: firstVisit) }
+        return handle
+    }
+
+    /// Forgets the timer at `handle` (if it has not fired) and lets go of its target now.
+    func cancel(_ handle: Handle) {
+        let slot = Int(handle.slot)
+        let index = Int(handle.index)
+        guard index < self.buckets[slot].count, self.buckets[slot][index].serial == handle.serial,
+              self.buckets[slot][index].target != nil else { return }
+        self.buckets[slot][index].target = nil
+        self.entries -= 1
+        // Blank entries at the end go now; the others when their tick comes. A bucket left
+        // empty lets go of its storage, or every bucket would keep the most it ever held
+        // (streams cancel their linger timer within moments: ~2 MB over 8 192 buckets).
+        while let last = self.buckets[slot].last, last.target == nil {
+            self.buckets[slot].removeLast()
+        }
+        if self.buckets[slot].isEmpty { self.buckets[slot] = [] }
     }
 
     private func arm(at tick: UInt64) {
@@ -74,13 +114,16 @@ final class TimerWheel {
             var bucket: [Entry] = []
             swap(&bucket, &self.buckets[index])
             for var entry in bucket {
+                guard let target = entry.target else { continue }  // cancelled
                 if entry.rounds > 0 {
                     entry.rounds -= 1
+                    let handle = Handle(slot: Int32(index), index: Int32(self.buckets[index].count), serial: entry.serial)
                     self.buckets[index].append(entry)
+                    target.timerMoved(to: handle)
                     continue
                 }
                 self.entries -= 1
-                entry.target.timerFired(token: entry.token)
+                target.timerFired(token: entry.serial)
             }
         }
         // Timers scheduled while firing may have armed a later tick than an older bucket's.
@@ -102,5 +145,36 @@ private struct WheelDriver: NIOScheduledCallbackHandler, Sendable {
 
     func handleScheduledCallback(eventLoop: some EventLoop) {
         self.wheel.value.advance()
+    }
+}
+
+/// A target's one timer on a ``TimerWheel``: arming replaces the pending timer, cancelling
+/// removes it; a firing counts only if it is the pending one.
+struct WheelTimer {
+    private var handle: TimerWheel.Handle?
+
+    var isArmed: Bool { self.handle != nil }
+
+    /// Schedules `target`'s timer after `delay`, in place of the pending one.
+    mutating func arm(_ target: some TimerWheelTarget, on wheel: TimerWheel, after delay: TimeAmount) {
+        self.cancel(on: wheel)
+        self.handle = wheel.schedule(target, after: delay)
+    }
+
+    mutating func cancel(on wheel: TimerWheel) {
+        guard let handle = self.handle else { return }
+        self.handle = nil
+        wheel.cancel(handle)
+    }
+
+    /// Whether the firing `token` is the pending timer's (which then is no longer pending).
+    mutating func fired(_ token: UInt32) -> Bool {
+        guard self.handle?.serial == token else { return false }
+        self.handle = nil
+        return true
+    }
+
+    mutating func moved(to handle: TimerWheel.Handle) {
+        if self.handle?.serial == handle.serial { self.handle = handle }
     }
 }
