@@ -79,11 +79,12 @@ func withMockLLM<R>(
     _ upstream: MockUpstream,
     chunks: Int = 4,
     delay: TimeAmount = .milliseconds(5),
+    maxConcurrentStreams: Int = 100,
     _ body: (MockLLMServer, UpstreamSettings) async throws -> R
 ) async throws -> R {
     try await withTemporaryDirectory { directory in
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        var configuration = MockLLMConfiguration(chunkCount: chunks, chunkDelay: delay)
+        var configuration = MockLLMConfiguration(chunkCount: chunks, chunkDelay: delay, maxConcurrentStreams: maxConcurrentStreams)
         if upstream == .tls { configuration.tls = .selfSigned(certificateOutput: directory + "/mock.pem") }
         var logger = Logger(label: "mock")
         logger.logLevel = .warning

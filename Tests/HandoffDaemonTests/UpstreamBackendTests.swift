@@ -3,6 +3,7 @@ import HandoffClientKit
 import HandoffDaemon
 import HandoffMockLLM
 import HandoffTestSupport
+import HandoffWire
 import Logging
 import NIOCore
 import NIOPosix
@@ -51,6 +52,33 @@ import Testing
                 #expect(daemon.activeStreams == 1)
                 #expect(try metrics.expectCounter("handoffd_events_sent_total").totalValue >= 256)
                 #expect(try metrics.expectCounter("handoffd_bytes_sent_total").totalValue > 256 * 20)
+            }
+        }
+    }
+
+    /// A connection close to its server's stream limit already has a successor: streams that
+    /// arrive next do not wait for a TCP and TLS handshake. (10 streams per connection here:
+    /// the second connection opens at the 9th stream, not the 11th.)
+    @Test func aSpareConnectionOpensBeforeTheFirstIsFull() async throws {
+        try await withMockLLM(.tls, chunks: 400, delay: .milliseconds(10), maxConcurrentStreams: 10) { mock, settings in
+            try await withDaemon({
+                $0.openAI = OpenAIBackend(upstream: settings)
+                $0.eventLoops = 1
+            }) { daemon, _ in
+                var clients: [OwnedDescriptor] = []
+                defer { for client in clients { client.closeIfOpen() } }
+                func startStream() async throws {
+                    let (client, server) = try FakeApache.tcpConnection()
+                    clients.append(client)
+                    try FakeApache.handOff(to: daemon.socketPath, json: #"{"backend":"openai","prompt":"x"}"#, server: server)
+                    _ = try await FakeApache.read(until: "Mock token 1 ", from: client.rawValue)
+                }
+                for _ in 0..<8 { try await startStream() }
+                #expect(daemon.upstreamConnections == 1, "8 of 10 streams leave room for 2 more")
+                try await startStream()
+                #expect(await eventually { mock.stats.http2ConnectionsAccepted == 2 }, "no spare connection at 9 of 10 streams")
+                for _ in 0..<3 { try await startStream() }
+                #expect(daemon.upstreamConnections == 2 && mock.stats.http2ConnectionsAccepted == 2)
             }
         }
     }

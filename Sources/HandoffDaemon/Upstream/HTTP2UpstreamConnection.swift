@@ -53,6 +53,10 @@ final class HTTP2UpstreamConnection {
     var isConnecting: Bool { self.machine.isConnecting }
     var canTakeStream: Bool { self.machine.canTakeStream }
     var activeStreams: Int { self.machine.activeStreams }
+    /// Streams the server lets this connection run at once (assumed until its SETTINGS).
+    var maxStreams: Int { self.machine.maxStreams }
+    /// Streams it could take now.
+    var room: Int { self.machine.canTakeStream ? self.machine.maxStreams - self.machine.activeStreams : 0 }
 
     /// Whether the server said (GOAWAY) it never processed stream `id`.
     func serverRefused(streamID id: Int) -> Bool {
