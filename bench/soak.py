@@ -66,9 +66,9 @@ def main():
     harness.HANDOFFD_BIN = RELEASE / "handoffd"
     root = make_temp_dir()
     mkdir_public(root)
-    # As deployed (deploy/handoffd.service): glibc's per-thread arenas capped, or each thread's
-    # first heavy use grows RSS by a few MB for good (measured: +13% by 340 000 streams, flat
-    # after; with the cap, about +2%).
+    # As deployed (deploy/handoffd.service): glibc's per-thread arenas capped. (Both ways pass
+    # now: +1.2% with the cap, +0.5% without, over 1.1 M streams. The growth of +11 to +15%
+    # seen before was the timer wheel holding ended streams until their linger timer was due.)
     daemon = Daemon(root / "soak.sock", mock_messages=1, mock_interval_ms=0,
                     env={"MALLOC_ARENA_MAX": args.arena_max} if args.arena_max else None).start()
     try:
