@@ -17,6 +17,8 @@ public struct MockLLMConfiguration: Sendable {
     public var apiKey: String?
     /// HTTP/2 `SETTINGS_MAX_CONCURRENT_STREAMS` announced to clients. Default 100.
     public var maxConcurrentStreams: Int
+    /// What TLS offers in ALPN, in order of preference. Default `h2`, then `http/1.1`.
+    public var applicationProtocols = ["h2", "http/1.1"]
 
     /// Where the certificate comes from.
     public enum TLS: Sendable {

@@ -25,7 +25,7 @@ public final class MockLLMServer: Sendable {
         self.group = group
         var sslContext: NIOSSLContext?
         if let tls = configuration.tls {
-            sslContext = try Self.makeSSLContext(tls)
+            sslContext = try Self.makeSSLContext(tls, applicationProtocols: configuration.applicationProtocols)
         }
         self.usesTLS = sslContext != nil
         let stats = self.stats
@@ -128,7 +128,7 @@ public final class MockLLMServer: Sendable {
         }
     }
 
-    private static func makeSSLContext(_ tls: MockLLMConfiguration.TLS) throws -> NIOSSLContext {
+    private static func makeSSLContext(_ tls: MockLLMConfiguration.TLS, applicationProtocols: [String]) throws -> NIOSSLContext {
         let certificate: NIOSSLCertificate
         let key: NIOSSLPrivateKey
         switch tls {
@@ -147,7 +147,7 @@ public final class MockLLMServer: Sendable {
             }
         }
         var configuration = TLSConfiguration.makeServerConfiguration(certificateChain: [.certificate(certificate)], privateKey: .privateKey(key))
-        configuration.applicationProtocols = ["h2", "http/1.1"]
+        configuration.applicationProtocols = applicationProtocols
         return try NIOSSLContext(configuration: configuration)
     }
 }

@@ -80,11 +80,13 @@ func withMockLLM<R>(
     chunks: Int = 4,
     delay: TimeAmount = .milliseconds(5),
     maxConcurrentStreams: Int = 100,
+    applicationProtocols: [String] = ["h2", "http/1.1"],
     _ body: (MockLLMServer, UpstreamSettings) async throws -> R
 ) async throws -> R {
     try await withTemporaryDirectory { directory in
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         var configuration = MockLLMConfiguration(chunkCount: chunks, chunkDelay: delay, maxConcurrentStreams: maxConcurrentStreams)
+        configuration.applicationProtocols = applicationProtocols
         if upstream == .tls { configuration.tls = .selfSigned(certificateOutput: directory + "/mock.pem") }
         var logger = Logger(label: "mock")
         logger.logLevel = .warning

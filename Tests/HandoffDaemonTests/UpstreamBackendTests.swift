@@ -133,6 +133,23 @@ import Testing
         }
     }
 
+    /// An upstream whose TLS offers only HTTP/1.1 to a daemon set for HTTP/2: the stream is
+    /// answered 502 at once (not after a timeout), and the next one too.
+    @Test func anUpstreamWithoutH2InALPNIs502() async throws {
+        try await withMockLLM(.tls, applicationProtocols: ["http/1.1"]) { mock, settings in
+            try await withDaemon({ $0.openAI = OpenAIBackend(upstream: settings) }) { daemon, _ in
+                for _ in 0..<2 {
+                    let started = ContinuousClock.now
+                    let response = try #require(try await exchange(daemon, json: #"{"backend":"openai","prompt":"x"}"#).response)
+                    #expect(response.status == 502)
+                    #expect(response.body.contains(#""error":"upstream_connect_failed""#), "\(response.body)")
+                    #expect(ContinuousClock.now - started < .seconds(2))
+                }
+                #expect(mock.stats.totals.completed == 0)
+            }
+        }
+    }
+
     @Test func upstreamSilentBeforeItsHeadIs504() async throws {
         try await self.withMock(.h2c) { _, settings in
             try await withDaemon({

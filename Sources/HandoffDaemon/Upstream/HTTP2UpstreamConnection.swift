@@ -314,7 +314,8 @@ final class HTTP2FrameRouter: ChannelInboundHandler {
     typealias InboundIn = HTTP2Frame
 
     private let connection: NIOLoopBound<HTTP2UpstreamConnection>
-    private let expectsALPN: Bool
+    /// Until the TLS handshake's event has been seen (then no more casts per event).
+    private var expectsALPN: Bool
 
     init(connection: NIOLoopBound<HTTP2UpstreamConnection>, expectsALPN: Bool) {
         self.connection = connection
@@ -345,10 +346,13 @@ final class HTTP2FrameRouter: ChannelInboundHandler {
             self.connection.value.streamClosed(closed.streamID, reason: closed.reason)
             return
         }
-        if self.expectsALPN, case .handshakeCompleted(let negotiated) = event as? TLSUserEvent, negotiated != "h2" {
-            self.connection.value.fail(
-                UpstreamError(.connectFailed, "the upstream did not negotiate HTTP/2 (ALPN: \(negotiated ?? "none")); use --upstream-http http1.1")
-            )
+        if self.expectsALPN, case .handshakeCompleted(let negotiated) = event as? TLSUserEvent {
+            self.expectsALPN = false
+            if negotiated != "h2" {
+                self.connection.value.fail(
+                    UpstreamError(.connectFailed, "the upstream did not negotiate HTTP/2 (ALPN: \(negotiated ?? "none")); use --upstream-http http1.1")
+                )
+            }
         }
         context.fireUserInboundEventTriggered(event)
     }
