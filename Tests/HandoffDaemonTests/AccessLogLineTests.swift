@@ -1,3 +1,4 @@
+import HandoffRequest
 @testable import HandoffDaemon
 import Testing
 
@@ -24,5 +25,23 @@ import Testing
         line.append("finish_reason", value)
         #expect(line.text == "1970-01-01T00:00:00.000Z stream finish_reason=\(written)")
         #expect(!line.text.contains("\n") && !line.text.contains("\r"))
+    }
+
+    @Test func aStreamsLineCarriesEveryField() {
+        var fields = AccessLogFields(request: HandoffRequest(model: "gpt", userID: "7", requestID: "r1"), backend: .openai)
+        fields.status = 200
+        fields.upstreamStatus = 200
+        fields.bytes = 1234
+        fields.events = 3
+        fields.failure = "upstream_reset"
+        var summary = StreamSummary()
+        summary.finishReason = "stop"
+        summary.promptTokens = 12
+        summary.completionTokens = 40
+        let line = fields.line(
+            seconds: 0, nanoseconds: 0, timeToFirstByteNanoseconds: 12_345_678, durationNanoseconds: 2_040_000_000,
+            outcome: .failedMidStream, summary: summary
+        )
+        #expect(line == "1970-01-01T00:00:00.000Z stream request_id=r1 user_id=7 backend=openai model=gpt status=200 ttfb_ms=12.345 duration_ms=2040 bytes=1234 events=3 outcome=failed_mid_stream upstream_status=200 error=upstream_reset finish_reason=stop prompt_tokens=12 completion_tokens=40")
     }
 }

@@ -398,7 +398,7 @@ final class StreamSession: ClientConnectionDelegate, TimerWheelTarget {
 
     /// One event's bytes: queued to leave with what follows, or written now.
     private func send(_ buffer: ByteBuffer, queued: Bool) {
-        self.log?.events += 1
+        self.log?.events &+= 1
         if queued {
             self.recordFirstByte()
             self.countSent(buffer.readableBytes, events: 1)
@@ -417,7 +417,7 @@ final class StreamSession: ClientConnectionDelegate, TimerWheelTarget {
     /// The upstream answered with `status`, or failed before answering (`nil`).
     func recordUpstreamResponse(status: Int?) {
         self.environment.metrics.upstreamResponse(status: status)
-        self.log?.upstreamStatus = status
+        self.log?.upstreamStatus = status.map { UInt16(clamping: $0) }
     }
 
     /// The source failed: before the head the client gets `response`, after it an error event.
@@ -547,7 +547,6 @@ final class StreamSession: ClientConnectionDelegate, TimerWheelTarget {
         let elapsed = (NIODeadline.now() - self.startedAt).nanoseconds
         self.firstByteNanoseconds = elapsed
         self.environment.metrics.timeToFirstByte.recordNanoseconds(elapsed)
-        self.log?.timeToFirstByteNanoseconds = elapsed
     }
 
     /// Counts bytes (and events) for the metrics, in the loop's batch (passed on at a stream's
@@ -585,7 +584,7 @@ final class StreamSession: ClientConnectionDelegate, TimerWheelTarget {
             buffer = bytes
         case .errorResponse(let response):
             self.recording?.recorder?.abandon()
-            self.log?.status = response.status.code
+            self.log?.status = UInt16(clamping: response.status.code)
             self.environment.metrics.rejection(status: response.status.code)
             buffer = HTTPResponse.error(
                 response.status,
@@ -675,16 +674,20 @@ final class StreamSession: ClientConnectionDelegate, TimerWheelTarget {
         let outcome = self.machine.outcome ?? .clientDisconnected
         if outcome == .clientDisconnected { self.environment.metrics.clientDisconnects.increment() }
         self.environment.metrics.stream(outcome: outcome)
-        if let accessLog = self.environment.accessLog, var log = self.log {
-            log.summary = self.summary
-            log.outcome = outcome
-            log.durationNanoseconds = (NIODeadline.now() - self.startedAt).nanoseconds
+        if let accessLog = self.environment.accessLog, let log = self.log {
             var now = timespec()
             clock_gettime(CLOCK_REALTIME, &now)
-            accessLog.record(log.line(seconds: now.tv_sec, nanoseconds: now.tv_nsec))
+            accessLog.record(log.line(
+                seconds: now.tv_sec,
+                nanoseconds: now.tv_nsec,
+                timeToFirstByteNanoseconds: self.firstByteNanoseconds,
+                durationNanoseconds: (NIODeadline.now() - self.startedAt).nanoseconds,
+                outcome: outcome,
+                summary: self.summary
+            ))
         }
         self.log = nil
-        if var completion = self.completion, let completions = self.environment.completions, outcome != .rejected {
+        if let completion = self.completion, let completions = self.environment.completions, outcome != .rejected {
             self.completion = nil
             completion.summary = self.summary
             completion.clientDisconnected = outcome == .clientDisconnected || outcome == .writeTimeout
