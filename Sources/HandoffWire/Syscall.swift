@@ -405,6 +405,6 @@ extension Syscall {
     /// Names the calling thread for the kernel (`top -H`, `/proc/<pid>/task/*/comm`, perf);
     /// the kernel keeps at most 15 bytes.
     public static func nameCurrentThread(_ name: String) {
-        _ = handoff_name_current_thread(String(name.utf8.prefix(15))!)
+        _ = handoff_name_current_thread(String(decoding: name.utf8.prefix(15), as: UTF8.self))
     }
 }

@@ -25,21 +25,20 @@ import Testing
             self.onFire?(label)
         }
 
-        func timerMoved(to handle: TimerWheel.Handle) {}
+        var wheelTimer = WheelTimer()  // unused: the recorder schedules on the wheel directly
     }
 
     /// One timer through ``WheelTimer``, as the daemon's streams and sources use it.
     final class Probe: TimerWheelTarget, @unchecked Sendable {
         // @unchecked Sendable: touched only on the wheel's loop.
-        var timer = WheelTimer()
+        var wheelTimer = WheelTimer()
         var fired: [UInt32] = []
+        var onFire: (() -> Void)?
 
         func timerFired(token: UInt32) {
-            if self.timer.fired(token) { self.fired.append(token) }
-        }
-
-        func timerMoved(to handle: TimerWheel.Handle) {
-            self.timer.moved(to: handle)
+            guard self.wheelTimer.fired(token) else { return }
+            self.fired.append(token)
+            self.onFire?()
         }
     }
 
@@ -112,17 +111,33 @@ import Testing
         try await group.shutdownGracefully()
     }
 
-    /// A weak reference, handed between the test and the loop.
-    final class Weak: @unchecked Sendable {
-        weak var probe: Probe?
-        init(_ probe: Probe) { self.probe = probe }
+    /// Arms `a` and then `b` so that they share a bucket (`b` behind `a`): the two schedules
+    /// read the clock apart and may round to different ticks, so try again until they agree.
+    static func armInOneSlot(_ a: Probe, _ first: TimeAmount, _ b: Probe, _ second: TimeAmount, on wheel: TimerWheel) {
+        for _ in 0..<100 {
+            a.wheelTimer.arm(a, on: wheel, after: first)
+            b.wheelTimer.arm(b, on: wheel, after: second)
+            if a.wheelTimer.handle?.slot == b.wheelTimer.handle?.slot { break }
+        }
+        #expect(a.wheelTimer.handle?.slot == b.wheelTimer.handle?.slot)
+        #expect(b.wheelTimer.handle?.index == a.wheelTimer.handle.map { $0.index + 1 })
     }
 
-    @Test func aCancelledTimerLetsGoOfItsTargetAtOnceAndNeverFires() async throws {
+    /// A weak reference, handed between the test and the loop (with a strong one while `kept`).
+    final class Weak: @unchecked Sendable {
+        weak var probe: Probe?
+        var kept: Probe?
+        init(_ probe: Probe, keep: Bool = false) {
+            self.probe = probe
+            self.kept = keep ? probe : nil
+        }
+    }
+
+    @Test func aCancelledTimerLetsGoOfItsTargetAtOnce() async throws {
         try await self.onLoop({ wheel -> Weak in
             let probe = Probe()
-            probe.timer.arm(probe, on: wheel, after: .milliseconds(30))
-            probe.timer.cancel(on: wheel)
+            probe.wheelTimer.arm(probe, on: wheel, after: .milliseconds(30))
+            probe.wheelTimer.cancel(on: wheel)
             #expect(wheel.entries == 0)
             return Weak(probe)  // the probe's only strong reference ends here
         }, thenAfter: 0) { _, weak in
@@ -130,28 +145,60 @@ import Testing
         }
     }
 
-    @Test func aLongTimerThatMovedIsStillCancelled() async throws {
-        // 8 slots of 1 ms: a 5 s timer moves within its bucket every 8 ms.
-        try await self.onLoop(slots: 8, { wheel -> Probe in
+    @Test func aCancelledTimerNeverFires() async throws {
+        try await self.onLoop({ wheel -> Probe in
             let probe = Probe()
-            probe.timer.arm(probe, on: wheel, after: .seconds(5))
+            probe.wheelTimer.arm(probe, on: wheel, after: .milliseconds(5))
+            probe.wheelTimer.cancel(on: wheel)
             return probe
-        }, thenAfter: 25) { wheel, probe in
-            #expect(probe.timer.isArmed && probe.fired.isEmpty)
-            probe.timer.cancel(on: wheel)
+        }, thenAfter: 40) { _, probe in
+            #expect(probe.fired.isEmpty)
+        }
+    }
+
+    @Test func aLongTimerThatMovedIsStillCancelled() async throws {
+        // 8 slots of 1 ms: a short timer and a long one in the same slot. When the short one
+        // fires, the long one moves from second place in its bucket to first.
+        try await self.onLoop(slots: 8, { wheel -> (short: Probe, long: Weak) in
+            let short = Probe()
+            let long = Probe()
+            Self.armInOneSlot(short, .milliseconds(3), long, .milliseconds(3 + 8 * 600), on: wheel)
+            return (short, Weak(long, keep: true))
+        }, thenAfter: 40) { wheel, probes in
+            #expect(probes.short.fired.count == 1)
+            let long = try! #require(probes.long.probe)
+            #expect(long.wheelTimer.isArmed && long.fired.isEmpty)
+            long.wheelTimer.cancel(on: wheel)
             #expect(wheel.entries == 0, "the moved timer was not found")
+            probes.long.kept = nil
+        }
+    }
+
+    @Test func aTimerCancelledWhileItsBucketFiresIsReleased() async throws {
+        // Two timers due in the same tick: the first to fire cancels the other, a long one
+        // (several turns of 8 slots), which must then neither fire nor stay held.
+        try await self.onLoop(slots: 8, { wheel -> (first: Probe, second: Weak) in
+            let first = Probe()
+            let second = Probe()
+            Self.armInOneSlot(first, .milliseconds(5), second, .milliseconds(5 + 8 * 600), on: wheel)
+            first.onFire = { [weak second] in second?.wheelTimer.cancel(on: wheel) }
+            return (first, Weak(second))
+        }, thenAfter: 40) { wheel, probes in
+            #expect(probes.first.fired.count == 1)
+            #expect(wheel.entries == 0, "the timer cancelled while its bucket fired is still pending")
+            #expect(probes.second.probe == nil, "the wheel still holds it")
         }
     }
 
     @Test func rearmingReplacesThePendingTimer() async throws {
         try await self.onLoop({ wheel -> Probe in
             let probe = Probe()
-            probe.timer.arm(probe, on: wheel, after: .milliseconds(5))
-            probe.timer.arm(probe, on: wheel, after: .milliseconds(10))
+            probe.wheelTimer.arm(probe, on: wheel, after: .milliseconds(5))
+            probe.wheelTimer.arm(probe, on: wheel, after: .milliseconds(10))
             #expect(wheel.entries == 1)
             return probe
         }, thenAfter: 60) { wheel, probe in
-            #expect(probe.fired.count == 1 && !probe.timer.isArmed)
+            #expect(probe.fired.count == 1 && !probe.wheelTimer.isArmed)
             #expect(wheel.entries == 0)
         }
     }

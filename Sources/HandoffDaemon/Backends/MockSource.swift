@@ -12,7 +12,7 @@ final class MockSource: StreamSource, TimerWheelTarget {
     private let wheel: TimerWheel
     private let script: MockScript
     private var next = 0
-    private var timer = WheelTimer()
+    var wheelTimer = WheelTimer()
     private var paused = false
     private var cancelled = false
 
@@ -29,7 +29,7 @@ final class MockSource: StreamSource, TimerWheelTarget {
 
     func cancel() {
         self.cancelled = true
-        self.timer.cancel(on: self.wheel)
+        self.wheelTimer.cancel(on: self.wheel)
     }
 
     func resume() {
@@ -39,13 +39,10 @@ final class MockSource: StreamSource, TimerWheelTarget {
     }
 
     func timerFired(token: UInt32) {
-        guard self.timer.fired(token), !self.cancelled else { return }
+        guard self.wheelTimer.fired(token), !self.cancelled else { return }
         self.produce()
     }
 
-    func timerMoved(to handle: TimerWheel.Handle) {
-        self.timer.moved(to: handle)
-    }
 
     private func produce() {
         guard !self.cancelled else { return }
@@ -80,7 +77,7 @@ final class MockSource: StreamSource, TimerWheelTarget {
                 return
             }
         }
-        self.timer.arm(self, on: self.wheel, after: self.script.interval)
+        self.wheelTimer.arm(self, on: self.wheel, after: self.script.interval)
     }
 }
 

@@ -18,7 +18,7 @@ final class UpstreamSource<Dialect: UpstreamDialect>: StreamSource, UpstreamResp
     private let timeouts: DaemonConfiguration.Timeouts
     private var parser: SSEParser
     private var call: (any UpstreamCall)?
-    private var timer = WheelTimer()
+    var wheelTimer = WheelTimer()
     private var responded = false
     private var finished = false
     private var paused = false
@@ -74,7 +74,7 @@ final class UpstreamSource<Dialect: UpstreamDialect>: StreamSource, UpstreamResp
 
     func cancel() {
         self.finished = true
-        self.timer.cancel(on: self.loop.wheel)
+        self.wheelTimer.cancel(on: self.loop.wheel)
         let call = self.call
         self.call = nil
         call?.cancel()
@@ -141,7 +141,7 @@ final class UpstreamSource<Dialect: UpstreamDialect>: StreamSource, UpstreamResp
         _ = self.parser.finish()
         if self.dialect.canFinish {
             self.finished = true
-            self.timer.cancel(on: self.loop.wheel)
+            self.wheelTimer.cancel(on: self.loop.wheel)
             self.session.sourceFinished()
         } else {
             self.failMidStream(UpstreamError(.truncated, "the body ended before the stream's end marker"))
@@ -187,20 +187,12 @@ final class UpstreamSource<Dialect: UpstreamDialect>: StreamSource, UpstreamResp
     }
 
     private func failBeforeHead(_ response: ErrorResponse, upstreamStatus: Int?, detail: String? = nil) {
-        self.finished = true
-        self.timer.cancel(on: self.loop.wheel)
-        let call = self.call
-        self.call = nil
-        call?.cancel()
+        self.cancel()
         self.session.sourceFailed(response: response, message: response.message, reason: response.error, detail: detail, upstreamStatus: upstreamStatus)
     }
 
     private func failMidStream(_ error: UpstreamError) {
-        self.finished = true
-        self.timer.cancel(on: self.loop.wheel)
-        let call = self.call
-        self.call = nil
-        call?.cancel()
+        self.cancel()
         let message: String
         switch error.kind {
         case .idleTimeout: message = "the model provider went silent"
@@ -230,15 +222,12 @@ final class UpstreamSource<Dialect: UpstreamDialect>: StreamSource, UpstreamResp
         } else {
             next = min(next, self.startedAt + TimeAmount(self.timeouts.upstreamFirstByte))
         }
-        self.timer.arm(self, on: self.loop.wheel, after: max(.milliseconds(1), next - now))
+        self.wheelTimer.arm(self, on: self.loop.wheel, after: max(.milliseconds(1), next - now))
     }
 
-    func timerMoved(to handle: TimerWheel.Handle) {
-        self.timer.moved(to: handle)
-    }
 
     func timerFired(token: UInt32) {
-        guard self.timer.fired(token), !self.finished else { return }
+        guard self.wheelTimer.fired(token), !self.finished else { return }
         let now = NIODeadline.now()
         if now >= self.startedAt + TimeAmount(self.timeouts.maxStreamDuration) {
             if self.responded {

@@ -19,7 +19,7 @@ final class ChannelSource: StreamSource, ChannelListener, TimerWheelTarget {
     private var finished = false
     private let startedAt = NIODeadline.now()
     private var lastClientWrite = NIODeadline.now()
-    private var timer = WheelTimer()
+    var wheelTimer = WheelTimer()
 
     /// Unsent bytes a client may have before it is ended as too slow.
     static let maxPendingBytes = 256 * 1024
@@ -84,7 +84,7 @@ final class ChannelSource: StreamSource, ChannelListener, TimerWheelTarget {
 
     private func end() {
         self.finished = true
-        self.timer.cancel(on: self.loop.wheel)
+        self.wheelTimer.cancel(on: self.loop.wheel)
         if self.listening {
             self.listening = false
             self.services.unlisten(self.channel, self, loop: self.loop)
@@ -103,15 +103,12 @@ final class ChannelSource: StreamSource, ChannelListener, TimerWheelTarget {
         } else if self.timeouts.keepAliveInterval > .zero {
             next = min(next, self.lastClientWrite + TimeAmount(self.timeouts.keepAliveInterval))
         }
-        self.timer.arm(self, on: self.loop.wheel, after: max(.milliseconds(1), next - now))
+        self.wheelTimer.arm(self, on: self.loop.wheel, after: max(.milliseconds(1), next - now))
     }
 
-    func timerMoved(to handle: TimerWheel.Handle) {
-        self.timer.moved(to: handle)
-    }
 
     func timerFired(token: UInt32) {
-        guard self.timer.fired(token), !self.finished else { return }
+        guard self.wheelTimer.fired(token), !self.finished else { return }
         let now = NIODeadline.now()
         if !self.responded {
             guard now < self.startedAt + Self.subscribeTimeout else {

@@ -28,7 +28,7 @@ final class FollowSource: StreamSource, TimerWheelTarget {
     private let startedAt = NIODeadline.now()
     private var lastEvent = NIODeadline.now()
     private var lastClientWrite = NIODeadline.now()
-    private var timer = WheelTimer()
+    var wheelTimer = WheelTimer()
 
     /// Entries per `XRANGE`.
     static let batchSize = 256
@@ -197,7 +197,7 @@ final class FollowSource: StreamSource, TimerWheelTarget {
 
     private func end() {
         self.finished = true
-        self.timer.cancel(on: self.loop.wheel)
+        self.wheelTimer.cancel(on: self.loop.wheel)
         if let group = self.group {
             self.group = nil
             group.remove(self)
@@ -228,15 +228,12 @@ final class FollowSource: StreamSource, TimerWheelTarget {
         if self.timeouts.keepAliveInterval > .zero {
             next = min(next, self.lastClientWrite + TimeAmount(self.timeouts.keepAliveInterval))
         }
-        self.timer.arm(self, on: self.loop.wheel, after: max(.milliseconds(1), next - .now()))
+        self.wheelTimer.arm(self, on: self.loop.wheel, after: max(.milliseconds(1), next - .now()))
     }
 
-    func timerMoved(to handle: TimerWheel.Handle) {
-        self.timer.moved(to: handle)
-    }
 
     func timerFired(token: UInt32) {
-        guard self.timer.fired(token), !self.finished else { return }
+        guard self.wheelTimer.fired(token), !self.finished else { return }
         let now = NIODeadline.now()
         if now >= self.startedAt + TimeAmount(self.timeouts.maxStreamDuration) {
             self.failMidStream(message: "the stream reached its maximum duration", reason: "max_duration")

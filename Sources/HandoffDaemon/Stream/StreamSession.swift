@@ -34,7 +34,7 @@ final class StreamSession: ClientConnectionDelegate, TimerWheelTarget {
     private var connection: ClientConnection?
     private var machine = StreamStateMachine()
     private var source: (any StreamSource)?
-    private var timer = WheelTimer()
+    var wheelTimer = WheelTimer()
     private var timerPurpose = TimerPurpose.none
     /// When the client is cut if it takes nothing more; every step forward moves it, and the
     /// timer (armed once) checks it when due rather than being re-armed per step.
@@ -456,7 +456,7 @@ final class StreamSession: ClientConnectionDelegate, TimerWheelTarget {
     }
 
     /// Looks at the connection after anything was written: runs the write-progress timer while
-    /// bytes wait (re-armed by every step forward), and once nothing waits, stops it and
+    /// bytes wait (every step forward moves its deadline), and once nothing waits, stops it and
     /// resumes the source, or completes the final write.
     private func updateWriteProgress() {
         guard let connection = self.connection else { return }
@@ -464,8 +464,12 @@ final class StreamSession: ClientConnectionDelegate, TimerWheelTarget {
         case .none:
             return
         case .armTimer:
-            self.writeDeadline = .now() + TimeAmount(self.writeTimeout)
-            if self.timerPurpose != .writeProgress { self.armTimer(.writeProgress, after: self.writeTimeout) }
+            // Armed once; a step forward only moves the deadline, which the timer checks when
+            // due. A deadline that came closer (a shorter timeout now applies) re-arms it.
+            let deadline = NIODeadline.now() + TimeAmount(self.writeTimeout)
+            let closer = deadline < self.writeDeadline
+            self.writeDeadline = deadline
+            if self.timerPurpose != .writeProgress || closer { self.armTimer(.writeProgress, after: self.writeTimeout) }
         case .drained:
             if self.timerPurpose == .writeProgress { self.cancelTimer() }
             if self.machine.state == .flushing {
@@ -626,16 +630,16 @@ final class StreamSession: ClientConnectionDelegate, TimerWheelTarget {
 
     private func armTimer(_ purpose: TimerPurpose, after duration: Duration) {
         self.timerPurpose = purpose
-        self.timer.arm(self, on: self.loop.wheel, after: TimeAmount(duration))
+        self.wheelTimer.arm(self, on: self.loop.wheel, after: TimeAmount(duration))
     }
 
     private func cancelTimer() {
         self.timerPurpose = .none
-        self.timer.cancel(on: self.loop.wheel)
+        self.wheelTimer.cancel(on: self.loop.wheel)
     }
 
     func timerFired(token: UInt32) {
-        guard self.timer.fired(token) else { return }
+        guard self.wheelTimer.fired(token) else { return }
         let purpose = self.timerPurpose
         self.timerPurpose = .none
         switch purpose {
@@ -644,7 +648,7 @@ final class StreamSession: ClientConnectionDelegate, TimerWheelTarget {
             let now = NIODeadline.now()
             if now < self.writeDeadline {  // the client took bytes since the timer was armed
                 self.timerPurpose = .writeProgress
-                self.timer.arm(self, on: self.loop.wheel, after: self.writeDeadline - now)
+                self.wheelTimer.arm(self, on: self.loop.wheel, after: self.writeDeadline - now)
                 return
             }
             self.perform(self.machine.writeTimedOut())
@@ -652,9 +656,6 @@ final class StreamSession: ClientConnectionDelegate, TimerWheelTarget {
         }
     }
 
-    func timerMoved(to handle: TimerWheel.Handle) {
-        self.timer.moved(to: handle)
-    }
 
     // MARK: End
 

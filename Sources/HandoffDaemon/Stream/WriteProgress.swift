@@ -2,7 +2,7 @@
 ///
 /// The stream looks at its connection after every write and every writability event, and
 /// feeds in how many bytes wait for the kernel and how many the kernel has taken in all. While
-/// bytes wait, a write-progress timer runs and is re-armed by every step forward; when nothing
+/// bytes wait, a write-progress timer runs and every step forward moves its deadline; when nothing
 /// waits any more — however that came about, a writability event or a later write that pushed
 /// everything out — the timer stops and a paused source resumes. A client that takes nothing
 /// for the whole timeout is cut; one that reads slowly but steadily is not.

@@ -20,6 +20,8 @@ final class HTTP2ConnectionPool: @unchecked Sendable {
     private let connectionCount: ManagedAtomic<Int>
     private var connections: [HTTP2UpstreamConnection] = []
     private var waiting = CircularBuffer<HTTP2UpstreamStream>()
+    /// The last connection failed to connect, and none has become ready since.
+    private var lastConnectFailed = false
 
     /// Streams a connection is assumed to take before its SETTINGS arrive.
     static let assumedStreamsPerConnection = 100
@@ -71,39 +73,56 @@ final class HTTP2ConnectionPool: @unchecked Sendable {
         return best
     }
 
-    /// Opens connections for the streams waiting, plus one ahead of demand once the room left
-    /// falls under a fifth of a connection's streams: a steady ramp then never waits for a TCP
-    /// and TLS handshake (at 1 000 streams a second, each new connection kept the streams that
-    /// arrived during its handshake waiting milliseconds for their first byte).
+    /// Opens the connections ``connectionsToOpen(waiting:room:perConnection:inUse:keepSpare:open:limit:)`` asks for.
     private func openConnectionsIfNeeded() {
         let waitingCount = self.waiting.reduce(0) { $0 + ($1.isAbandoned ? 0 : 1) }
-        var room = 0
-        var inUse = waitingCount > 0
         var perConnection = Self.assumedStreamsPerConnection
-        for connection in self.connections {
-            if connection.isConnecting {
-                room += Self.assumedStreamsPerConnection
-            } else {
-                room += connection.room
-                perConnection = connection.maxStreams
-                inUse = inUse || connection.activeStreams > 0
-            }
+        var inUse = waitingCount > 0
+        for connection in self.connections where !connection.isConnecting {
+            perConnection = connection.maxStreams
+            inUse = inUse || connection.activeStreams > 0
         }
-        guard inUse else { return }
-        let spare = max(1, perConnection / 5)
-        var needed = waitingCount + spare - room
-        while needed > 0, self.connections.count < self.maxConnections {
+        var room = 0
+        for connection in self.connections {
+            room += connection.isConnecting ? perConnection : connection.room
+        }
+        let count = Self.connectionsToOpen(
+            waiting: waitingCount, room: room, perConnection: perConnection, inUse: inUse,
+            keepSpare: !self.lastConnectFailed, open: self.connections.count, limit: self.maxConnections
+        )
+        for _ in 0..<count {
             let connection = HTTP2UpstreamConnection(pool: self)
             self.connections.append(connection)
             self.connectionCount.wrappingIncrement(ordering: .relaxed)
             connection.connect()
-            needed -= Self.assumedStreamsPerConnection
         }
+    }
+
+    /// How many connections to open: enough for the streams waiting, and, while the pool is in
+    /// use, one ahead of demand once the room left falls under a fifth of a connection's
+    /// streams. A steady ramp then never waits for a TCP and TLS handshake (at 1 000 streams
+    /// a second, each new connection kept the streams that arrived during its handshake
+    /// waiting milliseconds for their first byte). `room` counts a connection still
+    /// connecting as `perConnection`. No spare after a failed connect (`keepSpare` false)
+    /// until a connection is ready again, or a refusing upstream would be dialled in a loop.
+    static func connectionsToOpen(waiting: Int, room: Int, perConnection: Int, inUse: Bool, keepSpare: Bool, open: Int, limit: Int) -> Int {
+        guard inUse || waiting > 0 else { return 0 }
+        let spare = keepSpare ? max(1, perConnection / 5) : 0
+        let short = waiting + spare - room
+        guard short > 0 else { return 0 }
+        let perConnection = max(1, perConnection)
+        return max(0, min((short + perConnection - 1) / perConnection, limit - open))
     }
 
     // MARK: Connection events
 
-    /// A connection became ready or freed a slot.
+    /// A connection became ready: the upstream takes connections again.
+    func connectionReady(_ connection: HTTP2UpstreamConnection) {
+        self.lastConnectFailed = false
+        self.dispatch()
+    }
+
+    /// A connection freed a slot (or its server allowed more streams).
     func connectionHasRoom(_ connection: HTTP2UpstreamConnection) {
         self.dispatch()
     }
@@ -113,6 +132,7 @@ final class HTTP2ConnectionPool: @unchecked Sendable {
         guard let index = self.connections.firstIndex(where: { $0 === connection }) else { return }
         self.connections.remove(at: index)
         self.connectionCount.wrappingDecrement(ordering: .relaxed)
+        if error != nil { self.lastConnectFailed = true }
         if let error, !self.connections.contains(where: { $0.isConnecting || $0.canTakeStream }) {
             // Nothing can serve the queue now: fail it rather than let it wait for a timeout.
             let failed = self.waiting

@@ -49,6 +49,8 @@ struct HTTP2ConnectionStateMachine {
     }
 
     var canTakeStream: Bool { self.state == .ready && self.activeStreams < self.maxStreams }
+    /// Streams it could take now.
+    var room: Int { self.canTakeStream ? self.maxStreams - self.activeStreams : 0 }
     var isConnecting: Bool { self.state == .connecting }
 
     /// The server's SETTINGS.

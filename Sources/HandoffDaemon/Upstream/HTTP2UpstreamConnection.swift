@@ -56,7 +56,7 @@ final class HTTP2UpstreamConnection {
     /// Streams the server lets this connection run at once (assumed until its SETTINGS).
     var maxStreams: Int { self.machine.maxStreams }
     /// Streams it could take now.
-    var room: Int { self.machine.canTakeStream ? self.machine.maxStreams - self.machine.activeStreams : 0 }
+    var room: Int { self.machine.room }
 
     /// Whether the server said (GOAWAY) it never processed stream `id`.
     func serverRefused(streamID id: Int) -> Bool {
@@ -177,7 +177,7 @@ final class HTTP2UpstreamConnection {
         case .startPingsAndOfferRoom:
             self.pool.logger.debug("upstream connection ready", metadata: ["max_streams": "\(self.machine.maxStreams)"])
             self.schedulePing()
-            self.pool.connectionHasRoom(self)
+            self.pool.connectionReady(self)
         case .close(let reason):
             self.pool.logger.debug("upstream connection closing", metadata: ["reason": "\(reason)"])
             self.close()
