@@ -188,7 +188,7 @@ def render_markdown(r):
                        "Mode: closed loop, 64 concurrent senders, each stream one event then `[DONE]`; one load process.", measured=dates.get("throughput")))
     out.append(section("50 000 concurrent streams", fifty,
                        "Mode: `handoffd --workers 3` (one socket, three processes: this machine allows 20 000 descriptors per process), "
-                       "four load processes, 60 events × 500 ms per stream, ramp 20 s. RSS is the supervisor plus its workers.", measured=dates.get("fifty_thousand")))
+                       "four load processes, 60 events × 500 ms per stream, ramp 20 s, acknowledged handoffs (the module's default). RSS is the supervisor plus its workers.", measured=dates.get("fifty_thousand")))
     hundred_extra = ""
     if hundred and hundred.get("independent_rss"):
         ind = hundred["independent_rss"]
