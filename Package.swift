@@ -6,7 +6,7 @@ let strict: [SwiftSetting] = [
     .enableUpcomingFeature("InternalImportsByDefault"),
 ]
 
-// The per-event path (daemon, SSE, JSON) in release builds: no dynamic exclusivity checks
+// The per-event path (daemon, SSE, JSON, the Redis client of recorded streams) in release builds: no dynamic exclusivity checks
 // (`swift_beginAccess` was ~3% of the daemon's CPU on the openai path). Debug builds, which
 // the tests run, keep them, so a violation still traps there.
 let hotPath: [SwiftSetting] = strict + [.unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))]
@@ -68,7 +68,7 @@ let package = Package(
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
             ],
-            swiftSettings: strict
+            swiftSettings: hotPath
         ),
 
         // The handoff JSON: strict decoding, validation and attachments. No NIO.
