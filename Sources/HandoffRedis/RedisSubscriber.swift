@@ -24,6 +24,8 @@ public final class RedisSubscriber: @unchecked Sendable {
         self.client.reconnectsAutomatically = true
         self.client.onPush = { [unowned self] value in self.received(value) }
         self.client.onConnectionChange = { [unowned self] up in
+            // A PING lost with the old connection says nothing about the new one.
+            self.awaitingPong = false
             if up, !self.channels.isEmpty {
                 self.client.sendWithoutReply(RESPCommand("SUBSCRIBE", self.channels.sorted().map { .string($0) }))
             }

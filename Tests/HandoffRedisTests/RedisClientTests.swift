@@ -213,6 +213,59 @@ struct RedisClientTests {
         try await server.close()
     }
 
+    /// A healthy server answers the subscriber's PINGs (RESP2 `["pong",""]`, RESP3 `+PONG`):
+    /// the subscription is never dropped and messages keep arriving.
+    @Test(arguments: [2, 3])
+    func aHealthySubscriptionAnswersItsPings(protocolVersion: Int) async throws {
+        let server = try await RedisServer.start()
+        let loop = Self.group.next()
+        let received = NIOLockedValueBox<[String]>([])
+        let subscribed = NIOLockedValueBox(0)
+        let subscriber = try await loop.submit {
+            let subscriber = RedisSubscriber(eventLoop: loop, configuration: try RedisConfiguration(url: server.url + "?protocol=\(protocolVersion)"), tls: nil, logger: Logger(label: "test"))
+            subscriber.livenessInterval = .milliseconds(50)
+            subscriber.onMessage = { channel, message in received.withLockedValue { $0.append("\(channel)=\(String(buffer: message))") } }
+            subscriber.onSubscribed = { _ in subscribed.withLockedValue { $0 += 1 } }
+            subscriber.subscribe("pings")
+            return subscriber
+        }.get()
+        try await waitUntil { subscribed.withLockedValue { $0 } == 1 }
+        try await Task.sleep(for: .milliseconds(600))  // a dozen PINGs
+        #expect(subscribed.withLockedValue { $0 } == 1, "the subscription was dropped and made again")
+        _ = try await server.cli(["PUBLISH", "pings", "still here"])
+        try await waitUntil { received.withLockedValue { $0 } == ["pings=still here"] }
+        try await loop.submit { subscriber.shutdown() }.get()
+    }
+
+    /// A PING left unanswered when the connection went away does not count against the next
+    /// connection: the fresh subscription is kept, not dropped at its first check.
+    @Test func aPingLostWithItsConnectionDoesNotDropTheNextOne() async throws {
+        let server = try await RedisServer.start()
+        let loop = Self.group.next()
+        let subscribed = NIOLockedValueBox(0)
+        let clock = ContinuousClock()
+        let started = clock.now
+        let subscriber = try await loop.submit {
+            let subscriber = RedisSubscriber(eventLoop: loop, configuration: try RedisConfiguration(url: server.url), tls: nil, logger: Logger(label: "test"))
+            subscriber.livenessInterval = .seconds(1)
+            subscriber.onSubscribed = { _ in subscribed.withLockedValue { $0 += 1 } }
+            subscriber.subscribe("lost")
+            return subscriber
+        }.get()
+        try await waitUntil { subscribed.withLockedValue { $0 } == 1 }
+        // The PING at 1 s goes unanswered; the server goes away before the check at 2 s.
+        _ = try await server.cli(["CLIENT", "PAUSE", "5000", "ALL"])
+        try await Task.sleep(until: started + .milliseconds(1300), clock: clock)
+        await server.stop()
+        try await server.start()
+        try await waitUntil(seconds: 10) { subscribed.withLockedValue { $0 } == 2 }
+        // Past the new connection's first two checks: the first sends its own PING, the
+        // second finds it answered.
+        try await Task.sleep(for: .milliseconds(2400))
+        #expect(subscribed.withLockedValue { $0 } == 2, "the new connection was dropped for the old connection's PING")
+        try await loop.submit { subscriber.shutdown() }.get()
+    }
+
     func shutdown(_ client: RedisClient) async {
         try? await client.eventLoop.submit { client.shutdown() }.get()
     }
