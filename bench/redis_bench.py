@@ -4,7 +4,6 @@ followers of one stream, and one channel message fanned out to 10 000 clients. I
 bench/run.py (the `redis` figure)."""
 
 import json
-import statistics
 import time
 import urllib.request
 

@@ -60,7 +60,7 @@ def cpu_section(cpu, measured):
             runs = ", ".join(f"{v:.0f}" for v in rep.get("runs_cpu_us_per_stream", []))
             rows.append(f"| {label} | {events} | **{rep['cpu_us_per_stream']:.0f}** ({runs}) | {res['completed']} of {res['started']} | "
                         f"{fmt(lat(rep, 'first_event', 'p50'), 2)} / {fmt(lat(rep, 'first_event', 'p99'), 2)} |")
-    out = (f"## CPU per stream and per event\n\n" + (f"Measured {measured}. " if measured else "")
+    out = ("## CPU per stream and per event\n\n" + (f"Measured {measured}. " if measured else "")
            + "Daemon CPU (user + system, `/proc/<pid>/stat`) over a whole `handoff-bench load` run, divided by the streams completed; "
              "three runs each, the median shown in bold and every run in brackets. The per-event cost is the slope between "
              "18 and 6 events per stream, so per-stream costs (handoff, headers, upstream request, close) cancel out.\n\n"
@@ -233,7 +233,7 @@ def render_markdown(r):
         out.append(cpu_section(cpu, dates.get("cpu")))
     if stalled:
         rows_ = "\n".join(f"| {t} | {d} | {k} |" for t, d, k in stalled["samples"])
-        out.append(f"## Clients that stop reading\n\n" + (f"Measured {dates.get('stalled')}. " if dates.get("stalled") else "")
+        out.append("## Clients that stop reading\n\n" + (f"Measured {dates.get('stalled')}. " if dates.get("stalled") else "")
                    + f"{stalled['clients']} TCP clients handed off (openai backend, handoff-mock-llm over TLS h2 with 100 000 chunks and no delay) "
                    "that never read. The daemon stops giving the upstream stream HTTP/2 window once its queue for the client is full, and "
                    "the mock waits for the window: memory stays flat. Idle RSS: daemon "

@@ -7,13 +7,12 @@ import os
 import signal
 import socket
 import subprocess
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from harness import HANDOFFD_BIN, Apache, Daemon, mkdir_public, parse_response, pid_alive, stop_pid, wait_for
+from harness import HANDOFFD_BIN, Apache, Daemon, mkdir_public, parse_response, pid_alive, read_all, send_record, stop_pid, wait_for
 
 RATE = 60          # handoffs per second
 DURATION = 4.0     # seconds of load; the reload happens in the middle
@@ -241,16 +240,8 @@ def test_reload_under_socket_activation_keeps_serving(tmp_path):
 def handoff_over(path):
     """One handoff as Apache makes it, over a socketpair; the client's bytes read to the end."""
     client, server = socket.socketpair()
-    with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as unix:
-        unix.connect(str(path))
-        socket.send_fds(unix, [b'{"prompt":"sa"}'], [server.fileno()])
+    send_record(path, b'{"prompt":"sa"}', [server.fileno()])
     server.close()
-    client.settimeout(10)
-    data = b""
-    while True:
-        chunk = client.recv(65536)
-        if not chunk:
-            break
-        data += chunk
+    data = read_all(client)
     client.close()
     return data

@@ -69,8 +69,7 @@ final class FollowGroup: ChannelListener, @unchecked Sendable {
         }
         self.fetching = true
         self.fetchAgain = false
-        let command = RESPCommand("XRANGE", [.string(self.keys.events), .string("(0-\(self.tail)"), "+", "COUNT", .string(String(FollowSource.batchSize))])
-        self.services.send(command, loop: self.loop, timed: false).assumeIsolated().whenComplete { result in
+        self.services.send(self.keys.readEvents(after: self.tail), loop: self.loop, timed: false).assumeIsolated().whenComplete { result in
             self.fetching = false
             guard case .success(let reply) = result, let entries = reply.array else {
                 // Members see the same trouble on their own reads, and end their streams.
@@ -82,7 +81,7 @@ final class FollowGroup: ChannelListener, @unchecked Sendable {
             if !events.isEmpty {
                 for member in Array(self.members.values) { member.offer(events[...]) }
             }
-            if entries.count == FollowSource.batchSize || self.fetchAgain { self.fetch() }
+            if entries.count == StreamKeys.readBatch || self.fetchAgain { self.fetch() }
         }
     }
 }

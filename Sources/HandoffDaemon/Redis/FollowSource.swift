@@ -30,8 +30,6 @@ final class FollowSource: StreamSource, TimerWheelTarget {
     private var lastClientWrite = NIODeadline.now()
     var wheelTimer = WheelTimer()
 
-    /// Entries per `XRANGE`.
-    static let batchSize = 256
 
     init(session: StreamSession, loop: EventLoopState, services: RedisServices, keys: StreamKeys, after lastEventID: Int64, timeouts: DaemonConfiguration.Timeouts) {
         self.session = session
@@ -135,8 +133,7 @@ final class FollowSource: StreamSource, TimerWheelTarget {
         }
         self.fetching = true
         self.fetchAgain = false
-        let command = RESPCommand("XRANGE", [.string(self.keys.events), .string("(0-\(self.position)"), "+", "COUNT", .string(String(Self.batchSize))])
-        self.services.send(command, loop: self.loop, timed: false).assumeIsolated().whenComplete { result in
+        self.services.send(self.keys.readEvents(after: self.position), loop: self.loop, timed: false).assumeIsolated().whenComplete { result in
             self.fetching = false
             guard !self.finished else { return }
             switch result {
@@ -164,7 +161,7 @@ final class FollowSource: StreamSource, TimerWheelTarget {
         }
         self.deliver(events[...], fromOwnRead: true)
         guard !self.finished else { return }
-        if entries.count == Self.batchSize || self.fetchAgain {
+        if entries.count == StreamKeys.readBatch || self.fetchAgain {
             self.fetch()
         } else {
             self.group?.caughtUp(to: self.position)

@@ -1,3 +1,5 @@
+import HandoffRedis
+
 /// The Redis names of one recorded stream, all hash-tagged with the stream id so a Redis
 /// Cluster keeps them on one node.
 ///
@@ -16,4 +18,11 @@ struct StreamKeys: Sendable, Equatable {
         self.notify = base + "notify"
     }
 
+    /// Entries per read of the events.
+    static let readBatch = 256
+
+    /// `XRANGE`: the next ``readBatch`` recorded events after event `id` (entry `0-id`).
+    func readEvents(after id: Int64) -> RESPCommand {
+        RESPCommand("XRANGE", [.string(self.events), .string("(0-\(id)"), "+", "COUNT", .string(String(Self.readBatch))])
+    }
 }

@@ -175,8 +175,6 @@ private struct WheelDriver: NIOScheduledCallbackHandler, Sendable {
 struct WheelTimer {
     private(set) var handle: TimerWheel.Handle?
 
-    var isArmed: Bool { self.handle != nil }
-
     /// Schedules `target`'s timer after `delay`, in place of the pending one.
     mutating func arm(_ target: some TimerWheelTarget, on wheel: TimerWheel, after delay: TimeAmount) {
         self.cancel(on: wheel)
