@@ -13,7 +13,6 @@ struct HandoffdCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "handoffd",
         abstract: "Streams HTTP responses on client sockets handed off by Apache's mod_socket_handoff.",
-        discussion: ConfigurationSource.helpText(),
         helpNames: []
     )
 

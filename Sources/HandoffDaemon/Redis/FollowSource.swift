@@ -63,6 +63,9 @@ final class FollowSource: StreamSource, TimerWheelTarget {
                 guard !self.finished else { return }
                 self.services.metrics.followers.increment()
                 self.group = self.services.follow(self.keys, self, loop: self.loop)
+                // The client has everything up to its last event id: the group need never read
+                // before it (a new group would otherwise read the whole recording once).
+                self.group?.caughtUp(to: self.position)
                 self.armTimer()
                 self.fetch()
             case .success:
