@@ -187,12 +187,14 @@ public struct RESPParser: Sendable {
             var result: Int64 = 0
             for byte in digits {
                 guard (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) else { return nil }
+                // Negative numbers are built downwards, so Int64.min fits too.
+                let digit = Int64(byte - UInt8(ascii: "0"))
                 let (times, overflow1) = result.multipliedReportingOverflow(by: 10)
-                let (sum, overflow2) = times.addingReportingOverflow(Int64(byte - UInt8(ascii: "0")))
+                let (next, overflow2) = negative ? times.subtractingReportingOverflow(digit) : times.addingReportingOverflow(digit)
                 guard !overflow1, !overflow2 else { return nil }
-                result = sum
+                result = next
             }
-            return negative ? -result : result
+            return result
         }
         guard let value else { throw RESPProtocolError("a malformed integer '\(String(buffer: line).prefix(32))'") }
         return value

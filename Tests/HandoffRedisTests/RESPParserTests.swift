@@ -8,6 +8,8 @@ import Testing
         ("+OK\r\n", .simpleString("OK")),
         ("-ERR unknown command\r\n", .error("ERR unknown command")),
         (":-42\r\n", .integer(-42)),
+        (":9223372036854775807\r\n", .integer(.max)),
+        (":-9223372036854775808\r\n", .integer(.min)),
         ("$5\r\nhello\r\n", .bulkString(ByteBuffer(string: "hello"))),
         ("$0\r\n\r\n", .bulkString(ByteBuffer())),
         ("$-1\r\n", .null),
@@ -73,7 +75,7 @@ import Testing
     }
 
     @Test func refusesWhatIsNotRESP() {
-        for wire in ["?x\r\n", ":12a\r\n", "$3\r\nabcXY", "#x\r\n", "$-5\r\n", "*2000000\r\n", ",abc\r\n", "+OK\n", ":1\n"] {
+        for wire in ["?x\r\n", ":12a\r\n", "$3\r\nabcXY", "#x\r\n", "$-5\r\n", "*2000000\r\n", ",abc\r\n", "+OK\n", ":1\n", ":9223372036854775808\r\n", ":-9223372036854775809\r\n", ":-\r\n"] {
             var buffer = ByteBuffer(string: wire)
             #expect(throws: RESPProtocolError.self, "\(wire.debugDescription)") { try RESPParser().next(from: &buffer) }
         }
