@@ -74,6 +74,16 @@ let package = Package(
         // The handoff JSON: strict decoding, validation and attachments. No NIO.
         .target(name: "HandoffRequest", dependencies: ["HandoffWire", "HandoffJSON"], swiftSettings: strict),
 
+        // The client side of HTTP/2 (framing, flow control, request header blocks) as pure code.
+        .target(
+            name: "HandoffHTTP2",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHPACK", package: "swift-nio-http2"),
+            ],
+            swiftSettings: hotPath
+        ),
+
         // The daemon as a library: configuration, acceptor, streams, backends.
         .target(
             name: "HandoffDaemon",
@@ -83,11 +93,11 @@ let package = Package(
                 "HandoffSSE",
                 "HandoffJSON",
                 "HandoffRedis",
+                "HandoffHTTP2",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
-                .product(name: "NIOHTTP2", package: "swift-nio-http2"),
                 .product(name: "NIOHPACK", package: "swift-nio-http2"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOTLS", package: "swift-nio"),
@@ -222,6 +232,17 @@ let package = Package(
         .testTarget(
             name: "HandoffJSONTests",
             dependencies: ["HandoffJSON", "HandoffTestSupport"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "HandoffHTTP2Tests",
+            dependencies: [
+                "HandoffHTTP2",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOHPACK", package: "swift-nio-http2"),
+                .product(name: "NIOHTTP2", package: "swift-nio-http2"),
+            ],
             swiftSettings: strict
         ),
         .testTarget(

@@ -22,6 +22,8 @@ final class HTTP2ConnectionPool: @unchecked Sendable {
     private var waiting = CircularBuffer<HTTP2UpstreamStream>()
     /// The last connection failed to connect, and none has become ready since.
     private var lastConnectFailed = false
+    /// The fields every request carries, encoded once.
+    let headerTemplate: HTTP2UpstreamStream.HeaderTemplate?
 
     /// Streams a connection is assumed to take before its SETTINGS arrive.
     static let assumedStreamsPerConnection = 100
@@ -33,6 +35,7 @@ final class HTTP2ConnectionPool: @unchecked Sendable {
         self.maxConnections = maxConnections
         self.connectionCount = connectionCount
         self.logger = logger
+        self.headerTemplate = HTTP2UpstreamStream.HeaderTemplate(settings.endpoint)
     }
 
     func start(_ request: UpstreamRequest, delegate: any UpstreamResponseDelegate) -> any UpstreamCall {

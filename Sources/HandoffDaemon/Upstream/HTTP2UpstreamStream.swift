@@ -1,6 +1,6 @@
+import HandoffHTTP2
 import NIOCore
 import NIOHPACK
-import NIOHTTP2
 
 /// One request on an HTTP/2 connection: waits in its pool's queue, then runs as a stream of a
 /// ``HTTP2UpstreamConnection``, which hands it its frames (no channel per stream). It reports
@@ -23,7 +23,7 @@ final class HTTP2UpstreamStream: UpstreamCall {
     private var reading = true
     /// The connection it runs on, and its id there, once started.
     private(set) var connection: HTTP2UpstreamConnection?
-    private(set) var streamID: HTTP2StreamID?
+    private(set) var streamID: UInt32?
 
     /// The pool that queued it, to queue it again after a refusal.
     weak var pool: HTTP2ConnectionPool?
@@ -61,7 +61,7 @@ final class HTTP2UpstreamStream: UpstreamCall {
     }
 
     /// Runs `body` with the connection and the stream's id there, while it runs on one.
-    private func onConnection(_ body: (HTTP2UpstreamConnection, HTTP2StreamID) -> Void) {
+    private func onConnection(_ body: (HTTP2UpstreamConnection, UInt32) -> Void) {
         if let connection = self.connection, let id = self.streamID { body(connection, id) }
     }
 
@@ -72,23 +72,51 @@ final class HTTP2UpstreamStream: UpstreamCall {
 
     // MARK: Running on a connection
 
-    /// Started as stream `id` of `connection`: the request's frames, HEADERS then DATA.
-    func started(on connection: HTTP2UpstreamConnection, as id: HTTP2StreamID, endpoint: UpstreamEndpoint) -> (HPACKHeaders, ByteBuffer)? {
-        guard let request = self.request else { return nil }
+    /// The fields every request to an endpoint carries, as header block pieces
+    /// (``HPACKRequestEncoder``) encoded once: the pseudo-headers before `:path`, and the
+    /// regular fields after it (pseudo-headers must come first).
+    struct HeaderTemplate {
+        let beforePath: ByteBuffer
+        let afterPath: ByteBuffer
+
+        /// `nil` if the endpoint's authority cannot be sent.
+        init?(_ endpoint: UpstreamEndpoint) {
+            var before = ByteBuffer()
+            var after = ByteBuffer()
+            guard HPACKRequestEncoder.write(name: ":method", value: "POST", into: &before),
+                HPACKRequestEncoder.write(name: ":scheme", value: endpoint.tls ? "https" : "http", into: &before),
+                HPACKRequestEncoder.write(name: ":authority", value: endpoint.authority, into: &before),
+                HPACKRequestEncoder.write(name: "content-type", value: "application/json", into: &after),
+                HPACKRequestEncoder.write(name: "accept", value: "text/event-stream", into: &after)
+            else { return nil }
+            self.beforePath = before
+            self.afterPath = after
+        }
+    }
+
+    /// Started as stream `id` of `connection`: the request's header block (from `template`)
+    /// and body, or `nil` (and the stream failed) if its headers cannot be sent.
+    func started(on connection: HTTP2UpstreamConnection, as id: UInt32, template: HeaderTemplate) -> (ByteBuffer, ByteBuffer)? {
+        guard let request = self.request else {
+            self.failBeforeStart(UpstreamError(.connectFailed, "no request to send"))
+            return nil
+        }
+        var block = template.beforePath
+        var valid = HPACKRequestEncoder.write(name: ":path", value: request.path, into: &block)
+        block.writeImmutableBuffer(template.afterPath)
+        valid = valid && HPACKRequestEncoder.write(name: "content-length", value: String(request.body.readableBytes), into: &block)
+        for (name, value) in request.headers where valid {
+            valid = HPACKRequestEncoder.write(name: name, value: value, into: &block)
+        }
+        guard valid else {
+            self.request = nil
+            self.failBeforeStart(UpstreamError(.malformed, "a request header HTTP/2 cannot carry (an upper-case name, or CR, LF or NUL in a value)"))
+            return nil
+        }
         self.request = nil
         self.connection = connection
         self.streamID = id
-        var headers = HPACKHeaders()
-        headers.reserveCapacity(8 + request.headers.count)
-        headers.add(name: ":method", value: "POST")
-        headers.add(name: ":scheme", value: endpoint.tls ? "https" : "http")
-        headers.add(name: ":authority", value: endpoint.authority)
-        headers.add(name: ":path", value: request.path)
-        headers.add(name: "content-type", value: "application/json")
-        headers.add(name: "accept", value: "text/event-stream")
-        headers.add(name: "content-length", value: String(request.body.readableBytes))
-        for (name, value) in request.headers { headers.add(name: name, value: value) }
-        return (headers, request.body)
+        return (block, request.body)
     }
 
     /// A HEADERS frame for this stream.

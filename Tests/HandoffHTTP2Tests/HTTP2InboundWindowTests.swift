@@ -1,6 +1,6 @@
 import Testing
 
-@testable import HandoffDaemon
+import HandoffHTTP2
 
 @Suite struct HTTP2InboundWindowTests {
     @Test func givesBackOnceHalfTheWindowIsUsed() {

@@ -1,0 +1,63 @@
+import HandoffHTTP2
+import NIOCore
+import Testing
+
+/// Frames come out whole and in order however the bytes were cut by the reads.
+@Suite struct HTTP2FrameReaderTests {
+    private func frames() -> ByteBuffer {
+        var bytes = ByteBuffer()
+        bytes.writeHTTP2Settings([(HTTP2SettingID.maxConcurrentStreams, 7)])
+        bytes.writeHTTP2Data(streamID: 1, ByteBuffer(string: "hello"), endStream: false)
+        bytes.writeHTTP2Data(streamID: 3, ByteBuffer(), endStream: true)
+        bytes.writeHTTP2Ping(42, ack: true)
+        bytes.writeHTTP2Data(streamID: 0x7fff_ffff, ByteBuffer(repeating: 0x61, count: 1000), endStream: false)
+        return bytes
+    }
+
+    private func read(_ reader: inout HTTP2FrameReader) throws -> [String] {
+        var seen: [String] = []
+        while let frame = try reader.next() {
+            seen.append("\(frame.type)/\(frame.flags)/\(frame.streamID)/\(frame.payload.readableBytes)/\(String(buffer: frame.payload).prefix(5))")
+        }
+        return seen
+    }
+
+    @Test func everySplitPointGivesTheSameFrames() throws {
+        let all = self.frames()
+        var whole = HTTP2FrameReader()
+        whole.append(all)
+        let expected = try self.read(&whole)
+        #expect(expected.count == 5)
+        #expect(expected[1] == "0/0/1/5/hello")
+        #expect(expected[4].hasPrefix("0/0/2147483647/1000/"))
+        #expect(whole.bufferedBytes == 0)
+        for cut in 1..<all.readableBytes {
+            var reader = HTTP2FrameReader()
+            var seen: [String] = []
+            reader.append(all.getSlice(at: 0, length: cut)!)
+            seen += try self.read(&reader)
+            reader.append(all.getSlice(at: cut, length: all.readableBytes - cut)!)
+            seen += try self.read(&reader)
+            #expect(seen == expected, "cut at \(cut)")
+        }
+    }
+
+    @Test func aFrameAboveTheLimitIsAFrameSizeError() throws {
+        var bytes = ByteBuffer()
+        bytes.writeHTTP2Data(streamID: 1, ByteBuffer(repeating: 0, count: http2DefaultMaxFrameSize + 1), endStream: false)
+        var reader = HTTP2FrameReader()
+        // The header alone is enough to refuse it.
+        reader.append(bytes.getSlice(at: 0, length: 9)!)
+        #expect(throws: HTTP2ConnectionError.self) { try reader.next() }
+        do {
+            _ = try reader.next()
+        } catch {
+            #expect(error.code == .frameSizeError)
+        }
+        var exact = HTTP2FrameReader()
+        var fits = ByteBuffer()
+        fits.writeHTTP2Data(streamID: 1, ByteBuffer(repeating: 0, count: http2DefaultMaxFrameSize), endStream: false)
+        exact.append(fits)
+        #expect(try exact.next()?.payload.readableBytes == http2DefaultMaxFrameSize)
+    }
+}
