@@ -235,6 +235,11 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(
+            name: "HandoffBenchTests",
+            dependencies: ["HandoffBench"],
+            swiftSettings: strict
+        ),
+        .testTarget(
             name: "HandoffHTTP2Tests",
             dependencies: [
                 "HandoffHTTP2",

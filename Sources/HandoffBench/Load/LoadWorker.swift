@@ -120,11 +120,8 @@ public final class LoadWorker {
             let finished = self.configuration.sustained ? now >= stopStarting && self.active == 0 : scheduled == total && self.active == 0
             if finished || now >= stopStarting + timeout + 1_000_000_000 { break }
 
-            var wait = 100
-            if !self.configuration.sustained, scheduled < total, ramp > 0 {
-                let due = start + ramp * UInt64(scheduled) / UInt64(total)
-                wait = due > now ? min(100, Int((due - now) / 1_000_000)) : 0
-            }
+            let wait = self.configuration.sustained || scheduled == total || ramp == 0
+                ? 100 : Self.milliseconds(until: start + ramp * UInt64(scheduled) / UInt64(total), now: now)
             try? self.epoll.wait(timeoutMilliseconds: wait) { token, _ in
                 self.read(fd: CInt(token))
             }
@@ -320,6 +317,14 @@ public final class LoadWorker {
     }
 
     // MARK: Time
+
+    /// epoll's timeout until `due`: whole milliseconds rounded up (at most 100), so a start due
+    /// in under a millisecond sleeps until then instead of spinning on a core the daemon
+    /// under test needs; 0 only when it is already due.
+    static func milliseconds(until due: UInt64, now: UInt64) -> Int {
+        guard due > now else { return 0 }
+        return min(100, Int((due - now + 999_999) / 1_000_000))
+    }
 
     static func now() -> UInt64 {
         var now = timespec()
