@@ -1,8 +1,6 @@
 import HandoffSSE
 import Foundation
 import NIOCore
-import NIOHTTP1
-import NIOHTTP2
 
 /// One streamed answer: OpenAI `chat.completion.chunk` events or LangGraph events, on timers,
 /// shaped and broken as the ``TestPattern`` says.
@@ -18,8 +16,7 @@ final class MockCompletionStream {
     private let chunkCount: Int
     private let echo: String?
     private let chunkDelay: TimeAmount
-    private let context: ChannelHandlerContext
-    private let keepAlive: Bool
+    private let writer: any MockResponseWriter
     private let onEnd: (MockStats.Outcome) -> Void
     private let stats: MockStats
     private var goAwaySent = false
@@ -39,8 +36,7 @@ final class MockCompletionStream {
         chunkCount: Int,
         echo: String? = nil,
         chunkDelay: TimeAmount,
-        context: ChannelHandlerContext,
-        keepAlive: Bool,
+        writer: any MockResponseWriter,
         stats: MockStats,
         onEnd: @escaping (MockStats.Outcome) -> Void
     ) {
@@ -51,8 +47,7 @@ final class MockCompletionStream {
         self.chunkCount = max(1, chunkCount)
         self.echo = echo
         self.chunkDelay = chunkDelay
-        self.context = context
-        self.keepAlive = keepAlive
+        self.writer = writer
         self.onEnd = onEnd
     }
 
@@ -62,41 +57,19 @@ final class MockCompletionStream {
             self.respondWithStatus(code)
         case .stall(let milliseconds):
             self.schedule(after: .milliseconds(Int64(milliseconds))) { $0.beginStream() }
-        case .refuseOnce(let token) where self.http2StreamID != nil && self.stats.firstSighting(of: token):
-            self.refuseStream()
-        case .goAwayRefuseOnce(let token) where self.http2StreamID != nil && self.stats.firstSighting(of: token):
-            self.sendGoAway(lastStreamID: self.http2StreamID.map { $0 > 2 ? HTTP2StreamID(Int32($0) - 2) : .rootStream } ?? .rootStream)
+        case .refuseOnce(let token) where self.writer.http2StreamID != nil && self.stats.firstSighting(of: token):
+            // RST_STREAM(REFUSED_STREAM) before any response: the request was not processed.
             self.onEnd(.failed)
-            self.context.close(promise: nil)
+            self.writer.refuse()
+        case .goAwayRefuseOnce(let token) where self.writer.http2StreamID != nil && self.stats.firstSighting(of: token):
+            // A GOAWAY whose last stream id is below this one's: it was not processed.
+            self.goAwaySent = true
+            self.writer.goAway(lastStreamID: max(0, self.writer.http2StreamID! - 2))
+            self.onEnd(.failed)
+            self.writer.reset()
         default:
             self.beginStream()
         }
-    }
-
-    // MARK: HTTP/2 faults
-
-    /// This stream's id when it is an HTTP/2 stream.
-    private var http2StreamID: Int? {
-        guard self.context.channel.parent != nil else { return nil }
-        return (try? self.context.channel.syncOptions?.getOption(HTTP2StreamChannelOptions.streamID)).map { Int($0) }
-    }
-
-    /// `RST_STREAM(REFUSED_STREAM)` before any response: the request was not processed.
-    private func refuseStream() {
-        self.onEnd(.failed)
-        guard let codec = try? self.context.pipeline.syncOperations.context(handlerType: HTTP2FramePayloadToHTTP1ServerCodec.self) else {
-            self.context.close(promise: nil)
-            return
-        }
-        codec.writeAndFlush(NIOAny(HTTP2Frame.FramePayload.rstStream(.refusedStream)), promise: nil)
-    }
-
-    /// A GOAWAY on the connection: streams above `lastStreamID` are not processed.
-    private func sendGoAway(lastStreamID: HTTP2StreamID) {
-        guard let connection = self.context.channel.parent else { return }
-        self.goAwaySent = true
-        let frame = HTTP2Frame(streamID: .rootStream, payload: .goAway(lastStreamID: lastStreamID, errorCode: .noError, opaqueData: nil))
-        connection.writeAndFlush(frame, promise: nil)
     }
 
     func cancel() {
@@ -108,12 +81,9 @@ final class MockCompletionStream {
     // MARK: Steps
 
     private func beginStream() {
-        var headers = HTTPHeaders()
-        headers.add(name: "content-type", value: "text/event-stream; charset=utf-8")
-        headers.add(name: "cache-control", value: "no-cache")
-        if self.pattern.fault == .overlong { headers.add(name: "content-length", value: "1") }
-        if !self.keepAlive { headers.add(name: "connection", value: "close") }
-        self.context.write(NIOAny(HTTPServerResponsePart.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: headers))), promise: nil)
+        var headers = [("content-type", "text/event-stream; charset=utf-8"), ("cache-control", "no-cache")]
+        if self.pattern.fault == .overlong { headers.append(("content-length", "1")) }
+        self.writer.writeHead(status: 200, headers: headers)
         if case .langGraph(let threadID) = self.kind {
             let thread = threadID.map { #","thread_id":"\#($0)""# } ?? ""
             self.writeEvent(name: "metadata", json: #"{"run_id":"mock-run-\#(self.id.suffix(8))","attempt":1\#(thread)}"#, flush: false)
@@ -133,8 +103,8 @@ final class MockCompletionStream {
     /// amount of memory.
     private func step() {
         guard !self.cancelled else { return }
-        guard self.context.channel.isWritable else {
-            self.context.flush()
+        guard self.writer.isWritable else {
+            self.writer.flush()
             self.waitingForWritability = true
             return
         }
@@ -143,14 +113,17 @@ final class MockCompletionStream {
             self.endBody(outcome: .failed)
             return
         case .hang(let after) where self.sent >= after:
-            self.context.flush()
+            self.writer.flush()
             return
         case .reset(let after) where self.sent >= after:
             self.resetStream()
             return
         case .goAway(let after) where self.sent >= after && !self.goAwaySent:
             // A graceful GOAWAY: every stream opened so far finishes, no new one starts here.
-            if self.http2StreamID != nil { self.sendGoAway(lastStreamID: .maxID) }
+            if self.writer.http2StreamID != nil {
+                self.goAwaySent = true
+                self.writer.goAway(lastStreamID: Int(Int32.max))
+            }
         case .malformed where self.sent == 1:
             self.writeRaw(#"data: {"choices":[{"index":0,"delta":{"content":"bro"#, flush: true)
             self.writeRaw("\n\n", flush: true)
@@ -225,48 +198,38 @@ final class MockCompletionStream {
     }
 
     private func writeRaw(_ text: String, flush: Bool) {
-        let buffer = self.context.channel.allocator.buffer(string: text)
-        self.context.write(NIOAny(HTTPServerResponsePart.body(.byteBuffer(buffer))), promise: nil)
-        if flush { self.context.flush() }
+        self.writer.writeBody(self.writer.allocator.buffer(string: text))
+        if flush { self.writer.flush() }
     }
 
     private func endBody(outcome: MockStats.Outcome) {
         // Count first: writing the end can close an HTTP/2 stream (and report it) at once.
         self.onEnd(outcome)
-        self.context.writeAndFlush(NIOAny(HTTPServerResponsePart.end(nil)), promise: nil)
-        if !self.keepAlive { self.context.close(promise: nil) }
+        self.writer.end()
     }
 
     private func respondWithStatus(_ code: Int) {
-        let status = HTTPResponseStatus(statusCode: code)
-        var headers = HTTPHeaders()
         let body = #"{"error":{"message":"mock status \#(code)","type":"mock_error","code":\#(code)}}"# + "\n"
-        headers.add(name: "content-type", value: "application/json")
-        headers.add(name: "content-length", value: String(body.utf8.count))
+        var headers = [("content-type", "application/json"), ("content-length", String(body.utf8.count))]
         if code == 429 || code == 503 {
-            headers.add(name: "retry-after", value: self.pattern.retryAfterAsDate ? TestPattern.retryAfterDate : "7")
+            headers.append(("retry-after", self.pattern.retryAfterAsDate ? TestPattern.retryAfterDate : "7"))
         }
-        self.context.write(NIOAny(HTTPServerResponsePart.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))), promise: nil)
-        self.context.write(NIOAny(HTTPServerResponsePart.body(.byteBuffer(self.context.channel.allocator.buffer(string: body)))), promise: nil)
+        self.writer.writeHead(status: code, headers: headers)
+        self.writer.writeBody(self.writer.allocator.buffer(string: body))
         self.onEnd(.failed)
-        self.context.writeAndFlush(NIOAny(HTTPServerResponsePart.end(nil)), promise: nil)
+        self.writer.end()
     }
 
-    /// RST_STREAM on HTTP/2 (closing a stream channel early resets it); a TCP reset on HTTP/1.1.
+    /// RST_STREAM on HTTP/2; a TCP reset on HTTP/1.1.
     private func resetStream() {
-        self.context.flush()
-        let channel = self.context.channel
+        self.writer.flush()
         self.onEnd(.failed)
-        if channel.parent == nil, let provider = channel as? any SocketOptionProvider {
-            provider.setSoLinger(linger(l_onoff: 1, l_linger: 0)).whenComplete { _ in channel.close(promise: nil) }
-            return
-        }
-        channel.close(promise: nil)
+        self.writer.reset()
     }
 
     private func schedule(after delay: TimeAmount, _ body: @escaping (MockCompletionStream) -> Void) {
         guard !self.cancelled else { return }
-        self.timer = self.context.eventLoop.assumeIsolated().scheduleTask(in: delay) { [self] in
+        self.timer = self.writer.eventLoop.assumeIsolated().scheduleTask(in: delay) { [self] in
             self.timer = nil
             guard !self.cancelled else { return }
             body(self)

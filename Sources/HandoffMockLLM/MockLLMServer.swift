@@ -115,16 +115,9 @@ public final class MockLLMServer: Sendable {
             ]
             // The `overlong` pattern sends past its declared content-length on purpose.
             connection.contentLengthValidation = .disabled
-            _ = try channel.pipeline.syncOperations.configureHTTP2Pipeline(
-                mode: .server,
-                connectionConfiguration: connection,
-                streamConfiguration: .init()
-            ) { stream in
-                stream.eventLoop.makeCompletedFuture {
-                    try stream.pipeline.syncOperations.addHandler(HTTP2FramePayloadToHTTP1ServerCodec())
-                    try stream.pipeline.syncOperations.addHandler(MockLLMHandler(configuration: configuration, stats: stats))
-                }
-            }
+            let sync = channel.pipeline.syncOperations
+            try sync.addHandler(NIOHTTP2Handler(mode: .server, connectionConfiguration: connection, streamConfiguration: .init()))
+            try sync.addHandler(MockHTTP2Handler(configuration: configuration, stats: stats))
         }
     }
 

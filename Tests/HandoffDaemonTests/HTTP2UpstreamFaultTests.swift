@@ -63,6 +63,21 @@ import Glibc
         }
     }
 
+    /// Request bodies that add up to more than a connection's first window (65 535 bytes): the
+    /// server gives the connection's window back, and every stream on the one connection is served.
+    @Test func requestBodiesPastTheFirstConnectionWindowAreAllServed() async throws {
+        try await self.withMock(chunks: 1, delay: .milliseconds(1)) { mock, settings in
+            try await withDaemon(self.configure(settings)) { daemon, _ in
+                let prompt = String(repeating: "p", count: 4000)
+                for _ in 0..<24 {
+                    let response = try await exchange(daemon, json: #"{"backend":"openai","prompt":"\#(prompt)"}"#).response
+                    #expect(self.complete(response))
+                }
+                #expect(mock.stats.totals.completed == 24)
+            }
+        }
+    }
+
     @Test func aRefusedStreamIsRetriedOnAnotherAttempt() async throws {
         try await self.withMock(chunks: 3) { mock, settings in
             try await withDaemon(self.configure(settings)) { daemon, _ in
@@ -148,11 +163,8 @@ import Glibc
 /// A client that stops reading pauses its upstream stream (no window is given back, so the
 /// server stops at the window's end); once it reads again, every event arrives, in order.
 @Suite struct HTTP2UpstreamBackpressureTests {
-    /// Fails today with the channel-per-stream daemon and this one alike: handoff-mock-llm resets
-    /// (RST_STREAM CANCEL) a stream whose HTTP/2 window runs out, instead of waiting for the
-    /// window (curl --limit-rate, which never lets the window run out, gets every chunk). The
-    /// mock's backpressure is issue 10's; the daemon's pause logic is tested without the mock in
-    /// `HTTP2UpstreamStreamTests` and `HTTP2InboundWindowTests`.
+    /// Through the mock, which waits for window when a stream's runs out (it tracks the
+    /// client's windows), so this is the whole path: client stalls, daemon pauses, mock waits.
     @Test
     func aStalledClientGetsEveryEventInOrderOnceItReads() async throws {
         let chunks = 3000
