@@ -54,6 +54,8 @@ public struct HTTP2ClientProtocol {
     private var connectionSendWindow = 65_535
     private var peerInitialWindow = 65_535
     private var sawSettings = false
+    /// The server acknowledged our SETTINGS (our stream window applies from then on).
+    private var settingsAcknowledged = false
     private var highestStreamID: UInt32 = 0
     private var failure: HTTP2ConnectionError?
     private let streamWindowSize: Int
@@ -248,7 +250,11 @@ public struct HTTP2ClientProtocol {
         guard var stream = self.streams[id] else { return }  // closed: it only counted for the connection
         let endStream = frame.has(HTTP2Flags.endStream)
         guard stream.finalHeadersSeen else { return self.streamError(id, .protocolError) }
-        guard !stream.receiveWindow.wouldOverflow(flowLength) else { return self.streamError(id, .flowControlError) }
+        // Until the server acknowledges our SETTINGS it may use the default window, which can be larger.
+        let limit = self.settingsAcknowledged ? self.streamWindowSize : max(self.streamWindowSize, Self.initialWindowSize)
+        guard stream.receiveWindow.unacknowledged + flowLength <= limit else {
+            return self.streamError(id, .flowControlError)
+        }
         stream.receivedBytes += data.readableBytes
         if let declared = stream.contentLength, stream.receivedBytes > declared || endStream && stream.receivedBytes != declared {
             return self.streamError(id, .protocolError)
@@ -357,6 +363,7 @@ public struct HTTP2ClientProtocol {
         var payload = frame.payload
         if frame.has(HTTP2Flags.ack) {
             guard payload.readableBytes == 0 else { throw HTTP2ConnectionError(.frameSizeError, "a SETTINGS acknowledgement with a payload") }
+            self.settingsAcknowledged = true
             return
         }
         guard payload.readableBytes % 6 == 0 else { throw HTTP2ConnectionError(.frameSizeError, "SETTINGS of \(payload.readableBytes) bytes") }

@@ -222,6 +222,27 @@ private typealias ClientErrorCode = HandoffHTTP2.HTTP2ErrorCode
         #expect(try Self.events(&pair.client) == ["closed 1 FLOW_CONTROL_ERROR"])
     }
 
+    @Test func beforeOurSettingsAreAcknowledgedTheDefaultWindowIsAllowed() throws {
+        var client = HTTP2ClientProtocol(streamWindowSize: 1000, connectionWindowSize: 1 << 20, maxHeaderListSize: 16_384)
+        client.start()
+        client.openStream(1, headerBlock: Self.headerBlock([(":method", "POST")]), body: ByteBuffer())
+        _ = client.takeOutput()
+        client.setReading(false, on: 1)
+        var bytes = ByteBuffer()
+        bytes.writeHTTP2Settings([])
+        bytes.writeHTTP2Headers(streamID: 1, block: Self.headerBlock([(":status", "200")]), endStream: false, maxFrameSize: 16_384)
+        bytes.writeHTTP2Data(streamID: 1, ByteBuffer(repeating: 0x61, count: 5000), endStream: false)
+        client.receive(bytes)
+        // The server may not have seen our 1 000-byte window yet: 5 000 bytes are within its 65 535.
+        #expect(try Self.events(&client) == ["settings", "headers 1", "data 1"])
+        bytes.clear()
+        bytes.writeHTTP2Settings([], ack: true)
+        bytes.writeHTTP2Data(streamID: 1, ByteBuffer(repeating: 0x61, count: 1), endStream: false)
+        client.receive(bytes)
+        // From the acknowledgement on, our window holds: 5 001 bytes unread overrun 1 000.
+        #expect(try Self.events(&client) == ["closed 1 FLOW_CONTROL_ERROR"])
+    }
+
     @Test func aServerThatBreaksTheProtocolGetsAGoAway() throws {
         let cases: [(String, (inout ByteBuffer) -> Void, ClientErrorCode)] = [
             ("no SETTINGS first", { $0.writeHTTP2Ping(1, ack: false) }, .protocolError),
@@ -262,6 +283,7 @@ private typealias ClientErrorCode = HandoffHTTP2.HTTP2ErrorCode
             case .headers(let id, _, let end): seen.append("headers \(id)\(end ? " end" : "")")
             case .data(let id, _, let end): seen.append("data \(id)\(end ? " end" : "")")
             case .streamClosed(let id, let reason): seen.append("closed \(id) \(reason.map { "\($0)" } ?? "ok")")
+            case .settings: seen.append("settings")
             default: seen.append("\(event)")
             }
         }
