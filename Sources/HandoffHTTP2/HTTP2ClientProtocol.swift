@@ -104,6 +104,8 @@ public struct HTTP2ClientProtocol {
             body: hasBody ? body : nil,
             receiveWindow: HTTP2InboundWindow(size: self.streamWindowSize)
         )
+        // A body that waits only for its own stream's window holds no one else up, so a new one
+        // goes as far as the windows let it at once.
         if hasBody, !self.sendBody(of: id) { self.blocked.append(id) }
     }
 
@@ -163,6 +165,7 @@ public struct HTTP2ClientProtocol {
     private mutating func sendBlockedBodies() {
         var stillBlocked = CircularBuffer<UInt32>()
         while let id = self.blocked.popFirst() {
+            guard self.streams[id]?.body != nil else { continue }  // closed or sent meanwhile
             if self.connectionSendWindow <= 0 || !self.sendBody(of: id) { stillBlocked.append(id) }
         }
         self.blocked = stillBlocked
@@ -372,7 +375,8 @@ public struct HTTP2ClientProtocol {
         while let parameter = payload.readInteger(as: UInt16.self), let value = payload.readInteger(as: UInt32.self) {
             switch parameter {
             case HTTP2SettingID.enablePush:
-                guard value <= 1 else { throw HTTP2ConnectionError(.protocolError, "SETTINGS_ENABLE_PUSH \(value)") }
+                // A server may only say 0 (RFC 9113 §6.5.2).
+                guard value == 0 else { throw HTTP2ConnectionError(.protocolError, "SETTINGS_ENABLE_PUSH \(value) from a server") }
             case HTTP2SettingID.maxConcurrentStreams:
                 maxConcurrentStreams = Int(value)
             case HTTP2SettingID.initialWindowSize:

@@ -26,6 +26,11 @@ final class MockExchange {
         self.configuration = configuration
         self.stats = stats
         self.writer = writer
+        stats.exchangeCreated()
+    }
+
+    deinit {
+        self.stats.exchangeFreed()
     }
 
     /// The reader takes bytes again: a stream that waited goes on.

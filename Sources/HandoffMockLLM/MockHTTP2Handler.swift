@@ -43,34 +43,34 @@ final class MockHTTP2Handler: ChannelInboundHandler {
         case .headers(let headers):
             if let stream = self.streams[id] {
                 if headers.endStream { stream.requestEnded() }  // trailers
-                return
+            } else {
+                let stream = MockHTTP2StreamWriter(id: id, connection: self, window: self.initialWindow, headers: headers.headers, allocator: context.channel.allocator, eventLoop: context.eventLoop)
+                self.streams[id] = stream
+                if headers.endStream { stream.requestEnded() }
             }
-            let stream = MockHTTP2StreamWriter(id: id, connection: self, window: self.initialWindow, headers: headers.headers, allocator: context.channel.allocator, eventLoop: context.eventLoop)
-            self.streams[id] = stream
-            if headers.endStream { stream.requestEnded() }
         case .data(let data):
-            guard let stream = self.streams[id], case .byteBuffer(let bytes) = data.data else { return }
-            guard stream.received(bytes) else {
-                stream.exchange(configuration: self.configuration, stats: self.stats).respond(status: 413, json: #"{"error":{"message":"body too large"}}"#)
-                return
+            guard case .byteBuffer(let bytes) = data.data else { return }
+            // The request body's windows, given back as it is read: the connection's in batches
+            // (for every stream, answered or not), the stream's at once while it is open.
+            var wrote = false
+            self.receivedUnacknowledged += bytes.readableBytes
+            if self.receivedUnacknowledged >= Self.windowUpdateThreshold {
+                self.write(HTTP2Frame(streamID: .rootStream, payload: .windowUpdate(windowSizeIncrement: self.receivedUnacknowledged)))
+                self.receivedUnacknowledged = 0
+                wrote = true
             }
-            // The request body's windows, given back as it is read: the stream's at once (while it
-            // is open), the connection's in batches.
-            if bytes.readableBytes > 0 {
-                var wrote = false
-                if !data.endStream {
+            if let stream = self.streams[id] {
+                if !data.endStream, bytes.readableBytes > 0 {
                     self.write(HTTP2Frame(streamID: id, payload: .windowUpdate(windowSizeIncrement: bytes.readableBytes)))
                     wrote = true
                 }
-                self.receivedUnacknowledged += bytes.readableBytes
-                if self.receivedUnacknowledged >= Self.windowUpdateThreshold {
-                    self.write(HTTP2Frame(streamID: .rootStream, payload: .windowUpdate(windowSizeIncrement: self.receivedUnacknowledged)))
-                    self.receivedUnacknowledged = 0
-                    wrote = true
+                if !stream.received(bytes) {
+                    stream.exchange(configuration: self.configuration, stats: self.stats).respond(status: 413, json: #"{"error":{"message":"body too large"}}"#)
+                } else if data.endStream {
+                    stream.requestEnded()
                 }
-                if wrote { context.flush() }
             }
-            if data.endStream { stream.requestEnded() }
+            if wrote { context.flush() }
         case .windowUpdate(let increment):
             if id == .rootStream {
                 self.connectionWindow += increment

@@ -52,6 +52,8 @@ final class MockLLMHandler: ChannelInboundHandler {
 
     func channelInactive(context: ChannelHandlerContext) {
         self.exchange?.cancel()
+        // The exchange's writer holds the context, which holds this handler: let go of it.
+        self.exchange = nil
         context.fireChannelInactive()
     }
 

@@ -19,6 +19,7 @@ public final class MockStats: Sendable {
         var connections = 0
         var http2Connections = 0
         var tokens: Set<String> = []
+        var exchanges = 0
     }
 
     private let state = NIOLockedValueBox(State())
@@ -47,6 +48,20 @@ public final class MockStats: Sendable {
             case .failed: $0.failed += 1
             }
         }
+    }
+
+    /// Requests whose exchange is still in memory: 0 once every connection has finished with
+    /// its requests (a leak shows here).
+    public var exchangesInMemory: Int {
+        self.state.withLockedValue { $0.exchanges }
+    }
+
+    func exchangeCreated() {
+        self.state.withLockedValue { $0.exchanges += 1 }
+    }
+
+    func exchangeFreed() {
+        self.state.withLockedValue { $0.exchanges -= 1 }
     }
 
     func connectionOpened(http2: Bool) {

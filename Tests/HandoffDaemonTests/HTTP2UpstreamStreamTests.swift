@@ -1,5 +1,6 @@
 import NIOCore
 import NIOHPACK
+import NIOHPACK
 import Testing
 
 @testable import HandoffDaemon
@@ -79,5 +80,28 @@ import Testing
         #expect(recorder.failed != nil)
         stream.setReading(true)
         #expect(recorder.received.isEmpty)
+    }
+}
+
+/// The request header block as a strict server sees it.
+@Suite struct HTTP2RequestHeaderTests {
+    @Test func everyBlockStartsWithATableSizeUpdateAndCarriesTheRequest() throws {
+        let endpoint = try UpstreamEndpoint(url: "https://api.example.com/v1")
+        let template = try #require(HTTP2UpstreamStream.HeaderTemplate(endpoint))
+        // 0x20: a dynamic table size update to 0 (RFC 7541 §6.3), which a server that lowered
+        // SETTINGS_HEADER_TABLE_SIZE requires before anything else.
+        #expect(template.beforePath.getInteger(at: template.beforePath.readerIndex, as: UInt8.self) == 0x20)
+        let request = UpstreamRequest(path: "/v1/chat/completions", headers: [("authorization", "Bearer k"), ("x-request-id", " r-1\t")], body: ByteBuffer(string: "{}"))
+        var block = try #require(HTTP2UpstreamStream.headerBlock(for: request, template: template))
+        var decoder = HPACKDecoder(allocator: ByteBufferAllocator(), maxDynamicTableSize: 0, maxHeaderListSize: 16_384)
+        let fields = try decoder.decodeHeaders(from: &block).map { "\($0.name): \($0.value)" }
+        #expect(fields == [
+            ":method: POST", ":scheme: https", ":authority: api.example.com", ":path: /v1/chat/completions",
+            "content-type: application/json", "accept: text/event-stream", "content-length: 2",
+            "authorization: Bearer k", "x-request-id: r-1",
+        ])
+        // A name HTTP/2 cannot carry fails the request before it is sent.
+        let upper = UpstreamRequest(path: "/", headers: [("X-Upper", "v")], body: ByteBuffer())
+        #expect(HTTP2UpstreamStream.headerBlock(for: upper, template: template) == nil)
     }
 }

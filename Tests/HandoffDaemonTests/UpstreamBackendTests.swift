@@ -27,6 +27,23 @@ import Testing
         }
     }
 
+    /// The mock's per-request objects are freed once served, on either protocol (an HTTP/1.1
+    /// connection kept its last request's alive through a reference cycle).
+    @Test(arguments: [Upstream.h2c, .http1])
+    func theMockFreesWhatItServed(_ upstream: Upstream) async throws {
+        try await self.withMock(upstream) { mock, settings in
+            try await withDaemon({ $0.openAI = OpenAIBackend(upstream: settings) }) { daemon, _ in
+                for _ in 0..<5 {
+                    let response = try #require(try await exchange(daemon, json: #"{"backend":"openai","prompt":"hi"}"#).response)
+                    #expect(response.events?.last?.data == "[DONE]")
+                }
+                let deadline = ContinuousClock.now + .seconds(2)
+                while mock.stats.exchangesInMemory > 0, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
+                #expect(mock.stats.exchangesInMemory == 0)
+            }
+        }
+    }
+
     @Test(arguments: [Upstream.tls, .h2c, .http1])
     func streamsFromTheUpstream(_ upstream: Upstream) async throws {
         try await self.withMock(upstream) { mock, settings in

@@ -199,11 +199,12 @@ final class HTTP2UpstreamConnection {
         if self.nextStreamID > Self.lastClientStreamID { self.perform(self.machine.streamIDsExhausted()) }
     }
 
-    /// Resets stream `id` (RST_STREAM(CANCEL)); it is closed at once.
-    func reset(_ id: UInt32) {
-        guard self.http2.resetStream(id, code: .cancel) else { return }
+    /// Resets stream `id` (RST_STREAM with `code`, CANCEL unless the response was malformed);
+    /// it is closed at once.
+    func reset(_ id: UInt32, code: HTTP2ErrorCode = .cancel) {
+        guard self.http2.resetStream(id, code: code) else { return }
         self.flushSoon()
-        self.streamClosed(id, reason: .cancel)
+        self.streamClosed(id, reason: code)
     }
 
     /// Stream `id` paused or resumed reading: its window is given back only while it reads.

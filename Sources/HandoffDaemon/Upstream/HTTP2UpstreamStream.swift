@@ -83,6 +83,9 @@ final class HTTP2UpstreamStream: UpstreamCall {
         init?(_ endpoint: UpstreamEndpoint) {
             var before = ByteBuffer()
             var after = ByteBuffer()
+            // Every block starts with a table size update to 0: a server that lowered its
+            // SETTINGS_HEADER_TABLE_SIZE requires one (RFC 7541 §4.2), and 0 fits any size.
+            HPACKRequestEncoder.writeTableSizeUpdate(into: &before)
             guard HPACKRequestEncoder.write(name: ":method", value: "POST", into: &before),
                 HPACKRequestEncoder.write(name: ":scheme", value: endpoint.tls ? "https" : "http", into: &before),
                 HPACKRequestEncoder.write(name: ":authority", value: endpoint.authority, into: &before),
@@ -94,6 +97,19 @@ final class HTTP2UpstreamStream: UpstreamCall {
         }
     }
 
+    /// `request`'s header block: `template`'s fields, its path, length and own headers; `nil` if
+    /// one of them cannot be sent.
+    static func headerBlock(for request: UpstreamRequest, template: HeaderTemplate) -> ByteBuffer? {
+        var block = template.beforePath
+        guard HPACKRequestEncoder.write(name: ":path", value: request.path, into: &block) else { return nil }
+        block.writeImmutableBuffer(template.afterPath)
+        guard HPACKRequestEncoder.write(name: "content-length", value: String(request.body.readableBytes), into: &block) else { return nil }
+        for (name, value) in request.headers {
+            guard HPACKRequestEncoder.write(name: name, value: value, into: &block) else { return nil }
+        }
+        return block
+    }
+
     /// Started as stream `id` of `connection`: the request's header block (from `template`)
     /// and body, or `nil` (and the stream failed) if its headers cannot be sent.
     func started(on connection: HTTP2UpstreamConnection, as id: UInt32, template: HeaderTemplate) -> (ByteBuffer, ByteBuffer)? {
@@ -101,16 +117,9 @@ final class HTTP2UpstreamStream: UpstreamCall {
             self.failBeforeStart(UpstreamError(.connectFailed, "no request to send"))
             return nil
         }
-        var block = template.beforePath
-        var valid = HPACKRequestEncoder.write(name: ":path", value: request.path, into: &block)
-        block.writeImmutableBuffer(template.afterPath)
-        valid = valid && HPACKRequestEncoder.write(name: "content-length", value: String(request.body.readableBytes), into: &block)
-        for (name, value) in request.headers where valid {
-            valid = HPACKRequestEncoder.write(name: name, value: value, into: &block)
-        }
-        guard valid else {
+        guard let block = Self.headerBlock(for: request, template: template) else {
             self.request = nil
-            self.failBeforeStart(UpstreamError(.malformed, "a request header HTTP/2 cannot carry (an upper-case name, or CR, LF or NUL in a value)"))
+            self.failBeforeStart(UpstreamError(.malformed, "a request header HTTP/2 cannot carry (a name that is not a lower-case token, or CR, LF or NUL in a value)"))
             return nil
         }
         self.request = nil
@@ -125,7 +134,7 @@ final class HTTP2UpstreamStream: UpstreamCall {
         if !self.headReported {
             guard let status = headers.first(name: ":status").flatMap(Int.init) else {
                 self.state.finish(.failure(UpstreamError(.malformed, "response without :status")))
-                self.onConnection { $0.reset($1) }
+                self.onConnection { $0.reset($1, code: .protocolError) }
                 return
             }
             if (100..<200).contains(status) { return }
