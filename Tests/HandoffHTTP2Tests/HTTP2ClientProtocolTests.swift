@@ -243,6 +243,111 @@ private typealias ClientErrorCode = HandoffHTTP2.HTTP2ErrorCode
         #expect(try Self.events(&client) == ["closed 1 FLOW_CONTROL_ERROR"])
     }
 
+    /// A client with one stream open (1) and the server's SETTINGS taken, for raw-frame tests.
+    static func opened(body: ByteBuffer = ByteBuffer(), settings: [(UInt16, UInt32)] = []) throws -> HTTP2ClientProtocol {
+        var client = HTTP2ClientProtocol(streamWindowSize: 65_535, connectionWindowSize: 1 << 20, maxHeaderListSize: 16_384)
+        client.start()
+        var bytes = ByteBuffer()
+        bytes.writeHTTP2Settings(settings)
+        client.receive(bytes)
+        _ = try Self.events(&client)
+        _ = client.takeOutput()  // the preface, our SETTINGS and the acknowledgement
+        client.openStream(1, headerBlock: Self.headerBlock([(":method", "POST")]), body: body)
+        return client
+    }
+
+    /// The DATA frames the client wrote: (stream, length, END_STREAM).
+    static func dataFrames(_ client: inout HTTP2ClientProtocol) throws -> [String] {
+        var reader = HTTP2FrameReader(maxFrameSize: 16_777_215)
+        reader.append(client.takeOutput())
+        var frames: [String] = []
+        while let frame = try reader.next() {
+            guard frame.type == HTTP2FrameType.data else { continue }
+            frames.append("\(frame.streamID):\(frame.payload.readableBytes)\(frame.has(HTTP2Flags.endStream) ? " end" : "")")
+        }
+        return frames
+    }
+
+    /// A padded frame's pad length byte, 5 bytes of priority, the content, then the padding.
+    static func padded(_ type: UInt8, stream: UInt32, flags: UInt8 = 0, priority: Bool = false, _ content: ByteBuffer, padding: Int) -> ByteBuffer {
+        var bytes = ByteBuffer()
+        let length = 1 + (priority ? 5 : 0) + content.readableBytes + padding
+        bytes.writeHTTP2FrameHeader(length: length, type: type, flags: flags | HTTP2Flags.padded | (priority ? HTTP2Flags.priority : 0), streamID: stream)
+        bytes.writeInteger(UInt8(padding))
+        if priority { bytes.writeBytes([0, 0, 0, 0, 16]) }
+        bytes.writeImmutableBuffer(content)
+        bytes.writeBytes([UInt8](repeating: 0, count: padding))
+        return bytes
+    }
+
+    @Test func paddingAndPriorityAreStrippedAndContentLengthCountsOnlyContent() throws {
+        var client = try Self.opened()
+        client.receive(Self.padded(HTTP2FrameType.headers, stream: 1, flags: HTTP2Flags.endHeaders, priority: true, Self.headerBlock([(":status", "200"), ("content-length", "5")]), padding: 3))
+        client.receive(Self.padded(HTTP2FrameType.data, stream: 1, flags: HTTP2Flags.endStream, ByteBuffer(string: "hello"), padding: 255))
+        var delivered = ""
+        var seen: [String] = []
+        while let event = try client.nextEvent() {
+            switch event {
+            case .headers(_, let headers, _): seen.append("headers \(headers.first(name: ":status") ?? "?")")
+            case .data(_, let bytes, let end):
+                delivered += String(buffer: bytes)
+                seen.append("data\(end ? " end" : "")")
+            case .streamClosed(_, let reason): seen.append("closed \(reason.map { "\($0)" } ?? "ok")")
+            default: break
+            }
+        }
+        #expect(seen == ["headers 200", "data end", "closed ok"])
+        #expect(delivered == "hello")
+    }
+
+    @Test func paddingCountsForTheWindow() throws {
+        var client = try Self.opened()
+        client.receive(Self.padded(HTTP2FrameType.headers, stream: 1, flags: HTTP2Flags.endHeaders, Self.headerBlock([(":status", "200")]), padding: 0))
+        // 4 frames of 9 000 bytes and 255 of padding: 37 024 flow-controlled bytes, past half of
+        // the 65 535-byte window at the fourth; 36 000 bytes delivered.
+        for _ in 0..<4 { client.receive(Self.padded(HTTP2FrameType.data, stream: 1, ByteBuffer(repeating: 0x61, count: 9_000), padding: 255)) }
+        var delivered = 0
+        while let event = try client.nextEvent() {
+            if case .data(_, let bytes, _) = event { delivered += bytes.readableBytes }
+        }
+        #expect(delivered == 36_000)
+        #expect(try Self.written(&client).filter { $0.hasPrefix("WINDOW_UPDATE 1") } == ["WINDOW_UPDATE 1 37024"])
+    }
+
+    @Test func aSmallerInitialWindowHoldsABodyBackUntilTheServerOpensIt() throws {
+        var client = try Self.opened(body: ByteBuffer(repeating: 0x62, count: 30_000), settings: [(HTTP2SettingID.initialWindowSize, 10_000)])
+        #expect(try Self.dataFrames(&client) == ["1:10000"])
+        // The window shrinks below what was sent (to −5 000), then grows by 10 000: 5 000 go.
+        var bytes = ByteBuffer()
+        bytes.writeHTTP2Settings([(HTTP2SettingID.initialWindowSize, 5_000)])
+        bytes.writeHTTP2WindowUpdate(streamID: 1, increment: 10_000)
+        client.receive(bytes)
+        _ = try Self.events(&client)
+        #expect(try Self.dataFrames(&client) == ["1:5000"])
+        bytes.clear()
+        bytes.writeHTTP2WindowUpdate(streamID: 1, increment: 100_000)
+        client.receive(bytes)
+        _ = try Self.events(&client)
+        #expect(try Self.dataFrames(&client) == ["1:15000 end"])
+    }
+
+    @Test func aLargerMaxFrameSizeMakesFewerFrames() throws {
+        var client = try Self.opened(body: ByteBuffer(repeating: 0x62, count: 40_000), settings: [(HTTP2SettingID.maxFrameSize, 32_768), (HTTP2SettingID.initialWindowSize, 1 << 20)])
+        // The connection's window (65 535) is more than the body: two frames of at most 32 768.
+        #expect(try Self.dataFrames(&client) == ["1:32768", "1:7232 end"])
+    }
+
+    @Test func aStreamWindowPastTwoToTheThirtyOneIsThatStreamsError() throws {
+        // No body: the stream's whole 65 535-byte window is unused, so 2^31 − 1 more overflows it.
+        var client = try Self.opened()
+        _ = client.takeOutput()
+        var bytes = ByteBuffer()
+        bytes.writeHTTP2WindowUpdate(streamID: 1, increment: Int(Int32.max))
+        client.receive(bytes)
+        #expect(try Self.events(&client) == ["closed 1 FLOW_CONTROL_ERROR"])
+        #expect(try Self.written(&client) == ["RST_STREAM 1 FLOW_CONTROL_ERROR"])
+    }
+
     @Test func aServerThatBreaksTheProtocolGetsAGoAway() throws {
         let cases: [(String, (inout ByteBuffer) -> Void, ClientErrorCode)] = [
             ("no SETTINGS first", { $0.writeHTTP2Ping(1, ack: false) }, .protocolError),
