@@ -78,6 +78,24 @@ import Glibc
         }
     }
 
+    /// An upstream that takes the TCP connection and never speaks HTTP/2 (no SETTINGS): the
+    /// connect timeout covers the whole handshake, so the client gets a 504 then, not at the
+    /// first-byte timeout, and the connection is given up rather than kept "connecting" for ever.
+    @Test func anUpstreamThatNeverSendsSettingsTimesOutAtTheConnectTimeout() async throws {
+        let silent = try LoopbackListener()
+        var settings = UpstreamSettings(endpoint: try UpstreamEndpoint(url: "http://127.0.0.1:\(silent.port)"), httpVersion: .http2, connectTimeout: .milliseconds(300))
+        settings.maxConnections = 1
+        try await withDaemon(self.configure(settings)) { daemon, _ in
+            let started = ContinuousClock.now
+            let response = try await exchange(daemon, payload: Array(self.json("plain").utf8), timeoutMilliseconds: 10_000).response
+            let waited = ContinuousClock.now - started
+            #expect(response?.status == 504)
+            #expect(response?.body.contains("upstream_connect_timeout") == true, "\(response?.body ?? "no response")")
+            #expect(waited < .seconds(3), "\(waited)")
+            #expect(await eventually { daemon.upstreamConnections == 0 })
+        }
+    }
+
     @Test func aRefusedStreamIsRetriedOnAnotherAttempt() async throws {
         try await self.withMock(chunks: 3) { mock, settings in
             try await withDaemon(self.configure(settings)) { daemon, _ in

@@ -223,14 +223,16 @@ struct RedisClientTests {
         let subscribed = NIOLockedValueBox(0)
         let subscriber = try await loop.submit {
             let subscriber = RedisSubscriber(eventLoop: loop, configuration: try RedisConfiguration(url: server.url + "?protocol=\(protocolVersion)"), tls: nil, logger: Logger(label: "test"))
-            subscriber.livenessInterval = .milliseconds(50)
+            // Each PONG must come within one interval: 200 ms leaves room for a loaded machine
+            // running the whole suite at once (50 ms did not).
+            subscriber.livenessInterval = .milliseconds(200)
             subscriber.onMessage = { channel, message in received.withLockedValue { $0.append("\(channel)=\(String(buffer: message))") } }
             subscriber.onSubscribed = { _ in subscribed.withLockedValue { $0 += 1 } }
             subscriber.subscribe("pings")
             return subscriber
         }.get()
         try await waitUntil { subscribed.withLockedValue { $0 } == 1 }
-        try await Task.sleep(for: .milliseconds(600))  // a dozen PINGs
+        try await Task.sleep(for: .milliseconds(1200))  // half a dozen PINGs
         #expect(subscribed.withLockedValue { $0 } == 1, "the subscription was dropped and made again")
         _ = try await server.cli(["PUBLISH", "pings", "still here"])
         try await waitUntil { received.withLockedValue { $0 } == ["pings=still here"] }

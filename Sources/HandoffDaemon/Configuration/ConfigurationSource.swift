@@ -45,7 +45,7 @@ public enum ConfigurationSource {
         Key(name: "upstream-insecure", environment: "HANDOFFD_UPSTREAM_INSECURE", help: "Do not verify the upstream's TLS certificate (testing only). Default false."),
         Key(name: "upstream-ca-file", environment: "HANDOFFD_UPSTREAM_CA_FILE", help: "PEM file of extra certificates to trust for the upstream."),
         Key(name: "upstream-max-connections", environment: "HANDOFFD_UPSTREAM_MAX_CONNECTIONS", help: "Most HTTP/2 connections to the upstream. Default 64."),
-        Key(name: "upstream-connect-timeout-ms", environment: "HANDOFFD_UPSTREAM_CONNECT_TIMEOUT_MS", help: "Connecting to the upstream. Default 5000."),
+        Key(name: "upstream-connect-timeout-ms", environment: "HANDOFFD_UPSTREAM_CONNECT_TIMEOUT_MS", help: "Connecting to the upstream: TCP, TLS and, on HTTP/2, the server's SETTINGS. Default 5000."),
         Key(name: "upstream-first-byte-timeout-ms", environment: "HANDOFFD_UPSTREAM_FIRST_BYTE_TIMEOUT_MS", help: "From request to response head; then 504. Default 60000."),
         Key(name: "upstream-idle-timeout-s", environment: "HANDOFFD_UPSTREAM_IDLE_TIMEOUT_S", help: "Longest upstream silence mid-stream. Default 120."),
         Key(name: "max-stream-duration-s", environment: "HANDOFFD_MAX_STREAM_DURATION_S", help: "Longest stream. Default 1800."),

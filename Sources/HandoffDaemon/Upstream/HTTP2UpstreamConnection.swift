@@ -20,6 +20,8 @@ final class HTTP2UpstreamConnection {
     private var http2: HTTP2ClientProtocol
     private var channel: (any Channel)?
     private var pingTimer: Scheduled<Void>?
+    /// Bounds the whole handshake (TCP, TLS, the server's SETTINGS) by the connect timeout.
+    private var handshakeTimer: Scheduled<Void>?
     private var streams: [UInt32: HTTP2UpstreamStream] = [:]
     private var nextStreamID: UInt32 = 1
     private var flushScheduled = false
@@ -70,6 +72,10 @@ final class HTTP2UpstreamConnection {
                     try sync.addHandler(HTTP2ClientChannelHandler(connection: bound, expectsALPN: tls != nil))
                 }
             }
+        self.handshakeTimer = self.pool.eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(settings.connectTimeout)) {
+            guard self.machine.isConnecting else { return }
+            self.fail(UpstreamError(.connectTimeout, "\(settings.endpoint): no HTTP/2 connection (TCP, TLS and SETTINGS) within \(settings.connectTimeout)"))
+        }
         settings.connect(bootstrap).assumeIsolated().whenComplete { result in
             switch result {
             case .success(let channel):
@@ -126,6 +132,7 @@ final class HTTP2UpstreamConnection {
     func fail(_ error: UpstreamError) {
         guard let wasConnecting = self.machine.closed() else { return }
         self.pingTimer?.cancel()
+        self.handshakeTimer?.cancel()
         if let channel = self.channel {
             // A GOAWAY the protocol wrote for a connection error goes out before the close.
             if self.http2.hasOutput { channel.writeAndFlush(self.http2.takeOutput(), promise: nil) }
@@ -162,6 +169,8 @@ final class HTTP2UpstreamConnection {
         case .offerRoom:
             self.pool.connectionHasRoom(self)
         case .startPingsAndOfferRoom:
+            self.handshakeTimer?.cancel()
+            self.handshakeTimer = nil
             self.pool.logger.debug("upstream connection ready", metadata: ["max_streams": "\(self.machine.maxStreams)"])
             self.schedulePing()
             self.pool.connectionReady(self)
