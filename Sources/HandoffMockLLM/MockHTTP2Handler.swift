@@ -85,6 +85,8 @@ final class MockHTTP2Handler: ChannelInboundHandler {
             for stream in self.streams.values { stream.windowUpdated(by: delta) }
         case .rstStream:
             self.streams.removeValue(forKey: id)?.cancel()
+        case .goAway:
+            self.stats.goAwayReceived()
         default:
             break
         }

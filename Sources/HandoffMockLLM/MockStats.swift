@@ -20,6 +20,7 @@ public final class MockStats: Sendable {
         var http2Connections = 0
         var tokens: Set<String> = []
         var exchanges = 0
+        var goAwaysReceived = 0
     }
 
     private let state = NIOLockedValueBox(State())
@@ -112,6 +113,13 @@ public final class MockStats: Sendable {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         return Array((try? encoder.encode(body)) ?? Data("{}".utf8)) + [0x0A]
+    }
+
+    /// GOAWAY frames clients sent before closing their HTTP/2 connections.
+    public var goAwaysReceived: Int { self.state.withLockedValue { $0.goAwaysReceived } }
+
+    func goAwayReceived() {
+        self.state.withLockedValue { $0.goAwaysReceived += 1 }
     }
 
     /// HTTP/2 connections accepted so far.

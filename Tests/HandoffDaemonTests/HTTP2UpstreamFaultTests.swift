@@ -96,6 +96,19 @@ import Glibc
         }
     }
 
+    /// A daemon that stops closes its upstream connections with a GOAWAY first, so the server
+    /// knows no request was lost in flight.
+    @Test func aStoppingDaemonSaysGoAwayToItsUpstream() async throws {
+        try await self.withMock { mock, settings in
+            try await withDaemon(self.configure(settings)) { daemon, _ in
+                let response = try await exchange(daemon, json: self.json("plain")).response
+                #expect(self.complete(response))
+                #expect(mock.stats.goAwaysReceived == 0)
+            }
+            #expect(await eventually { mock.stats.goAwaysReceived == 1 })
+        }
+    }
+
     @Test func aRefusedStreamIsRetriedOnAnotherAttempt() async throws {
         try await self.withMock(chunks: 3) { mock, settings in
             try await withDaemon(self.configure(settings)) { daemon, _ in

@@ -158,7 +158,9 @@ final class HTTP2UpstreamConnection {
         self.fail(UpstreamError(.reset, "connection closed"))
     }
 
+    /// Closes the connection on our side (retired, or shutting down), telling the server first.
     func close() {
+        if self.machine.state == .ready || self.machine.state == .retiring { self.http2.goAway(.noError, "closing") }
         self.fail(UpstreamError(.goingAway, "closed"))
     }
 
@@ -176,7 +178,6 @@ final class HTTP2UpstreamConnection {
             self.pool.connectionReady(self)
         case .close(let reason):
             self.pool.logger.debug("upstream connection closing", metadata: ["reason": "\(reason)"])
-            self.http2.goAway(.noError, reason)
             self.close()
         case .sendPingAndReschedule:
             self.http2.ping()
