@@ -210,14 +210,10 @@ final class MockCompletionStream {
 
     private func respondWithStatus(_ code: Int) {
         let body = #"{"error":{"message":"mock status \#(code)","type":"mock_error","code":\#(code)}}"# + "\n"
-        var headers = [("content-type", "application/json"), ("content-length", String(body.utf8.count))]
-        if code == 429 || code == 503 {
-            headers.append(("retry-after", self.pattern.retryAfterAsDate ? TestPattern.retryAfterDate : "7"))
-        }
-        self.writer.writeHead(status: code, headers: headers)
-        self.writer.writeBody(self.writer.allocator.buffer(string: body))
+        let retryAfter = code == 429 || code == 503 ? [("retry-after", self.pattern.retryAfterAsDate ? TestPattern.retryAfterDate : "7")] : []
+        // Count first: writing the end can close an HTTP/2 stream (and report it) at once.
         self.onEnd(.failed)
-        self.writer.end()
+        self.writer.respond(status: code, json: Array(body.utf8), headers: retryAfter)
     }
 
     /// RST_STREAM on HTTP/2; a TCP reset on HTTP/1.1.

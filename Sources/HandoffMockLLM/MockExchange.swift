@@ -62,7 +62,7 @@ final class MockExchange {
             let delay = self.configuration.chunkDelay.nanoseconds / 1_000_000
             self.respond(status: 200, json: #"{"status":"ok","chunk_count":\#(self.configuration.chunkCount),"chunk_delay_ms":\#(delay)}"#)
         case ("GET", "/stats"):
-            self.respond(status: 200, bytes: self.stats.json())
+            self.writer.respond(status: 200, json: self.stats.json())
         case ("POST", "/stats/reset"):
             self.stats.reset()
             self.respond(status: 200, json: #"{"reset":true}"#)
@@ -98,7 +98,7 @@ final class MockExchange {
             buffer.writeString(#","choices":[{"index":0,"message":{"role":"assistant","content":"#)
             buffer.writeString(MockCompletionStream.jsonString(text))
             buffer.writeString(#"},"finish_reason":"stop"}]}"#)
-            self.respond(status: 200, bytes: Array(buffer.readableBytesView))
+            self.writer.respond(status: 200, json: Array(buffer.readableBytesView))
             return
         }
         var echo: String?
@@ -142,12 +142,6 @@ final class MockExchange {
     // MARK: Plain responses
 
     func respond(status: Int, json: String) {
-        self.respond(status: status, bytes: Array(json.utf8) + [0x0A])
-    }
-
-    private func respond(status: Int, bytes: [UInt8]) {
-        self.writer.writeHead(status: status, headers: [("content-type", "application/json"), ("content-length", String(bytes.count))])
-        self.writer.writeBody(self.writer.allocator.buffer(bytes: bytes))
-        self.writer.end()
+        self.writer.respond(status: status, json: Array(json.utf8) + [0x0A])
     }
 }

@@ -17,8 +17,8 @@ final class MockHTTP2Handler: ChannelInboundHandler {
     /// The client's SETTINGS_INITIAL_WINDOW_SIZE and the connection's send window, tracked so a
     /// stream waits (bounded memory) when its reader stops giving window back.
     private var initialWindow = 65_535
-    private(set) var connectionWindow = 65_535
-    private(set) var context: ChannelHandlerContext?
+    private var connectionWindow = 65_535
+    private var context: ChannelHandlerContext?
     /// Request body bytes received since the connection's last WINDOW_UPDATE.
     private var receivedUnacknowledged = 0
     private static let windowUpdateThreshold = 16_384
@@ -225,7 +225,6 @@ final class MockHTTP2StreamWriter: MockResponseWriter {
 
     var isWritable: Bool { !self.ended && self.window > 0 && self.connection.isWritable }
     var http2StreamID: Int? { Int(self.id) }
-    var keepAlive: Bool { true }
 
     func writeHead(status: Int, headers: [(String, String)]) {
         guard !self.ended else { return }

@@ -15,8 +15,6 @@ protocol MockResponseWriter: AnyObject {
     var isWritable: Bool { get }
     /// The HTTP/2 stream id; `nil` on HTTP/1.1.
     var http2StreamID: Int? { get }
-    /// Whether the connection stays open after this response (HTTP/1.1 keep-alive).
-    var keepAlive: Bool { get }
 
     func writeHead(status: Int, headers: [(String, String)])
     func writeBody(_ buffer: ByteBuffer)
@@ -31,10 +29,20 @@ protocol MockResponseWriter: AnyObject {
     func goAway(lastStreamID: Int)
 }
 
+extension MockResponseWriter {
+    /// A whole JSON response: head (with `headers` after the content type and length), body, end.
+    func respond(status: Int, json body: [UInt8], headers: [(String, String)] = []) {
+        self.writeHead(status: status, headers: [("content-type", "application/json"), ("content-length", String(body.count))] + headers)
+        self.writeBody(self.allocator.buffer(bytes: body))
+        self.end()
+    }
+}
+
 /// A response on an HTTP/1.1 connection, through NIOHTTP1's server codec.
 final class MockHTTP1ResponseWriter: MockResponseWriter {
     private let context: ChannelHandlerContext
-    let keepAlive: Bool
+    /// Whether the connection stays open after this response.
+    private let keepAlive: Bool
 
     init(context: ChannelHandlerContext, keepAlive: Bool) {
         self.context = context
