@@ -167,16 +167,7 @@ struct RedisClientTests {
 
     @Test func subscribesAndResubscribesAfterAnOutage() async throws {
         let server = try await RedisServer.start()
-        let loop = Self.group.next()
-        let received = NIOLockedValueBox<[String]>([])
-        let subscribed = NIOLockedValueBox(0)
-        let subscriber = try await loop.submit {
-            let subscriber = RedisSubscriber(eventLoop: loop, configuration: try RedisConfiguration(url: server.url), tls: nil, logger: Logger(label: "test"))
-            subscriber.onMessage = { channel, message in received.withLockedValue { $0.append("\(channel)=\(String(buffer: message))") } }
-            subscriber.onSubscribed = { _ in subscribed.withLockedValue { $0 += 1 } }
-            subscriber.subscribe("news")
-            return subscriber
-        }.get()
+        let (subscriber, loop, subscribed, received) = try await self.subscriber(url: server.url, channel: "news")
         try await waitUntil { subscribed.withLockedValue { $0 } == 1 }
         _ = try await server.cli(["PUBLISH", "news", "one"])
         try await waitUntil { received.withLockedValue { $0 } == ["news=one"] }
@@ -218,19 +209,11 @@ struct RedisClientTests {
     @Test(arguments: [2, 3])
     func aHealthySubscriptionAnswersItsPings(protocolVersion: Int) async throws {
         let server = try await RedisServer.start()
-        let loop = Self.group.next()
-        let received = NIOLockedValueBox<[String]>([])
-        let subscribed = NIOLockedValueBox(0)
-        let subscriber = try await loop.submit {
-            let subscriber = RedisSubscriber(eventLoop: loop, configuration: try RedisConfiguration(url: server.url + "?protocol=\(protocolVersion)"), tls: nil, logger: Logger(label: "test"))
-            // Each PONG must come within one interval: 200 ms leaves room for a loaded machine
-            // running the whole suite at once (50 ms did not).
-            subscriber.livenessInterval = .milliseconds(200)
-            subscriber.onMessage = { channel, message in received.withLockedValue { $0.append("\(channel)=\(String(buffer: message))") } }
-            subscriber.onSubscribed = { _ in subscribed.withLockedValue { $0 += 1 } }
-            subscriber.subscribe("pings")
-            return subscriber
-        }.get()
+        // Each PONG must come within one interval: 200 ms leaves room for a loaded machine
+        // running the whole suite at once (50 ms did not).
+        let (subscriber, loop, subscribed, received) = try await self.subscriber(
+            url: server.url + "?protocol=\(protocolVersion)", channel: "pings", livenessInterval: .milliseconds(200)
+        )
         try await waitUntil { subscribed.withLockedValue { $0 } == 1 }
         try await Task.sleep(for: .milliseconds(1200))  // half a dozen PINGs
         #expect(subscribed.withLockedValue { $0 } == 1, "the subscription was dropped and made again")
@@ -243,17 +226,9 @@ struct RedisClientTests {
     /// connection: the fresh subscription is kept, not dropped at its first check.
     @Test func aPingLostWithItsConnectionDoesNotDropTheNextOne() async throws {
         let server = try await RedisServer.start()
-        let loop = Self.group.next()
-        let subscribed = NIOLockedValueBox(0)
         let clock = ContinuousClock()
         let started = clock.now
-        let subscriber = try await loop.submit {
-            let subscriber = RedisSubscriber(eventLoop: loop, configuration: try RedisConfiguration(url: server.url), tls: nil, logger: Logger(label: "test"))
-            subscriber.livenessInterval = .seconds(1)
-            subscriber.onSubscribed = { _ in subscribed.withLockedValue { $0 += 1 } }
-            subscriber.subscribe("lost")
-            return subscriber
-        }.get()
+        let (subscriber, loop, subscribed, _) = try await self.subscriber(url: server.url, channel: "lost", livenessInterval: .seconds(1))
         try await waitUntil { subscribed.withLockedValue { $0 } == 1 }
         // The PING at 1 s goes unanswered; the server goes away before the check at 2 s.
         _ = try await server.cli(["CLIENT", "PAUSE", "5000", "ALL"])
@@ -266,6 +241,27 @@ struct RedisClientTests {
         try await Task.sleep(for: .milliseconds(2400))
         #expect(subscribed.withLockedValue { $0 } == 2, "the new connection was dropped for the old connection's PING")
         try await loop.submit { subscriber.shutdown() }.get()
+    }
+
+    /// A subscriber to `channel` on a loop of the group, with counters of its subscriptions and
+    /// the messages it received (`channel=message`).
+    func subscriber(
+        url: String,
+        channel: String,
+        livenessInterval: TimeAmount? = nil
+    ) async throws -> (RedisSubscriber, any EventLoop, subscribed: NIOLockedValueBox<Int>, received: NIOLockedValueBox<[String]>) {
+        let loop = Self.group.next()
+        let received = NIOLockedValueBox<[String]>([])
+        let subscribed = NIOLockedValueBox(0)
+        let subscriber = try await loop.submit {
+            let subscriber = RedisSubscriber(eventLoop: loop, configuration: try RedisConfiguration(url: url), tls: nil, logger: Logger(label: "test"))
+            if let livenessInterval { subscriber.livenessInterval = livenessInterval }
+            subscriber.onMessage = { channel, message in received.withLockedValue { $0.append("\(channel)=\(String(buffer: message))") } }
+            subscriber.onSubscribed = { _ in subscribed.withLockedValue { $0 += 1 } }
+            subscriber.subscribe(channel)
+            return subscriber
+        }.get()
+        return (subscriber, loop, subscribed, received)
     }
 
     func shutdown(_ client: RedisClient) async {
