@@ -243,6 +243,7 @@ let package = Package(
             name: "HandoffHTTP2Tests",
             dependencies: [
                 "HandoffHTTP2",
+                "HandoffTestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOHPACK", package: "swift-nio-http2"),

@@ -1,4 +1,5 @@
 import HandoffHTTP2
+import HandoffTestSupport
 import NIOCore
 import NIOHPACK
 import Testing
@@ -40,7 +41,7 @@ import Testing
     }
 
     @Test func randomFieldsDecodeToThemselves() throws {
-        var rng = SystemRandomNumberGenerator()
+        var rng = SplitMix64(seed: 0x4850_4143)  // a failure reproduces from its seed
         let names = [":authority", ":path", "accept", "authorization", "content-type", "user-agent", "x-test-pattern", "x-a_b.c~1"]
         for _ in 0..<200 {
             let fields = (0..<Int.random(in: 1...12, using: &rng)).map { _ in

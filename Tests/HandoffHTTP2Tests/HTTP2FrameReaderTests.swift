@@ -1,4 +1,5 @@
 import HandoffHTTP2
+import HandoffTestSupport
 import NIOCore
 import Testing
 
@@ -47,33 +48,20 @@ import Testing
         var whole = HTTP2FrameReader()
         whole.append(all)
         let expected = try self.read(&whole)
-        var rng = SplitMix(seed: 7)
+        var rng = SplitMix64(seed: 7)
         for _ in 0..<300 {
-            let a = Int(rng.next() % UInt64(all.readableBytes))
-            let b = a + Int(rng.next() % UInt64(all.readableBytes - a + 1))
+            let a = rng.next(all.readableBytes)
+            let b = a + rng.next(all.readableBytes - a + 1)
             var reader = HTTP2FrameReader()
             var seen: [String] = []
             for (start, end) in [(0, a), (a, b), (b, all.readableBytes)] {
                 reader.append(all.getSlice(at: start, length: end - start)!)
                 // Sometimes the reader is not drained between reads.
-                if rng.next() % 3 != 0 { seen += try self.read(&reader) }
+                if rng.next(3) != 0 { seen += try self.read(&reader) }
             }
             seen += try self.read(&reader)
             #expect(seen == expected, "cuts at \(a) and \(b)")
             #expect(reader.bufferedBytes == 0)
-        }
-    }
-
-    /// A small deterministic generator, so a failure names its cuts.
-    struct SplitMix {
-        var state: UInt64
-        init(seed: UInt64) { self.state = seed }
-        mutating func next() -> UInt64 {
-            self.state &+= 0x9E37_79B9_7F4A_7C15
-            var z = self.state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
         }
     }
 
