@@ -37,9 +37,7 @@ import Testing
                     let response = try #require(try await exchange(daemon, json: #"{"backend":"openai","prompt":"hi"}"#).response)
                     #expect(response.events?.last?.data == "[DONE]")
                 }
-                let deadline = ContinuousClock.now + .seconds(2)
-                while mock.stats.exchangesInMemory > 0, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
-                #expect(mock.stats.exchangesInMemory == 0)
+                #expect(await eventually { mock.stats.exchangesInMemory == 0 }, "\(mock.stats.exchangesInMemory) still in memory")
             }
         }
     }
