@@ -12,12 +12,15 @@ import Glibc
 /// what it cannot, and never writes to a client whose sender already gave up.
 @Suite struct DaemonAckTests {
     /// Hands `payload` off asking for an ack, with `server` (closed after) as the client, and
-    /// returns how the exchange ended. Off the cooperative pool: the wait blocks.
+    /// returns how the exchange ended. Off the cooperative pool: the wait blocks. The wait is
+    /// long (10 s) because the whole suite starts at once on 2 cores and stalls for about 2 s
+    /// (a 2 s wait failed all three tests in one CI run); a healthy daemon answers in
+    /// microseconds, and a missing ack still fails the test.
     private func ackedHandOff(_ daemon: HandoffDaemon, _ payload: String, server: OwnedDescriptor?) async throws -> HandoffAckExchange.Outcome? {
         let (path, descriptors) = (daemon.socketPath, server.map { [$0.rawValue] } ?? [])
         defer { server?.closeIfOpen() }
         return try await offThePool {
-            try FakeApache.handOff(to: path, payload: Array(payload.utf8), descriptors: descriptors, ackTimeoutMilliseconds: 2000)
+            try FakeApache.handOff(to: path, payload: Array(payload.utf8), descriptors: descriptors, ackTimeoutMilliseconds: 10_000)
         }
     }
 
