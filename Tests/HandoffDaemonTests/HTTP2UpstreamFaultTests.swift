@@ -87,11 +87,13 @@ import Glibc
         settings.maxConnections = 1
         try await withDaemon(self.configure(settings)) { daemon, _ in
             let started = ContinuousClock.now
-            let response = try await exchange(daemon, payload: Array(self.json("plain").utf8), timeoutMilliseconds: 10_000).response
+            let response = try await exchange(daemon, payload: Array(self.json("plain").utf8), timeoutMilliseconds: 20_000).response
             let waited = ContinuousClock.now - started
             #expect(response?.status == 504)
             #expect(response?.body.contains("upstream_connect_timeout") == true, "\(response?.body ?? "no response")")
-            #expect(waited < .seconds(3), "\(waited)")
+            // 0.3 s here; the bound leaves room for the suite's cold start and is far below the
+            // 60 s first-byte timeout the stream waited for before.
+            #expect(waited < .seconds(10), "\(waited)")
             #expect(await eventually { daemon.upstreamConnections == 0 })
         }
     }
