@@ -74,7 +74,19 @@ public final class HandoffReceiver {
     }
 
     /// Receives one record from `connection` (non-blocking).
+    ///
+    /// An end of stream is believed only on a second look. Linux checks a `SOCK_SEQPACKET`
+    /// socket's queue, lets go of it, then checks whether the peer has shut down: a sender that
+    /// sends and closes at once (the original module) can land its record between the two, and
+    /// the read reports the end with the record queued. Once the end shows, anything sent
+    /// before it is in the queue, so the second look is definitive.
     public func receive(from connection: CInt) throws -> Outcome {
+        let first = try self.receiveOnce(from: connection)
+        guard case .endOfStream = first else { return first }
+        return try self.receiveOnce(from: connection)
+    }
+
+    private func receiveOnce(from connection: CInt) throws -> Outcome {
         var vector = iovec(iov_base: self.payloadBuffer.baseAddress, iov_len: self.payloadBuffer.count)
         return try withUnsafeMutablePointer(to: &vector) { vectorPointer in
             var message = msghdr()
