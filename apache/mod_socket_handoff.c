@@ -429,7 +429,9 @@ static int wait_for(int fd, short events, apr_time_t deadline)
 #define ACK_MARKER "socket-handoff-ack.1."
 #define ACK_BYTE 0x06
 #define NAK_BYTE 0x15
+#ifndef ACK_SPIN_US
 #define ACK_SPIN_US 50
+#endif
 
 static apr_uint32_t ack_sequence;
 
@@ -574,6 +576,11 @@ typedef enum {
 
 typedef enum { SEEN_ACK, SEEN_NAK, SEEN_OTHER, SEEN_EOF, SEEN_FAILURE, SEEN_NOTHING } ack_event;
 
+static ack_event seen_byte(unsigned char byte)
+{
+    return byte == ACK_BYTE ? SEEN_ACK : byte == NAK_BYTE ? SEEN_NAK : SEEN_OTHER;
+}
+
 /* One look at the connection, waiting until `deadline` (0: not at all). */
 static ack_event look_for_ack(int sock, apr_time_t deadline)
 {
@@ -582,8 +589,14 @@ static ack_event look_for_ack(int sock, apr_time_t deadline)
         ssize_t count;
         if (deadline != 0 && wait_for(sock, POLLIN, deadline) != 0) return SEEN_NOTHING;
         count = recv(sock, &byte, 1, MSG_DONTWAIT);
-        if (count == 1) return byte == ACK_BYTE ? SEEN_ACK : byte == NAK_BYTE ? SEEN_NAK : SEEN_OTHER;
-        if (count == 0) return SEEN_EOF;
+        if (count == 1) return seen_byte(byte);
+        if (count == 0) {
+            /* Linux checks a SEQPACKET socket's queue, lets go of it, then checks for the
+             * peer's shutdown: a daemon that answers and closes between the two makes this
+             * read report the end with the answer queued. Once the end shows, everything sent
+             * before it is queued, so a second look is definitive. */
+            return recv(sock, &byte, 1, MSG_DONTWAIT) == 1 ? seen_byte(byte) : SEEN_EOF;
+        }
         if (errno == EINTR) continue;
         if (errno != EAGAIN && errno != EWOULDBLOCK) return SEEN_FAILURE;
         if (deadline == 0) return SEEN_NOTHING;

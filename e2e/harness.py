@@ -582,13 +582,15 @@ class Apache:
     mpm='prefork' runs PHP with mod_php; mpm='event' runs it with a private php-fpm
     through proxy_fcgi. `run_dir` (<root>/run/) is the SocketHandoffAllowedPrefix.
     `conf` lines are appended to the server config (e.g. SocketHandoff* directives);
-    `{docroot}`, `{run}` and `{root}` in them are replaced by those paths.
+    `{docroot}`, `{run}` and `{root}` in them are replaced by those paths. `env` adds to the
+    environment Apache starts with.
     """
 
     def __init__(self, mpm="prefork", workers=8, conf=(), h2=False, module=MODULE_PATH,
-                 docroot_src=PHP_SRC, port=None, root=None):
+                 docroot_src=PHP_SRC, port=None, root=None, env=None):
         assert mpm in ("prefork", "event")
         self.mpm, self.workers, self.h2, self.module = mpm, workers, h2, module
+        self.env = {**os.environ, **env} if env else None
         self.root = Path(root) if root else make_temp_dir()
         self.run_dir = mkdir_public(self.root / "run")
         self.docroot = self.root / "htdocs"
@@ -664,7 +666,7 @@ DirectoryIndex index.html
         stderr = self.root / "logs/stderr.log"
         with open(stderr, "ab") as err:
             self.proc = subprocess.Popen([APACHE_BIN, "-d", str(self.root), "-f", str(self.conf_path),
-                                          "-DFOREGROUND"], stdin=subprocess.DEVNULL,
+                                          "-DFOREGROUND"], stdin=subprocess.DEVNULL, env=self.env,
                                          stdout=err, stderr=err, start_new_session=True)
 
         def listening():

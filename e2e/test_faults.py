@@ -8,10 +8,12 @@ import os
 import shutil
 import signal
 import socket
+import subprocess
 import threading
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
@@ -281,3 +283,57 @@ def test_a_record_too_large_for_the_socket_gets_413_from_apache(fault_apache):
         resp = post_json(fault_apache.port, "/handoff.php",
                          {"socket": str(d.socket_path), "data": '{"prompt":"' + "x" * 300_000 + '"}'})
     assert_error_page(resp, 413)
+
+
+class RefusingDaemon:
+    """A daemon that refuses every record: it closes the client it was passed unanswered, sends
+    the refusal byte and closes the Unix connection at once, as handoffd does for a record it
+    cannot use."""
+
+    def __init__(self, path):
+        self.path = str(path)
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.sock.bind(self.path)
+        os.chmod(self.path, 0o666)
+        self.sock.listen(16)
+        self.sock.settimeout(0.1)
+        self.stopping = False
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        while not self.stopping:
+            try:
+                conn, _ = self.sock.accept()
+            except (socket.timeout, OSError):
+                continue
+            with conn:
+                _, fds, _, _ = socket.recv_fds(conn, 65536, 1)
+                for fd in fds:
+                    os.close(fd)
+                conn.send(b"\x15")
+
+    def close(self):
+        self.stopping = True
+        self.thread.join(2)
+        self.sock.close()
+        os.unlink(self.path)
+
+
+def test_a_refusal_read_as_the_end_of_stream_still_gets_its_answer(module_path, tmp_path):
+    """Linux can report a SEQPACKET peer's close with its last byte still queued (the module's
+    first looks do not wait). A refusal read that way looked like an original daemon that took
+    the client, so nobody answered it. An interposed recv(2) makes that happen on every
+    handoff here: each client still gets the module's 500."""
+    library = tmp_path / "seqpacket_early_eof.so"
+    subprocess.run(["cc", "-shared", "-fPIC", "-O2", "-o", str(library),
+                    str(Path(__file__).parent / "interpose/seqpacket_early_eof.c"), "-ldl"], check=True)
+    with Apache("prefork", workers=2, conf=FAULT_CONF, module=module_path,
+                env={"LD_PRELOAD": str(library)}) as apache:
+        refusing = RefusingDaemon(apache.run_dir / "refusing.sock")
+        try:
+            for _ in range(5):
+                assert_error_page(handoff(apache, refusing.path, {"prompt": "x"}), 500)
+        finally:
+            refusing.close()
+        assert "refused the record" in apache.error_log_text()
