@@ -47,6 +47,9 @@ public final class RedisServer: @unchecked Sendable {
             openssl.standardError = FileHandle.nullDevice
             try openssl.run()
             openssl.waitUntilExit()
+            guard openssl.terminationReason == .exit, openssl.terminationStatus == 0 else {
+                throw RedisServerError(message: "openssl could not make the test certificate (status \(openssl.terminationStatus))")
+            }
         }
         try self.startNow()
     }
