@@ -42,6 +42,7 @@
 #include <limits.h>
 #include <poll.h>
 #include <pwd.h>
+#include <sched.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -430,7 +431,7 @@ static int wait_for(int fd, short events, apr_time_t deadline)
 #define ACK_BYTE 0x06
 #define NAK_BYTE 0x15
 #ifndef ACK_SPIN_US
-#define ACK_SPIN_US 50
+#define ACK_SPIN_US 200
 #endif
 
 static apr_uint32_t ack_sequence;
@@ -611,9 +612,13 @@ static ack_outcome await_ack(int sock, apr_time_t deadline)
     ack_event first = SEEN_NOTHING;
     /* A healthy daemon answers within tens of microseconds: look without sleeping for a
      * moment first, since going to sleep in poll(2) and being woken again costs about as much
-     * as the answer itself on a busy or virtualised host. */
+     * as the answer itself on a busy or virtualised host. Between looks the core goes to
+     * whatever else is runnable on it (often the daemon's thread that is about to answer). */
     apr_time_t spin_until = apr_time_now() + ACK_SPIN_US;
-    while (first == SEEN_NOTHING && apr_time_now() < spin_until) first = look_for_ack(sock, 0);
+    while (first == SEEN_NOTHING && apr_time_now() < spin_until) {
+        first = look_for_ack(sock, 0);
+        if (first == SEEN_NOTHING) sched_yield();
+    }
     if (first == SEEN_NOTHING) first = look_for_ack(sock, deadline);
     switch (first) {
     case SEEN_ACK: return ACK_COMMITTED;
