@@ -123,6 +123,9 @@ def render_markdown(r):
         d = apache.get("apache_D_us", {}).get("p50")
         rows.append(("Through Apache (prefork + mod_php, 16 workers): streams completed", "10 000, 100%", f"{res['completed']} of {res['started']}, peak {res['peakConcurrent']}", met(res["completed"] == res["started"] and res["started"] >= 10000)))
         rows.append(("Apache's own time per handoff (%D), p50", "≤ 200 µs", f"{d} µs", met(d is not None and d <= 200)))
+        floor = dict(apache.get("apache_under_load_D_us") or []).get("bench.php, SocketHandoffEnabled Off")
+        if floor is not None:
+            rows.append(("The same script under the same load, no handoff (%D), p50", "–", f"{floor:.0f} µs", "–"))
     if openai1 and openai5:
         for report, n in ((openai1, "1 000"), (openai5, "5 000")):
             v = report.get("daemon_kib_per_stream")
@@ -203,6 +206,11 @@ def render_markdown(r):
     if apache and apache.get("apache_D_us"):
         d = apache["apache_D_us"]
         apache_extra = f"\nApache's `%D` for the {d['count']} handoff requests under that load: p50 {d['p50']} µs, p90 {d['p90']} µs, p99 {d['p99']} µs.\n"
+        loaded = apache.get("apache_under_load_D_us")
+        if loaded:
+            apache_extra += ("\nUnder the same load, side requests in shuffled rounds every 50 ms (`%D` median): "
+                             + ", ".join(f"{k} {v:.0f} µs" for k, v in loaded)
+                             + ". The first is the same script with the module doing nothing: Apache's own floor under this load.\n")
         base = apache.get("apache_baseline_D_us")
         if base:
             apache_extra += ("\nWhere Apache's time goes, without load (sequential POSTs, the variants alternating in rounds, "
