@@ -475,15 +475,12 @@ class MockLLM(Started):
             return response.read()
 
 
-class SeqpacketProbe:
-    """A SEQPACKET listener that records each handoff instead of serving it: the payload and,
-    per received fd, (family, type, peer address); the fds are closed unanswered."""
+class FakeDaemon:
+    """A SEQPACKET listener on its own thread that hands each accepted Unix connection to
+    `serve(conn)` (the connection is closed afterwards): a daemon in a few lines, for tests."""
 
     def __init__(self, path):
         self.path = str(path)
-        self.connections = 0
-        self.payloads = []
-        self.fds = []   # one list of (family, type, peername) per message
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self._sock.bind(self.path)
         os.chmod(self.path, 0o666)
@@ -493,21 +490,17 @@ class SeqpacketProbe:
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
+    def serve(self, conn):
+        raise NotImplementedError
+
     def _run(self):
         while not self._stop:
             try:
                 conn, _ = self._sock.accept()
             except (socket.timeout, OSError):
                 continue
-            self.connections += 1
             with conn:
-                conn.settimeout(1.0)
-                try:
-                    msg, fds, _, _ = socket.recv_fds(conn, 256 * 1024, 4)
-                    self.payloads.append(msg)
-                    self.fds.append([_describe_and_close(fd) for fd in fds])
-                except OSError:
-                    pass
+                self.serve(conn)
 
     def close(self):
         self._stop = True
@@ -521,6 +514,27 @@ class SeqpacketProbe:
 
     def __exit__(self, *exc):
         self.close()
+
+
+class SeqpacketProbe(FakeDaemon):
+    """Records each handoff instead of serving it: the payload and, per received fd, (family,
+    type, peer address); the fds are closed unanswered."""
+
+    def __init__(self, path):
+        self.connections = 0
+        self.payloads = []
+        self.fds = []   # one list of (family, type, peername) per message
+        super().__init__(path)
+
+    def serve(self, conn):
+        self.connections += 1
+        conn.settimeout(1.0)
+        try:
+            msg, fds, _, _ = socket.recv_fds(conn, 256 * 1024, 4)
+            self.payloads.append(msg)
+            self.fds.append([_describe_and_close(fd) for fd in fds])
+        except OSError:
+            pass
 
 
 def _describe_and_close(fd):

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import Apache, Daemon, free_port, make_temp_dir, post_json, stop_and_wait
+from harness import Apache, Daemon, FakeDaemon, free_port, make_temp_dir, post_json, stop_and_wait
 from test_apache_handoff import assert_error_page, handoff, mock_stream
 
 # Connect 300 ms + send/ack 200 ms by default; /slowack/ waits up to 5 s for the ack.
@@ -199,41 +199,19 @@ def test_over_capacity_the_daemon_answers_503_itself(module_path):
 
 # --- old and new halves together ---------------------------------------------------------------
 
-class LegacyDaemon:
+class LegacyDaemon(FakeDaemon):
     """An original daemon: reads the record, closes the Unix connection without a byte, and
     writes a fixed response to the client itself. It knows nothing of the ack."""
 
     RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\nConnection: close\r\n\r\nlegacy"
 
-    def __init__(self, path):
-        self.path = str(path)
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        self.sock.bind(self.path)
-        os.chmod(self.path, 0o666)
-        self.sock.listen(16)
-        self.sock.settimeout(0.1)
-        self.stopping = False
-        self.thread = threading.Thread(target=self.run, daemon=True)
-        self.thread.start()
-
-    def run(self):
-        while not self.stopping:
-            try:
-                conn, _ = self.sock.accept()
-            except (socket.timeout, OSError):
-                continue
-            with conn:
-                _, fds, _, _ = socket.recv_fds(conn, 65536, 1)
-            for fd in fds:
-                with socket.socket(fileno=fd) as client:
-                    client.sendall(self.RESPONSE)
-                    client.shutdown(socket.SHUT_WR)
-
-    def close(self):
-        self.stopping = True
-        self.thread.join(2)
-        self.sock.close()
-        os.unlink(self.path)
+    def serve(self, conn):
+        _, fds, _, _ = socket.recv_fds(conn, 65536, 1)
+        conn.close()
+        for fd in fds:
+            with socket.socket(fileno=fd) as client:
+                client.sendall(self.RESPONSE)
+                client.shutdown(socket.SHUT_WR)
 
 
 @pytest.mark.parametrize("path", ["/handoff.php", "/noack/handoff.php"])
@@ -285,39 +263,16 @@ def test_a_record_too_large_for_the_socket_gets_413_from_apache(fault_apache):
     assert_error_page(resp, 413)
 
 
-class RefusingDaemon:
+class RefusingDaemon(FakeDaemon):
     """A daemon that refuses every record: it closes the client it was passed unanswered, sends
     the refusal byte and closes the Unix connection at once, as handoffd does for a record it
     cannot use."""
 
-    def __init__(self, path):
-        self.path = str(path)
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        self.sock.bind(self.path)
-        os.chmod(self.path, 0o666)
-        self.sock.listen(16)
-        self.sock.settimeout(0.1)
-        self.stopping = False
-        self.thread = threading.Thread(target=self.run, daemon=True)
-        self.thread.start()
-
-    def run(self):
-        while not self.stopping:
-            try:
-                conn, _ = self.sock.accept()
-            except (socket.timeout, OSError):
-                continue
-            with conn:
-                _, fds, _, _ = socket.recv_fds(conn, 65536, 1)
-                for fd in fds:
-                    os.close(fd)
-                conn.send(b"\x15")
-
-    def close(self):
-        self.stopping = True
-        self.thread.join(2)
-        self.sock.close()
-        os.unlink(self.path)
+    def serve(self, conn):
+        _, fds, _, _ = socket.recv_fds(conn, 65536, 1)
+        for fd in fds:
+            os.close(fd)
+        conn.send(b"\x15")
 
 
 def test_a_refusal_read_as_the_end_of_stream_still_gets_its_answer(module_path, tmp_path):
