@@ -152,7 +152,7 @@ extension HandoffRequest {
         /// `stream_id`, `resumable`, `resume`, `last_event_id`, `channel`, `completion`.
         static func decodeResumption(from container: KeyedDecodingContainer<Key>, into request: inout HandoffRequest, limits: HandoffRequestLimits) throws {
             if let id = try container.identifier(.streamID, limits: limits) {
-                guard (1...128).contains(id.utf8.count), id.utf8.allSatisfy(HandoffRequest.isStreamIDByte) else {
+                guard HandoffRequest.isValidStreamID(id) else {
                     throw HandoffRequestError.invalidValue("stream_id", "must be 1 to 128 characters from A-Z a-z 0-9 _ . : -")
                 }
                 request.streamID = id

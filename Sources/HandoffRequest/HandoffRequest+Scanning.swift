@@ -47,7 +47,7 @@ extension HandoffRequest {
                     request.temperature = value
                 case .streamID:
                     guard let id = try Self.identifier(&reader, limits: limits) else { return }
-                    guard (1...128).contains(id.utf8.count), id.utf8.allSatisfy(HandoffRequest.isStreamIDByte) else { throw Self.declined }
+                    guard HandoffRequest.isValidStreamID(id) else { throw Self.declined }
                     request.streamID = id
                 case .resumable:
                     guard try reader.peek() == .bool else { throw Self.declined }

@@ -88,6 +88,11 @@ public struct HandoffRequest: Sendable, Equatable {
         "openai_base_url", "openai_api_key", "headers", "upstream",
     ]
 
+    /// Whether `id` is a usable `stream_id`: 1 to 128 bytes, each one ``isStreamIDByte(_:)``.
+    public static func isValidStreamID(_ id: String) -> Bool {
+        (1...128).contains(id.utf8.count) && id.utf8.allSatisfy(Self.isStreamIDByte)
+    }
+
     /// Whether `byte` may appear in a `stream_id` (it becomes part of Redis keys and logs).
     public static func isStreamIDByte(_ byte: UInt8) -> Bool {
         switch byte {
