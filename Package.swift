@@ -260,6 +260,7 @@ let package = Package(
             name: "HandoffDaemonTests",
             dependencies: [
                 "HandoffDaemon",
+                "HandoffHTTP2",
                 "HandoffRedis",
                 "HandoffRequest",
                 "HandoffWire",

@@ -57,6 +57,8 @@ public struct HTTP2ClientProtocol {
     /// The server acknowledged our SETTINGS (our stream window applies from then on).
     private var settingsAcknowledged = false
     private var highestStreamID: UInt32 = 0
+    /// PING and SETTINGS acknowledgements written since the output was last taken.
+    private var queuedAcknowledgements = 0
     private var failure: HTTP2ConnectionError?
     private let streamWindowSize: Int
     private let maxHeaderListSize: Int
@@ -66,6 +68,12 @@ public struct HTTP2ClientProtocol {
 
     /// The window every connection starts with (RFC 9113 §6.9.2).
     public static let initialWindowSize = 65_535
+
+    /// More acknowledgements than this waiting to be sent means the server asks (PING,
+    /// SETTINGS) faster than it reads what we send: the connection ends with ENHANCE_YOUR_CALM
+    /// instead of buffering answers without end. The owner takes the output only while the
+    /// socket takes writes, so what waits here is what the server has not read.
+    public static let maxQueuedAcknowledgements = 1_000
 
     /// - Parameters:
     ///   - streamWindowSize: each stream's receive window (our SETTINGS_INITIAL_WINDOW_SIZE).
@@ -136,7 +144,10 @@ public struct HTTP2ClientProtocol {
 
     /// The bytes to send, in order.
     public mutating func takeOutput() -> ByteBuffer {
-        defer { self.output = ByteBuffer() }
+        defer {
+            self.output = ByteBuffer()
+            self.queuedAcknowledgements = 0
+        }
         return self.output
     }
 
@@ -403,6 +414,7 @@ public struct HTTP2ClientProtocol {
         }
         self.sawSettings = true
         self.output.writeHTTP2Settings([], ack: true)
+        try self.acknowledgementQueued()
         self.events.append(.settings(maxConcurrentStreams: maxConcurrentStreams))
         if windowGrew { self.sendBlockedBodies() }
     }
@@ -417,6 +429,14 @@ public struct HTTP2ClientProtocol {
             self.events.append(.pong)
         } else {
             self.output.writeHTTP2Ping(data, ack: true)
+            try self.acknowledgementQueued()
+        }
+    }
+
+    private mutating func acknowledgementQueued() throws(HTTP2ConnectionError) {
+        self.queuedAcknowledgements += 1
+        guard self.queuedAcknowledgements <= Self.maxQueuedAcknowledgements else {
+            throw HTTP2ConnectionError(.enhanceYourCalm, "more than \(Self.maxQueuedAcknowledgements) PING and SETTINGS acknowledgements waiting to be sent")
         }
     }
 

@@ -1,6 +1,7 @@
 import Foundation
 import HandoffClientKit
 import HandoffDaemon
+import HandoffHTTP2
 import HandoffMockLLM
 import HandoffTestSupport
 import HandoffWire
@@ -95,6 +96,32 @@ import Glibc
             // 60 s first-byte timeout the stream waited for before.
             #expect(waited < .seconds(10), "\(waited)")
             #expect(await eventually { daemon.upstreamConnections == 0 })
+        }
+    }
+
+    /// An upstream that asks for answers (PINGs) and reads none of them is cut off (GOAWAY
+    /// ENHANCE_YOUR_CALM) once its socket takes no more, instead of the daemon buffering answers
+    /// for as long as the flood lasts; the stream waiting on it gets a 502 at once. Over a Unix
+    /// socket the kernel holds about 200 KiB for a peer that does not read (loopback TCP would
+    /// hold 4 MiB, a long flood for a test).
+    @Test func anUpstreamFloodingPingsWithoutReadingIsCutOff() async throws {
+        try await withTemporaryDirectory { directory in
+            let flooder = try PingFlooder(path: directory + "/upstream.sock")
+            var settings = UpstreamSettings(
+                endpoint: try UpstreamEndpoint(url: "http://localhost", unixSocketPath: flooder.path), httpVersion: .http2, connectTimeout: .seconds(5)
+            )
+            settings.maxConnections = 1
+            try await withDaemon(self.configure(settings)) { daemon, _ in
+                async let flood = onThread { flooder.flood(for: .seconds(10)) }
+                let started = ContinuousClock.now
+                let response = try await exchange(daemon, payload: Array(self.json("plain").utf8), timeoutMilliseconds: 15_000).response
+                let waited = ContinuousClock.now - started
+                #expect(response?.status == 502)
+                #expect(response?.body.contains("upstream_reset") == true, "\(response?.body ?? "no response")")
+                #expect(waited < .seconds(8), "answered only when the flood ended: \(waited)")
+                let outcome = try await flood
+                #expect(outcome.cutOff, "the daemon kept answering \(outcome.pings) PINGs it could not send")
+            }
         }
     }
 
@@ -223,5 +250,72 @@ import Glibc
                 #expect(response.events?.last?.data == "[DONE]")
             }
         }
+    }
+}
+
+/// An h2c "upstream" on a Unix socket that answers the client's preface with its SETTINGS,
+/// then sends PINGs without end and reads nothing more.
+// @unchecked Sendable: after init, only the one thread running `flood` touches the listener.
+private final class PingFlooder: @unchecked Sendable {
+    private let listener: OwnedDescriptor
+    let path: String
+
+    init(path: String) throws {
+        self.listener = OwnedDescriptor(taking: try Syscall.socket(domain: AF_UNIX, type: CInt(SOCK_STREAM.rawValue)))
+        try Syscall.bind(self.listener.rawValue, to: UnixSocketAddress(path: path))
+        try Syscall.listen(self.listener.rawValue, backlog: 4)
+        self.path = path
+    }
+
+    deinit {
+        self.listener.closeIfOpen()
+    }
+
+    /// Floods the first connection until the client cuts it off (`cutOff`) or `limit` passes.
+    func flood(for limit: Duration) -> (cutOff: Bool, pings: Int) {
+        guard (try? Syscall.waitReadable(self.listener.rawValue, timeoutMilliseconds: 5000)) == true,
+            let accepted = try? Syscall.accept(self.listener.rawValue)
+        else { return (false, 0) }
+        let connection = OwnedDescriptor(taking: accepted)
+        defer { connection.closeIfOpen() }
+        let fd = connection.rawValue
+        // The client's preface and SETTINGS; what they say does not matter here.
+        var scratch = [UInt8](repeating: 0, count: 4096)
+        _ = try? Syscall.waitReadable(fd, timeoutMilliseconds: 5000)
+        _ = scratch.withUnsafeMutableBytes { try? Syscall.read(fd, into: $0) }
+        var hello = ByteBuffer()
+        hello.writeHTTP2Settings([])
+        hello.writeHTTP2Settings([], ack: true)
+        // Paced, so that no single read holds anywhere near a thousand PINGs: what gets the
+        // connection cut off must be the answers piling up, not one burst.
+        var batch = ByteBuffer()
+        for ping in 0..<8 { batch.writeHTTP2Ping(UInt64(ping), ack: false) }
+        let deadline = ContinuousClock.now + limit
+        guard Self.send(hello, on: fd, until: deadline) else { return (true, 0) }
+        var pings = 0
+        while ContinuousClock.now < deadline {
+            guard Self.send(batch, on: fd, until: deadline) else { return (true, pings) }
+            pings += 8
+            usleep(1000)
+        }
+        return (false, pings)
+    }
+
+    /// Sends all of `bytes` (or as much as fits by `deadline`); false once the peer is gone.
+    private static func send(_ bytes: ByteBuffer, on fd: CInt, until deadline: ContinuousClock.Instant) -> Bool {
+        var rest = bytes
+        while rest.readableBytes > 0 {
+            let sent = rest.withUnsafeReadableBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            if sent > 0 {
+                rest.moveReaderIndex(forwardBy: sent)
+            } else if sent < 0, errno == EAGAIN || errno == EINTR {
+                guard ContinuousClock.now < deadline else { return true }
+                var entry = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
+                _ = poll(&entry, 1, 50)
+            } else {
+                return false
+            }
+        }
+        return true
     }
 }

@@ -362,6 +362,31 @@ private typealias ClientErrorCode = HandoffHTTP2.HTTP2ErrorCode
         }
     }
 
+    /// A server that asks for acknowledgements (PING, SETTINGS) faster than our output is taken
+    /// (sent) would make us buffer answers without end: past a thousand waiting, the connection
+    /// ends with ENHANCE_YOUR_CALM. Taking the output starts the count again.
+    @Test func aServerAskingForMoreAnswersThanItReadsIsToldToCalmDown() throws {
+        var calm = try Self.opened()
+        _ = calm.takeOutput()  // the stream's HEADERS
+        for round in 0..<3 {
+            var bytes = ByteBuffer()
+            for ping in 0..<(HTTP2ClientProtocol.maxQueuedAcknowledgements / 2) { bytes.writeHTTP2Ping(UInt64(ping), ack: false) }
+            bytes.writeHTTP2Settings([])
+            calm.receive(bytes)
+            #expect(try Self.events(&calm).count == 1, "round \(round): the SETTINGS")
+            #expect(try Self.written(&calm).count == HTTP2ClientProtocol.maxQueuedAcknowledgements / 2, "round \(round): every PING answered")
+        }
+
+        var flooded = try Self.opened()
+        var bytes = ByteBuffer()
+        for ping in 0..<HTTP2ClientProtocol.maxQueuedAcknowledgements { bytes.writeHTTP2Ping(UInt64(ping), ack: false) }
+        bytes.writeHTTP2Settings([])
+        flooded.receive(bytes)
+        let error = #expect(throws: HTTP2ConnectionError.self) { _ = try Self.events(&flooded) }
+        #expect(error?.code == .enhanceYourCalm)
+        #expect(try Self.written(&flooded).last?.hasPrefix("GOAWAY 0 ENHANCE_YOUR_CALM") == true)
+    }
+
     // MARK: Helpers
 
     static func headerBlock(_ fields: [(String, String)]) -> ByteBuffer {

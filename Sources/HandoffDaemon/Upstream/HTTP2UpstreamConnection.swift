@@ -235,15 +235,22 @@ final class HTTP2UpstreamConnection {
 
     // MARK: Writing
 
-    /// Everything written in one event-loop tick leaves in one write and flush.
+    /// Everything written in one event-loop tick leaves in one write and flush. While the socket
+    /// takes no more, the output waits in the protocol, which ends a connection whose server
+    /// keeps asking for answers it does not read (``HTTP2ClientProtocol/maxQueuedAcknowledgements``).
     private func flushSoon() {
         guard !self.flushScheduled, self.http2.hasOutput else { return }
         self.flushScheduled = true
         self.pool.eventLoop.assumeIsolated().execute {
             self.flushScheduled = false
-            guard let channel = self.channel, self.http2.hasOutput, self.machine.state != .closed else { return }
+            guard let channel = self.channel, channel.isWritable, self.http2.hasOutput, self.machine.state != .closed else { return }
             channel.writeAndFlush(self.http2.takeOutput(), promise: nil)
         }
+    }
+
+    /// The socket takes writes again: what waited goes out.
+    func writable() {
+        self.flushSoon()
     }
 
     // MARK: Keep-alive
@@ -294,6 +301,11 @@ final class HTTP2ClientChannelHandler: ChannelInboundHandler {
     func channelInactive(context: ChannelHandlerContext) {
         self.connection.value.closed()
         context.fireChannelInactive()
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable { self.connection.value.writable() }
+        context.fireChannelWritabilityChanged()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
