@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import HandoffClientKit
 
 /// A private `redis-server` on a free loopback port, for one test: no persistence, stopped
@@ -131,8 +132,15 @@ public struct RedisServerError: Error, CustomStringConvertible {
 
 /// A loopback TCP port nobody listens on now (a listener on port 0, read back, closed).
 public func freeLoopbackPort() throws -> Int {
-    try LoopbackListener(backlog: 1).port
+    while true {
+        let port = try LoopbackListener(backlog: 1).port
+        if handedOutPorts.withLock({ $0.insert(port).inserted }) { return port }
+    }
 }
+
+/// Every port ``freeLoopbackPort()`` gave out in this process: never twice, so a server that
+/// stops and starts again on its port (an outage test) finds no other test's server there.
+private let handedOutPorts = Mutex<Set<Int>>([])
 
 private func canConnect(port: Int) -> Bool {
     guard let connection = try? LoopbackTCP.connect(port: port) else { return false }

@@ -80,10 +80,12 @@ import Glibc
 
     @Test func aReaderThatStopsIsCutAfterTheWriteTimeout() async throws {
         try await withDaemon(self.configure) { daemon, metrics in
+            // Measured from before the handoff: the writes cannot stall before it, so the cut
+            // comes at least the write timeout later, however late the polling below looks.
+            let started = ContinuousClock.now
             let client = try self.startEcho(on: daemon)
             defer { client.closeIfOpen() }
             #expect(await eventually { daemon.heldClientDescriptors == 1 })
-            let started = ContinuousClock.now
             #expect(await eventually(within: 8000) { daemon.heldClientDescriptors == 0 })
             #expect(ContinuousClock.now - started >= .milliseconds(2400))
             #expect(metrics.counterTotal(label: "handoffd_streams_total", dimensions: [("outcome", "write_timeout")]) == 1)
