@@ -237,6 +237,9 @@ import Glibc
                 setsockopt(client.rawValue, SOL_SOCKET, SO_RCVBUF, &small, socklen_t(MemoryLayout<CInt>.size))
                 setsockopt(server.rawValue, SOL_SOCKET, SO_SNDBUF, &small, socklen_t(MemoryLayout<CInt>.size))
                 try FakeApache.handOff(to: daemon.socketPath, json: #"{"backend":"openai","prompt":"x"}"#, server: server)
+                // Started (a loaded suite may take a while), then given longer than the whole
+                // stream takes unpaused (3 000 × 300 µs): it must still be held, paused.
+                #expect(await eventually(within: 10_000) { daemon.activeStreams == 1 })
                 try await Task.sleep(for: .milliseconds(1500))
                 #expect(daemon.activeStreams == 1)
                 let fd = client.rawValue
