@@ -209,7 +209,7 @@ def render_markdown(r):
         loaded = apache.get("apache_under_load_D_us")
         if loaded:
             apache_extra += ("\nUnder the same load, side requests in shuffled rounds every 50 ms (`%D` median): "
-                             + ", ".join(f"{k} {v:.0f} µs" for k, v in loaded)
+                             + ", ".join(f"{k} {v:.0f} µs" if v is not None else f"{k}: no sample" for k, v in loaded)
                              + ". The first is the same script with the module doing nothing: Apache's own floor under this load.\n")
         base = apache.get("apache_baseline_D_us")
         if base:

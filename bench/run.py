@@ -248,9 +248,15 @@ def figure_apache(results):
             prober.join()
         report["apache_baseline_D_us"] = baseline
         entries = apache.access_log_entries()[before:]
-        report["apache_under_load_D_us"] = [[label, statistics.median([e[3] for e in entries if e[0].split()[1] == path] or [0])]
+        def path_of(entry):
+            parts = entry[0].split()  # "-" for a request Apache never read (408)
+            return parts[1] if len(parts) > 1 else None
+
+        def median_or_none(values):
+            return statistics.median(values) if values else None
+        report["apache_under_load_D_us"] = [[label, median_or_none([e[3] for e in entries if path_of(e) == path])]
                                             for label, path in under_load]
-        micros = sorted(entry[3] for entry in entries if entry[0].split()[1] == "/bench.php")
+        micros = sorted(entry[3] for entry in entries if path_of(entry) == "/bench.php")
         report["apache_D_us"] = {
             "count": len(micros),
             "p50": statistics.median(micros) if micros else None,

@@ -500,7 +500,10 @@ class FakeDaemon:
             except (socket.timeout, OSError):
                 continue
             with conn:
-                self.serve(conn)
+                try:
+                    self.serve(conn)
+                except OSError:
+                    pass  # this connection's peer went away; the next one is served all the same
 
     def close(self):
         self._stop = True

@@ -152,12 +152,13 @@ import Glibc
 
     @Test func silentPeerIsCutOffAfterTheHandoffTimeout() async throws {
         try await withDaemon({ $0.timeouts.handoff = .milliseconds(300) }) { daemon, metrics in
+            // From before the connection (the daemon's clock cannot start earlier) to the close
+            // as the reading thread sees it: a test pool busy with the rest of the suite may
+            // resume this task late, which says nothing about the daemon.
+            let started = FakeApache.monotonicMilliseconds()
             let connection = try #require(try HandoffSender.connect(to: daemon.socketPath))
             defer { connection.closeIfOpen() }
-            // Timed on the reading thread: a test pool busy with the rest of the suite may resume
-            // this task late, which says nothing about the daemon.
             let (closed, elapsed) = try await onThread { [fd = connection.rawValue] in
-                let started = FakeApache.monotonicMilliseconds()
                 let result = FakeApache.readUntilClosed(fd, timeoutMilliseconds: 4500)
                 return (result.closed, FakeApache.monotonicMilliseconds() - started)
             }

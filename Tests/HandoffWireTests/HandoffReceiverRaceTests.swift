@@ -36,9 +36,10 @@ import Glibc
         }
     }
 
-    /// Runs `count` rounds in which the receiver reads without waiting while the other thread
-    /// sends and closes; returns how many rounds the receiver saw end-of-stream in.
-    private static func roundsReadAsTheEnd(_ count: Int) throws -> Int {
+    /// Runs up to `count` rounds (or as many as fit in `budget`) in which the receiver reads
+    /// without waiting while the other thread sends and closes; returns how many rounds ran and
+    /// in how many the receiver saw end-of-stream.
+    private static func roundsReadAsTheEnd(_ count: Int, budget: Duration) throws -> (rounds: Int, ends: Int) {
         let rounds = Rounds()
         let sender = Thread {
             Self.yieldToEveryoneElse()
@@ -48,7 +49,11 @@ import Glibc
         defer { rounds.phase.store(-1, ordering: .releasing) }
         let receiver = HandoffReceiver(maximumPayloadBytes: 64)
         var ends = 0
-        for _ in 0..<count {
+        var done = 0
+        let deadline = ContinuousClock.now + budget
+        // The clock is read every thousand rounds: a busy suite may slow the rounds a lot.
+        while done < count, done % 1000 != 0 || ContinuousClock.now < deadline {
+            done += 1
             let (receiving, sending) = try Syscall.socketpair(domain: AF_UNIX, type: CInt(SOCK_SEQPACKET.rawValue), nonBlocking: true)
             defer { Glibc.close(receiving) }
             rounds.senderEnd.store(sending, ordering: .relaxed)
@@ -59,7 +64,7 @@ import Glibc
             while rounds.phase.load(ordering: .acquiring) != 2 {}
             rounds.phase.store(0, ordering: .releasing)
         }
-        return ends
+        return (done, ends)
     }
 
     /// Both sides spin, so they run at the lowest priority: the rest of the suite, timing
@@ -68,16 +73,17 @@ import Glibc
         _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, 19)  // 0: this thread (Linux)
     }
 
-    /// One to three rounds in 10 000 hit the window on this kind of machine, so 100 000 rounds
-    /// (about a second) see it many times over when the receiver believes the first end.
+    /// Without the second look, 5 to 15 of 100 000 rounds (about a second) hit the window on
+    /// this kind of machine. A suite that keeps both threads from running at once slows the
+    /// rounds down, so they stop after 5 s whatever the count.
     @Test func aRecordSentJustBeforeTheSenderClosesIsNeverReadAsTheEnd() async throws {
-        let ends = try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Int, any Error>) in
+        let (rounds, ends) = try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<(Int, Int), any Error>) in
             // Both sides spin on threads of their own, off the test pool.
             Thread {
                 Self.yieldToEveryoneElse()
-                continuation.resume(with: Result { try Self.roundsReadAsTheEnd(100_000) })
+                continuation.resume(with: Result { try Self.roundsReadAsTheEnd(100_000, budget: .seconds(5)) })
             }.start()
         }
-        #expect(ends == 0)
+        #expect(ends == 0, "\(ends) of \(rounds) rounds read the record as the end")
     }
 }

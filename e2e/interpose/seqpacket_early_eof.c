@@ -4,8 +4,9 @@
  * has shut down. When the peer sends its last record and closes between the two checks, the
  * read reports end-of-stream although the record is queued. Loaded into Apache with LD_PRELOAD
  * (e2e/test_faults.py), this library gives that answer whenever it could happen: the first
- * non-blocking recv(2) on a SEQPACKET socket whose peer has closed behind a queued record
- * returns 0; the next recv on that descriptor reads normally. */
+ * non-blocking recv(2) on a SEQPACKET socket that finds a record queued, once the peer has
+ * closed behind it, returns 0; the next recv on that descriptor reads normally. Per process,
+ * not thread-safe: for prefork only. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <poll.h>
@@ -17,15 +18,18 @@ typedef ssize_t (*recv_function)(int, void *, size_t, int);
 
 static int reported_early = -1;
 
+/* Whether a record is queued on SEQPACKET socket `fd` and its peer has closed behind it. A
+ * record whose sender has not closed yet is waited for (up to a second), so the race is made
+ * to happen whenever the peer sends and closes, not only when the close happened to come first. */
 static int closed_behind_a_record(int fd, recv_function real_recv)
 {
     int type = 0;
     socklen_t size = sizeof(type);
-    struct pollfd entry = {fd, POLLIN | POLLRDHUP, 0};
+    struct pollfd entry = {fd, POLLRDHUP, 0};
     char byte;
     if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &size) != 0 || type != SOCK_SEQPACKET) return 0;
-    if (poll(&entry, 1, 0) != 1 || !(entry.revents & (POLLHUP | POLLRDHUP))) return 0;
-    return real_recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) == 1;
+    if (real_recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) != 1) return 0;
+    return poll(&entry, 1, 1000) == 1 && (entry.revents & (POLLHUP | POLLRDHUP));
 }
 
 ssize_t recv(int fd, void *buffer, size_t length, int flags)
