@@ -48,6 +48,16 @@ import Glibc
         #"{"backend":"openai","prompt":"x","test_pattern":"\#(pattern)"}"#
     }
 
+    /// A plain handoff's answer must be the error `status` naming `error`, within `bound`.
+    private func expectError(from daemon: HandoffDaemon, status: Int, _ error: String, within bound: Duration) async throws {
+        let started = ContinuousClock.now
+        let response = try await exchange(daemon, payload: Array(self.json("plain").utf8), timeoutMilliseconds: 20_000).response
+        let waited = ContinuousClock.now - started
+        #expect(response?.status == status)
+        #expect(response?.body.contains(error) == true, "\(response?.body ?? "no response")")
+        #expect(waited < bound, "answered after \(waited)")
+    }
+
     @Test func aStreamLevelErrorEndsOnlyThatStream() async throws {
         try await self.withMock { _, settings in
             try await withDaemon(self.configure(settings)) { daemon, _ in
@@ -87,14 +97,9 @@ import Glibc
         var settings = UpstreamSettings(endpoint: try UpstreamEndpoint(url: "http://127.0.0.1:\(silent.port)"), httpVersion: .http2, connectTimeout: .milliseconds(300))
         settings.maxConnections = 1
         try await withDaemon(self.configure(settings)) { daemon, _ in
-            let started = ContinuousClock.now
-            let response = try await exchange(daemon, payload: Array(self.json("plain").utf8), timeoutMilliseconds: 20_000).response
-            let waited = ContinuousClock.now - started
-            #expect(response?.status == 504)
-            #expect(response?.body.contains("upstream_connect_timeout") == true, "\(response?.body ?? "no response")")
             // 0.3 s here; the bound leaves room for the suite's cold start and is far below the
             // 60 s first-byte timeout the stream waited for before.
-            #expect(waited < .seconds(10), "\(waited)")
+            try await self.expectError(from: daemon, status: 504, "upstream_connect_timeout", within: .seconds(10))
             #expect(await eventually { daemon.upstreamConnections == 0 })
         }
     }
@@ -113,12 +118,8 @@ import Glibc
             settings.maxConnections = 1
             try await withDaemon(self.configure(settings)) { daemon, _ in
                 async let flood = onThread { flooder.flood(for: .seconds(10)) }
-                let started = ContinuousClock.now
-                let response = try await exchange(daemon, payload: Array(self.json("plain").utf8), timeoutMilliseconds: 15_000).response
-                let waited = ContinuousClock.now - started
-                #expect(response?.status == 502)
-                #expect(response?.body.contains("upstream_reset") == true, "\(response?.body ?? "no response")")
-                #expect(waited < .seconds(8), "answered only when the flood ended: \(waited)")
+                // Before the flood ends (10 s), or it was the flood's end that ended the stream.
+                try await self.expectError(from: daemon, status: 502, "upstream_reset", within: .seconds(8))
                 let outcome = try await flood
                 #expect(outcome.cutOff, "the daemon kept answering \(outcome.pings) PINGs it could not send")
             }
