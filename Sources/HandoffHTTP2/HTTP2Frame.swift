@@ -27,9 +27,9 @@ public enum HTTP2Flags {
     public static let priority: UInt8 = 0x20
 }
 
-/// The SETTINGS parameters (RFC 9113 §6.5.2).
+/// The SETTINGS parameters (RFC 9113 §6.5.2) a client sends or reads; the header table size
+/// (0x1) is neither, since request blocks never use the dynamic table.
 public enum HTTP2SettingID {
-    public static let headerTableSize: UInt16 = 0x1
     public static let enablePush: UInt16 = 0x2
     public static let maxConcurrentStreams: UInt16 = 0x3
     public static let initialWindowSize: UInt16 = 0x4

@@ -1,6 +1,5 @@
 import NIOCore
 import NIOHPACK
-import NIOHPACK
 import Testing
 
 @testable import HandoffDaemon
