@@ -16,9 +16,15 @@ struct StreamsService: Service {
         defer { self.environment.watcher.stop() }
         try? await gracefulShutdown()
         let logger = self.environment.logger
-        let active = self.environment.capacity.activeStreams
-        if !Task.isCancelled, active > 0 {
-            logger.info("draining streams", metadata: ["active": "\(active)", "drain_timeout": "\(self.environment.configuration.timeouts.drain)"])
+        let capacity = self.environment.capacity
+        if !Task.isCancelled, self.holdsClients {
+            logger.info(
+                "draining streams",
+                metadata: [
+                    "active": "\(capacity.activeStreams)", "clients": "\(capacity.heldClientDescriptors)",
+                    "drain_timeout": "\(self.environment.configuration.timeouts.drain)",
+                ]
+            )
             await self.waitForStreams(upTo: self.environment.configuration.timeouts.drain)
         }
         let remaining = self.environment.capacity.activeStreams
@@ -32,11 +38,18 @@ struct StreamsService: Service {
         self.environment.accessLog?.stop()
     }
 
-    /// Polls until no stream runs, the time is up, or the task is cancelled.
+    /// Whether a stream runs or a client is held: a handoff the acceptor took last may still
+    /// be on its way to its loop (its descriptor counts from the acceptor on, its stream only
+    /// once the loop starts it), and it is owed its whole stream like the others.
+    private var holdsClients: Bool {
+        self.environment.capacity.activeStreams > 0 || self.environment.capacity.heldClientDescriptors > 0
+    }
+
+    /// Polls until no stream runs and no client is held, the time is up, or the task is cancelled.
     private func waitForStreams(upTo limit: Duration) async {
         let clock = ContinuousClock()
         let deadline = clock.now + limit
-        while self.environment.capacity.activeStreams > 0, clock.now < deadline, !Task.isCancelled {
+        while self.holdsClients, clock.now < deadline, !Task.isCancelled {
             try? await Task.sleep(for: .milliseconds(20))
         }
     }
