@@ -43,7 +43,7 @@ public final class HandoffDaemon: Sendable {
         try configuration.validate()
         self.configuration = configuration
         self.ownsGroup = eventLoopGroup == nil
-        self.group = eventLoopGroup ?? MultiThreadedEventLoopGroup(numberOfThreads: configuration.eventLoops ?? System.coreCount)
+        self.group = eventLoopGroup ?? Self.makeEventLoops(configuration)
 
         let listener: SeqpacketListener
         if let inherited = configuration.listener.inheritedDescriptor {
@@ -193,6 +193,14 @@ public final class HandoffDaemon: Sendable {
             total += try await loop.eventLoop.submit { loop.wheel.entries }.get()
         }
         return total
+    }
+
+    /// The daemon's own loops: one per core unless configured, batching wake-ups under load
+    /// when ``DaemonConfiguration/loopBatchWindow`` is above zero.
+    static func makeEventLoops(_ configuration: DaemonConfiguration) -> MultiThreadedEventLoopGroup {
+        let threads = configuration.eventLoops ?? System.coreCount
+        guard configuration.loopBatchWindow > .zero else { return MultiThreadedEventLoopGroup(numberOfThreads: threads) }
+        return MultiThreadedEventLoopGroup(numberOfThreads: threads, metricsDelegate: LoopBatcher(window: configuration.loopBatchWindow))
     }
 
     /// How many client descriptors fit under the open-file limit, after what is open now

@@ -16,6 +16,18 @@ import Testing
         #expect(configuration.timeouts.drain == .seconds(120))
         #expect(configuration.timeouts.handoff == .seconds(5))
         #expect(configuration.defaultBackend == .mock)
+        #expect(configuration.loopBatchWindow == .milliseconds(1))
+    }
+
+    @Test func theLoopBatchWindowIsBounded() throws {
+        let off = try ConfigurationSource.resolve(flags: ["socket": "/run/h.sock", "loop-batch-us": "0"], environment: [:])
+        #expect(off.loopBatchWindow == .zero)
+        let most = try ConfigurationSource.resolve(flags: ["socket": "/run/h.sock"], environment: ["HANDOFFD_LOOP_BATCH_US": "10000"])
+        #expect(most.loopBatchWindow == .milliseconds(10))
+        #expect(throws: ConfigurationError.self) { _ = try ConfigurationSource.resolve(flags: ["socket": "/run/h.sock", "loop-batch-us": "10001"], environment: [:]) }
+        var configuration = off
+        configuration.loopBatchWindow = .milliseconds(11)
+        #expect(throws: ConfigurationError.self) { try configuration.validate() }
     }
 
     @Test func flagsWinOverEnvironment() throws {

@@ -9,8 +9,10 @@ import MetricsTestKit
 import NIOCore
 import NIOPosix
 
-/// A daemon running in-process on a temporary socket, shut down gracefully after `body`.
+/// A daemon running in-process on a temporary socket, shut down gracefully after `body`; on
+/// `eventLoopGroup` (which the caller shuts down) when given.
 func withDaemon(
+    eventLoopGroup: MultiThreadedEventLoopGroup? = nil,
     _ adjust: (inout DaemonConfiguration) -> Void = { _ in },
     _ body: (HandoffDaemon, TestMetrics) async throws -> Void
 ) async throws {
@@ -21,7 +23,7 @@ func withDaemon(
         let metrics = TestMetrics()
         var logger = Logger(label: "handoffd-test")
         logger.logLevel = .warning
-        let daemon = try HandoffDaemon(configuration: configuration, logger: logger, metricsFactory: metrics)
+        let daemon = try HandoffDaemon(configuration: configuration, logger: logger, metricsFactory: metrics, eventLoopGroup: eventLoopGroup)
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await daemon.run() }
             do {

@@ -27,6 +27,9 @@ extension DaemonConfiguration {
         guard self.listener.socketMode <= 0o777 else {
             throw ConfigurationError(key: "socket-mode", message: "must be octal permission bits (0000–0777), got \(String(self.listener.socketMode, radix: 8))")
         }
+        guard self.loopBatchWindow >= .zero, self.loopBatchWindow <= .milliseconds(10) else {
+            throw ConfigurationError(key: "loop-batch-us", message: "must be between 0 and 10000 microseconds, got \(self.loopBatchWindow)")
+        }
         guard self.listener.backlog > 0 else {
             throw ConfigurationError(key: "backlog", message: "must be at least 1")
         }

@@ -1,0 +1,98 @@
+@testable import HandoffDaemon
+import HandoffClientKit
+import HandoffTestSupport
+import HandoffWire
+import NIOCore
+import NIOPosix
+import Testing
+
+@Suite struct LoopBatchingTests {
+    @Test func aLoopWokenWithinTheWindowRestsForTheRestOfIt() {
+        let batching = LoopBatching(window: .milliseconds(1))
+        #expect(batching.window == 1_000_000)
+        #expect(batching.rest(afterCycle: 0) == 1_000_000)
+        #expect(batching.rest(afterCycle: 400_000) == 600_000)
+    }
+
+    @Test func aLoopIdleOrBusyForAWindowDoesNotRest() {
+        let batching = LoopBatching(window: .microseconds(1500))
+        #expect(batching.window == 1_500_000)
+        #expect(batching.rest(afterCycle: 1_500_000) == 0)
+        #expect(batching.rest(afterCycle: 60_000_000_000) == 0)
+        // Less than a sleep is worth.
+        #expect(batching.rest(afterCycle: 1_490_000) == 0)
+        #expect(LoopBatching(window: .zero).rest(afterCycle: 0) == 0)
+    }
+
+    /// The daemon's own loops batch when configured: of three tasks handed to a loop one after
+    /// another, the second wakes it a moment after the first and the third waits out the
+    /// window (a sleep never ends early, so the bound is firm).
+    @Test func theDaemonsLoopsRestWhenConfigured() async throws {
+        var configuration = DaemonConfiguration(listener: .init(socketPath: "/unused"))
+        configuration.eventLoops = 1
+        configuration.loopBatchWindow = .milliseconds(10)
+        let group = HandoffDaemon.makeEventLoops(configuration)
+        let loop = group.next()
+        let first = try await loop.submit { NIODeadline.now() }.get()
+        _ = try await loop.submit { NIODeadline.now() }.get()
+        let third = try await loop.submit { NIODeadline.now() }.get()
+        try await group.shutdownGracefully()
+        #expect(third - first >= .milliseconds(9), "the third task ran \(third - first) after the first")
+    }
+
+    /// One loop with a long window, so a busy test machine cannot blur what the tests see.
+    private func withBatchingLoop(window: Duration = .milliseconds(300), _ body: (MultiThreadedEventLoopGroup) async throws -> Void) async throws {
+        let loops = MultiThreadedEventLoopGroup(numberOfThreads: 1, metricsDelegate: LoopBatcher(window: window))
+        do {
+            try await body(loops)
+        } catch {
+            try? await loops.shutdownGracefully()
+            throw error
+        }
+        try await loops.shutdownGracefully()
+    }
+
+    /// Upstream chunks that reach a resting loop leave together when it wakes: the mock sends
+    /// 20 chunks 5 ms apart (95 ms from first to last) while the loop rests after setting up
+    /// the upstream connection, and the client gets them all within a few milliseconds.
+    /// Without batching they arrive as they were sent.
+    @Test func upstreamChunksThatArriveDuringARestLeaveTogether() async throws {
+        try await withMockLLM(.h2c, chunks: 20, delay: .milliseconds(5)) { _, settings in
+            try await self.withBatchingLoop { loops in try await withDaemon(eventLoopGroup: loops, { $0.openAI = OpenAIBackend(upstream: settings) }) { daemon, _ in
+                let (client, server) = try FakeApache.tcpConnection()
+                defer { client.closeIfOpen() }
+                try FakeApache.handOff(to: daemon.socketPath, json: #"{"backend":"openai","prompt":"x"}"#, server: server)
+                let first = try await FakeApache.read(until: "Mock token 1 ", from: client.rawValue)
+                let firstArrived = FakeApache.monotonicMilliseconds()
+                var rest = first
+                if !String(decoding: first, as: UTF8.self).contains("Mock token 20 ") {
+                    rest = try await FakeApache.read(until: "Mock token 20 ", from: client.rawValue)
+                }
+                let lastArrived = FakeApache.monotonicMilliseconds()
+                #expect(String(decoding: rest, as: UTF8.self).contains("Mock token 20 "))
+                #expect(lastArrived - firstArrived < 40, "the chunks left one by one, \(lastArrived - firstArrived) ms apart")
+            } }
+        }
+    }
+
+    /// A loop idle for a window handles its next wake at once and rests only after a second
+    /// one: two handoffs a moment apart each get their first event without waiting out the
+    /// window (the mock's next events are seconds away, so nothing else wakes the loop).
+    @Test func aLoopIdleForAWindowDoesNotRestBeforeItsNextWake() async throws {
+        try await self.withBatchingLoop(window: .seconds(1)) { loops in try await withDaemon(eventLoopGroup: loops, { $0.mock = .init(messages: 2, interval: .seconds(5)) }) { daemon, _ in
+            try await Task.sleep(for: .milliseconds(1200))
+            var clients: [OwnedDescriptor] = []
+            defer { for client in clients { client.closeIfOpen() } }
+            for _ in 0..<2 {
+                let (client, server) = try FakeApache.tcpConnection()
+                clients.append(client)
+                let started = FakeApache.monotonicMilliseconds()
+                try FakeApache.handOff(to: daemon.socketPath, json: #"{"prompt":"x"}"#, server: server)
+                let head = try await FakeApache.read(until: "data: ", from: client.rawValue)
+                let waited = FakeApache.monotonicMilliseconds() - started
+                #expect(String(decoding: head, as: UTF8.self).hasPrefix("HTTP/1.1 200 "))
+                #expect(waited < 500, "the first event took \(waited) ms")
+            }
+        } }
+    }
+}
