@@ -2,6 +2,8 @@ public import NIOCore
 
 /// Cuts the bytes of a connection into frames. Whole frames in one read are handed out as
 /// slices of it; only a frame split across reads is copied, its own bytes and no more.
+/// Once a read holds no whole frame more, the reader lets go of it: the TLS layer writes each
+/// read into one buffer it reuses, and a reference kept to it made the next read copy it.
 /// Pure.
 public struct HTTP2FrameReader {
     /// The last read's bytes not handed out yet.
@@ -17,21 +19,35 @@ public struct HTTP2FrameReader {
 
     /// Bytes read from the connection.
     public mutating func append(_ bytes: ByteBuffer) {
-        if self.buffer.readableBytes > 0 {
-            // The start of a frame the last read did not finish: it is completed from `bytes`.
-            self.split.writeImmutableBuffer(self.buffer)
-        }
+        self.setAsideRest()
         self.buffer = bytes
     }
 
     /// The next whole frame, or `nil` until more bytes arrive.
     public mutating func next() throws(HTTP2ConnectionError) -> HTTP2RawFrame? {
         if self.split.readableBytes > 0 {
-            guard let frame = try self.completeSplitFrame() else { return nil }
+            guard let frame = try self.completeSplitFrame() else {
+                self.setAsideRest()
+                return nil
+            }
             return frame
         }
-        guard let length = try self.frameLength(of: self.buffer), self.buffer.readableBytes >= 9 + length else { return nil }
+        guard let length = try self.frameLength(of: self.buffer), self.buffer.readableBytes >= 9 + length else {
+            self.setAsideRest()
+            return nil
+        }
         return self.cut(&self.buffer, length: length)
+    }
+
+    /// Lets go of the last read: the start of a frame it did not finish is copied onto the split
+    /// frame, to be completed from the next read.
+    private mutating func setAsideRest() {
+        if self.buffer.readableBytes > 0 {
+            self.split.writeImmutableBuffer(self.buffer)
+        }
+        if self.buffer.capacity > 0 {
+            self.buffer = ByteBuffer()
+        }
     }
 
     /// Moves just enough of the new read into the split frame to finish it.

@@ -23,6 +23,26 @@ import Testing
         return seen
     }
 
+    /// The TLS layer reads into one buffer it reuses: once its frames are out, the reader holds
+    /// no reference to it, so the next read writes in place instead of copying the buffer. A
+    /// frame left unfinished is kept as a copy of its own bytes.
+    @Test func theReaderLetsGoOfAReadOnceItsFramesAreOut() throws {
+        for partial in [false, true] {
+            var read = ByteBuffer()
+            read.reserveCapacity(4096)
+            read.writeImmutableBuffer(self.frames())
+            if partial { read.writeBytes([0, 0, 5, 0, 0]) }  // the start of a frame header
+            let storage = read.withUnsafeReadableBytes { UInt(bitPattern: $0.baseAddress) }
+            var reader = HTTP2FrameReader()
+            reader.append(read)
+            #expect(try self.read(&reader).count == 5)
+            #expect(reader.bufferedBytes == (partial ? 5 : 0))
+            read.clear()
+            read.writeString("the next read")
+            #expect(read.withUnsafeReadableBytes { UInt(bitPattern: $0.baseAddress) } == storage, "the reader still held the read (partial: \(partial))")
+        }
+    }
+
     @Test func everySplitPointGivesTheSameFrames() throws {
         let all = self.frames()
         var whole = HTTP2FrameReader()
