@@ -52,13 +52,13 @@ def cpu_section(cpu, measured):
     rows = []
     for path, label in (("openai", "openai (TLS h2 upstream, chunks every 20 ms, 2 000 streams over 2 s)"),
                         ("mock", "mock (back to back, 64 senders, closed loop 10 s)")):
-        for events in (18, 6):
-            rep = cpu.get(f"{path}_{events}")
+        for events, suffix, note in ((18, "", ""), (18, "_unbatched", ", wake-up batching off"), (6, "", "")):
+            rep = cpu.get(f"{path}_{events}{suffix}")
             if not rep:
                 continue
             res = rep["result"]
             runs = ", ".join(f"{v:.0f}" for v in rep.get("runs_cpu_us_per_stream", []))
-            rows.append(f"| {label} | {events} | **{rep['cpu_us_per_stream']:.0f}** ({runs}) | {res['completed']} of {res['started']} | "
+            rows.append(f"| {label}{note} | {events} | **{rep['cpu_us_per_stream']:.0f}** ({runs}) | {res['completed']} of {res['started']} | "
                         f"{fmt(lat(rep, 'first_event', 'p50'), 2)} / {fmt(lat(rep, 'first_event', 'p99'), 2)} |")
     out = ("## CPU per stream and per event\n\n" + (f"Measured {measured}. " if measured else "")
            + "Daemon CPU (user + system, `/proc/<pid>/stat`) over a whole `handoff-bench load` run, divided by the streams completed; "
@@ -68,6 +68,13 @@ def cpu_section(cpu, measured):
            + "\n".join(rows) + "\n\n"
            + f"Per relayed event: openai {fmt(cpu.get('openai_us_per_event'), 1)} µs, mock {fmt(cpu.get('mock_us_per_event'), 1)} µs.\n")
     o18 = cpu.get("openai_18") or {}
+    unbatched = cpu.get("openai_18_unbatched") or {}
+    if o18 and unbatched:
+        out += (f"\nWake-up batching (`--loop-batch-us`, default 1000: a loop woken again within a millisecond rests for the rest of it, "
+                f"then relays what arrived meanwhile together) against none, in alternating runs: "
+                f"{o18['cpu_us_per_stream']:.0f} against {unbatched['cpu_us_per_stream']:.0f} µs per stream "
+                f"({o18['cpu_us_per_stream'] / unbatched['cpu_us_per_stream']:.2f}×), first event p50 "
+                f"{fmt(lat(o18, 'first_event', 'p50'), 2)} against {fmt(lat(unbatched, 'first_event', 'p50'), 2)} ms.\n")
     if o18.get("upstream_cpu_us_per_stream") is not None:
         out += (f"\nThe upstream (handoff-mock-llm, TLS h2) runs on the same two cores and used "
                 f"{o18['upstream_cpu_us_per_stream']:.0f} µs of CPU per 18-chunk stream in the median run: at 1 000 handoffs/s the "

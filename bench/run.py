@@ -317,34 +317,45 @@ def figure_cpu(results):
     """Daemon CPU per stream and per relayed event, both paths, three runs each (median):
     openai against handoff-mock-llm over TLS h2 (chunks every 20 ms, 2 000 streams over 2 s,
     i.e. 1 000 handoffs/s), and the mock backend back to back (64 senders, closed loop, 10 s).
-    Per event: the slope between 18 and 6 events per stream. A profile of one openai run."""
+    Per event: the slope between 18 and 6 events per stream. openai with 18 chunks also runs
+    with wake-up batching off (`--loop-batch-us 0`), alternating with the default. A profile
+    of one openai run."""
     import cpu
     figures = {}
-    for events in (18, 6):
-        runs = []
+
+    def openai_run(events, daemon_args, title, profiled):
+        root = make_temp_dir()
+        mock = MockLLM(root / "llm", chunk_count=events, chunk_delay_ms=20, args=["--quiet"]).start()
+        daemon = fresh_daemon(root / "run", "--backend", "openai", "--openai-base-url", mock.url, "--upstream-ca-file", mock.cert_path, *daemon_args)
+        try:
+            time.sleep(0.5)
+            args = ["load", "--socket", daemon.socket_path, "--connections", scale(2000), "--ramp-up", 2, "--hold", 5,
+                    "--expect-events", events, "--pid", daemon.proc.pid]
+            profile = cpu.Profile(daemon.proc.pid, root / "perf.data") if profiled else None
+            upstream_before = cpu.cpu_seconds([mock.proc.pid])
+            if profile:
+                with profile:
+                    report = cpu.measured(lambda: [daemon.proc.pid], lambda: run_bench(args, title))
+                figures["openai_profile"] = profile.summary()
+            else:
+                report = cpu.measured(lambda: [daemon.proc.pid], lambda: run_bench(args, title))
+            # The mock upstream shares the cores: its CPU explains first-event latency here.
+            report["upstream_cpu_us_per_stream"] = (cpu.cpu_seconds([mock.proc.pid]) - upstream_before) * 1e6 / max(1, report["result"]["completed"])
+            return report
+        finally:
+            daemon.stop()
+            mock.stop()
+
+    # 18 chunks with wake-up batching (the default) and without, alternating, so the two
+    # compare under the same neighbours.
+    for events, variants in ((18, (("", []), ("_unbatched", ["--loop-batch-us", 0]))), (6, (("", []),))):
+        runs = {suffix: [] for suffix, _ in variants}
         for attempt in range(1 if QUICK else 3):
-            root = make_temp_dir()
-            mock = MockLLM(root / "llm", chunk_count=events, chunk_delay_ms=20, args=["--quiet"]).start()
-            daemon = fresh_daemon(root / "run", "--backend", "openai", "--openai-base-url", mock.url, "--upstream-ca-file", mock.cert_path)
-            try:
-                time.sleep(0.5)
-                args = ["load", "--socket", daemon.socket_path, "--connections", scale(2000), "--ramp-up", 2, "--hold", 5,
-                        "--expect-events", events, "--pid", daemon.proc.pid]
-                profile = cpu.Profile(daemon.proc.pid, root / "perf.data") if events == 18 and attempt == 0 else None
-                upstream_before = cpu.cpu_seconds([mock.proc.pid])
-                if profile:
-                    with profile:
-                        report = cpu.measured(lambda: [daemon.proc.pid], lambda: run_bench(args, f"cpu-openai-{events}"))
-                    figures["openai_profile"] = profile.summary()
-                else:
-                    report = cpu.measured(lambda: [daemon.proc.pid], lambda: run_bench(args, f"cpu-openai-{events}"))
-                # The mock upstream shares the cores: its CPU explains first-event latency here.
-                report["upstream_cpu_us_per_stream"] = (cpu.cpu_seconds([mock.proc.pid]) - upstream_before) * 1e6 / max(1, report["result"]["completed"])
-                runs.append(report)
-            finally:
-                daemon.stop()
-                mock.stop()
-        figures[f"openai_{events}"] = cpu.median_run(runs)
+            for suffix, daemon_args in variants:
+                profiled = events == 18 and attempt == 0 and suffix == ""
+                runs[suffix].append(openai_run(events, daemon_args, f"cpu-openai-{events}{suffix}", profiled))
+        for suffix, _ in variants:
+            figures[f"openai_{events}{suffix}"] = cpu.median_run(runs[suffix])
     for events in (18, 6):
         runs = []
         for _ in range(1 if QUICK else 3):
