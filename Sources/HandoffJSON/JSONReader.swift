@@ -192,7 +192,16 @@ public struct JSONReader {
         let start = self.index
         var escaped = false
         while self.index < self.bytes.count {
-            let byte = self.bytes[self.index]
+            // Runs of plain ASCII (most of every string) in a local index, one compare per byte.
+            var plain = self.index
+            while plain < self.bytes.count {
+                let byte = self.bytes[plain]
+                guard byte >= 0x20, byte < 0x80, byte != .quote, byte != .backslash else { break }
+                plain += 1
+            }
+            self.index = plain
+            guard plain < self.bytes.count else { break }
+            let byte = self.bytes[plain]
             if byte == .quote {
                 let raw = UnsafeRawBufferPointer(rebasing: self.bytes[start..<self.index])
                 self.index += 1
