@@ -1,3 +1,9 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// An incremental Server-Sent Events parser: WHATWG HTML §9.2.6, "Interpreting an event
 /// stream".
 ///
@@ -124,6 +130,16 @@ public struct SSEParser: Sendable {
 
     // MARK: - Lines
 
+    /// The index of the first CR or LF in `bytes` at or after `start`, or `bytes.count`: `memchr`
+    /// for the LF, then for a CR before it (rare), instead of a compare per byte.
+    private static func lineEnd(in bytes: UnsafeRawBufferPointer, from start: Int) -> Int {
+        guard start < bytes.count, let base = bytes.baseAddress else { return bytes.count }
+        let length = bytes.count - start
+        let lf = memchr(base + start, Int32(UInt8.lf), length).map { $0 - UnsafeMutableRawPointer(mutating: base) } ?? bytes.count
+        let cr = memchr(base + start, Int32(UInt8.cr), lf - start).map { $0 - UnsafeMutableRawPointer(mutating: base) }
+        return cr ?? lf
+    }
+
     private mutating func parse(
         _ bytes: UnsafeRawBufferPointer,
         reportComments: Bool,
@@ -159,11 +175,7 @@ public struct SSEParser: Sendable {
 
         var lineStart = index
         while true {
-            while index < end {
-                let byte = bytes[index]
-                if byte == .lf || byte == .cr { break }
-                index += 1
-            }
+            index = Self.lineEnd(in: bytes, from: index)
             let lineEnd = index
             guard self.partialLine.count + (lineEnd - lineStart) <= self.maximumLineBytes else {
                 throw self.fail(.lineTooLong)
