@@ -126,6 +126,44 @@ import Glibc
         }
     }
 
+    /// Requests that wait while the upstream reads nothing leave once it reads again: the
+    /// socket's writability, not the next frame from the server, sends them. 12 requests of
+    /// about 100 KB go to an upstream that pauses reading for 2 s; the kernel and NIO take the
+    /// first four, the other eight wait. The server then reads and answers only whole
+    /// requests, and sends nothing before it has them all, so no inbound frame can push them
+    /// out instead.
+    @Test func requestsWaitingForAnUpstreamThatPausedReadingLeaveWhenItReadsAgain() async throws {
+        try await withTemporaryDirectory { directory in
+            let upstream = try PausingReader(path: directory + "/upstream.sock")
+            defer { upstream.close() }
+            var settings = UpstreamSettings(
+                endpoint: try UpstreamEndpoint(url: "http://localhost", unixSocketPath: upstream.path), httpVersion: .http2, connectTimeout: .seconds(5)
+            )
+            settings.maxConnections = 1
+            try await withDaemon(self.configure(settings)) { daemon, _ in
+                let streams = 12
+                async let served = onThread { upstream.serve(expecting: streams, pause: .seconds(2), within: .seconds(8)) }
+                let prompt = String(repeating: "p", count: 100_000)
+                var clients: [OwnedDescriptor] = []
+                defer { for client in clients { client.closeIfOpen() } }
+                for index in 0..<streams {
+                    // The first four fill the socket and NIO's buffer; the rest come once the
+                    // connection is no longer writable, and wait in the daemon's HTTP/2 output.
+                    if index == 4 { try await Task.sleep(for: .milliseconds(300)) }
+                    let (client, server) = try FakeApache.tcpConnection()
+                    clients.append(client)
+                    try FakeApache.handOff(to: daemon.socketPath, json: #"{"backend":"openai","prompt":"\#(prompt)"}"#, server: server)
+                }
+                #expect(try await served == streams, "the upstream got only some of the requests")
+                for client in clients {
+                    let fd = client.rawValue
+                    let (bytes, _) = try await offThePool { FakeApache.readUntilClosed(fd, timeoutMilliseconds: 5000) }
+                    #expect(self.complete(ReceivedResponse(bytes)))
+                }
+            }
+        }
+    }
+
     /// A daemon that stops closes its upstream connections with a GOAWAY first, so the server
     /// knows no request was lost in flight.
     @Test func aStoppingDaemonSaysGoAwayToItsUpstream() async throws {
@@ -320,6 +358,104 @@ private final class PingFlooder: @unchecked Sendable {
             } else {
                 return false
             }
+        }
+        return true
+    }
+}
+
+/// An h2c "upstream" on a Unix socket that reads the client's preface, gives it a large window,
+/// then reads nothing for a while; then it reads every request and, once all are whole, answers
+/// each with `[DONE]`.
+// @unchecked Sendable: after init, only the one thread running `serve` touches the sockets
+// (`close` comes after it returned).
+private final class PausingReader: @unchecked Sendable {
+    private let listener: OwnedDescriptor
+    private var connection: OwnedDescriptor?
+    let path: String
+
+    init(path: String) throws {
+        self.listener = OwnedDescriptor(taking: try Syscall.socket(domain: AF_UNIX, type: CInt(SOCK_STREAM.rawValue)))
+        try Syscall.bind(self.listener.rawValue, to: UnixSocketAddress(path: path))
+        try Syscall.listen(self.listener.rawValue, backlog: 4)
+        self.path = path
+    }
+
+    func close() {
+        self.connection?.closeIfOpen()
+        self.listener.closeIfOpen()
+    }
+
+    /// How many whole requests arrived within `limit` (the pause included), all answered.
+    func serve(expecting expected: Int, pause: Duration, within limit: Duration) -> Int {
+        let deadline = ContinuousClock.now + limit
+        guard (try? Syscall.waitReadable(self.listener.rawValue, timeoutMilliseconds: 5000)) == true,
+            let accepted = try? Syscall.accept(self.listener.rawValue)
+        else { return 0 }
+        let connection = OwnedDescriptor(taking: accepted)
+        self.connection = connection
+        let fd = connection.rawValue
+        var reader = HTTP2FrameReader(maxFrameSize: 1 << 24)
+        var preface = ByteBuffer()
+        while preface.readableBytes < 24, ContinuousClock.now < deadline {
+            guard let bytes = Self.read(fd) else { return 0 }
+            preface.writeImmutableBuffer(bytes)
+        }
+        preface.moveReaderIndex(forwardBy: 24)
+        reader.append(preface)
+        var hello = ByteBuffer()
+        hello.writeHTTP2Settings([(HTTP2SettingID.initialWindowSize, 1 << 30)])
+        hello.writeHTTP2Settings([], ack: true)
+        hello.writeHTTP2WindowUpdate(streamID: 0, increment: 1 << 30)
+        guard Self.send(hello, on: fd) else { return 0 }
+        Thread.sleep(forTimeInterval: Double(pause.components.seconds) + Double(pause.components.attoseconds) / 1e18)
+        var whole = Set<UInt32>()
+        while whole.count < expected, ContinuousClock.now < deadline {
+            guard let bytes = Self.read(fd) else { break }
+            reader.append(bytes)
+            while let frame = try? reader.next() {
+                let requestPart = frame.type == HTTP2FrameType.data || frame.type == HTTP2FrameType.headers
+                if requestPart, frame.streamID != 0, frame.flags & HTTP2Flags.endStream != 0 { whole.insert(frame.streamID) }
+            }
+        }
+        var answers = ByteBuffer()
+        for id in whole.sorted() {
+            var block = ByteBuffer(bytes: [0x88, 0x0F, 0x10, 17])  // :status 200, content-type (static index 31)
+            block.writeString("text/event-stream")
+            answers.writeHTTP2Headers(streamID: id, block: block, endStream: false, maxFrameSize: 16_384)
+            answers.writeHTTP2Data(streamID: id, ByteBuffer(string: "data: [DONE]\n\n"), endStream: true)
+        }
+        _ = Self.send(answers, on: fd)
+        return whole.count
+    }
+
+    /// What the next read brings within 100 ms (empty if nothing); nil at the end of the stream.
+    private static func read(_ fd: CInt) -> ByteBuffer? {
+        guard (try? Syscall.waitReadable(fd, timeoutMilliseconds: 100)) == true else { return ByteBuffer() }
+        var buffer = ByteBuffer()
+        buffer.reserveCapacity(65_536)
+        // -1: nothing after all; nil: an error; 0: the end.
+        let count: Int? = buffer.withUnsafeMutableWritableBytes { raw in
+            do { return try Syscall.read(fd, into: raw) ?? -1 } catch { return nil }
+        }
+        guard let count, count != 0 else { return nil }
+        guard count > 0 else { return ByteBuffer() }
+        buffer.moveWriterIndex(forwardBy: count)
+        return buffer
+    }
+
+    private static func send(_ bytes: ByteBuffer, on fd: CInt) -> Bool {
+        var rest = bytes
+        while rest.readableBytes > 0 {
+            let result: Int?? = rest.withUnsafeReadableBytes { raw in
+                do { return .some(try Syscall.send(fd, raw)) } catch { return .none }
+            }
+            guard let outcome = result else { return false }
+            guard let sent = outcome else {
+                var entry = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
+                _ = poll(&entry, 1, 50)
+                continue
+            }
+            rest.moveReaderIndex(forwardBy: sent)
         }
         return true
     }
