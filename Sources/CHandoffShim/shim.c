@@ -6,6 +6,8 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/syscall.h>
+#include <linux/futex.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -182,4 +184,13 @@ int handoff_spawn_close_from(void *actions, int lowest) {
 
 int handoff_name_current_thread(const char *name) {
     return pthread_setname_np(pthread_self(), name);
+}
+
+int handoff_futex_wait_until(uint32_t *word, uint32_t expected, const struct timespec *deadline) {
+    return (int)syscall(SYS_futex, word, FUTEX_WAIT_BITSET | FUTEX_PRIVATE_FLAG, expected, deadline, NULL,
+                        FUTEX_BITSET_MATCH_ANY);
+}
+
+int handoff_futex_wake_one(uint32_t *word) {
+    return (int)syscall(SYS_futex, word, FUTEX_WAKE | FUTEX_PRIVATE_FLAG, 1, NULL, NULL, 0);
 }

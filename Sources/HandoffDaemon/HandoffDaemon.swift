@@ -32,7 +32,7 @@ public final class HandoffDaemon: Sendable {
     ///     Prometheus's); without it `/metrics` is empty.
     ///   - signals: SIGTERM/SIGINT start a graceful shutdown; off for tests. (The executable
     ///     handles a second signal with ``endAllStreamsNow()``.)
-    public init(
+    public convenience init(
         configuration: DaemonConfiguration,
         logger: Logger,
         metricsFactory: any MetricsFactory = MetricsSystem.factory,
@@ -40,10 +40,26 @@ public final class HandoffDaemon: Sendable {
         renderMetrics: @escaping @Sendable () -> [UInt8] = { [] },
         signals: Bool = false
     ) throws {
+        try self.init(
+            configuration: configuration, logger: logger, metricsFactory: metricsFactory,
+            eventLoops: eventLoopGroup.map { ($0, nil) }, renderMetrics: renderMetrics, signals: signals
+        )
+    }
+
+    /// As above; `eventLoops` may come with the ``LoopBatcher`` that batches them (tests).
+    init(
+        configuration: DaemonConfiguration,
+        logger: Logger,
+        metricsFactory: any MetricsFactory,
+        eventLoops: (MultiThreadedEventLoopGroup, LoopBatcher?)?,
+        renderMetrics: @escaping @Sendable () -> [UInt8],
+        signals: Bool
+    ) throws {
         try configuration.validate()
         self.configuration = configuration
-        self.ownsGroup = eventLoopGroup == nil
-        self.group = eventLoopGroup ?? Self.makeEventLoops(configuration)
+        self.ownsGroup = eventLoops == nil
+        let batcher: LoopBatcher?
+        (self.group, batcher) = eventLoops ?? Self.makeEventLoops(threads: configuration.eventLoops ?? System.coreCount, window: configuration.loopBatchWindow)
 
         let listener: SeqpacketListener
         if let inherited = configuration.listener.inheritedDescriptor {
@@ -77,7 +93,8 @@ public final class HandoffDaemon: Sendable {
             logger: logger,
             capacity: capacity,
             backends: backends,
-            eventLoops: loops
+            eventLoops: loops,
+            batcher: batcher
         )
         let launcher = StreamLauncher(environment: self.environment)
         self.listenerDescriptor = listener.rawDescriptor
@@ -195,12 +212,12 @@ public final class HandoffDaemon: Sendable {
         return total
     }
 
-    /// The daemon's own loops: one per core unless configured, batching wake-ups under load
-    /// when ``DaemonConfiguration/loopBatchWindow`` is above zero.
-    static func makeEventLoops(_ configuration: DaemonConfiguration) -> MultiThreadedEventLoopGroup {
-        let threads = configuration.eventLoops ?? System.coreCount
-        guard configuration.loopBatchWindow > .zero else { return MultiThreadedEventLoopGroup(numberOfThreads: threads) }
-        return MultiThreadedEventLoopGroup(numberOfThreads: threads, metricsDelegate: LoopBatcher(window: configuration.loopBatchWindow))
+    /// The daemon's own loops, batching wake-ups under load (with the batcher that does it)
+    /// when `window` is above zero.
+    static func makeEventLoops(threads: Int, window: Duration) -> (MultiThreadedEventLoopGroup, LoopBatcher?) {
+        guard window > .zero else { return (MultiThreadedEventLoopGroup(numberOfThreads: threads), nil) }
+        let batcher = LoopBatcher(window: window)
+        return (MultiThreadedEventLoopGroup(numberOfThreads: threads, metricsDelegate: batcher), batcher)
     }
 
     /// How many client descriptors fit under the open-file limit, after what is open now

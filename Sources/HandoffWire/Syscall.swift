@@ -296,6 +296,19 @@ public enum Syscall {
         throw HandoffWireError.syscall("epoll_wait", errno: error)
     }
 
+    /// Waits on the futex `word` while it holds `expected`, until woken or `deadline`
+    /// (nanoseconds on the monotonic clock); false once the deadline passed. (A changed word,
+    /// a wake-up or a signal return true: the caller looks at the word again.)
+    public static func futexWait(_ word: UnsafeMutablePointer<UInt32>, whileHolding expected: UInt32, untilMonotonic deadline: UInt64) -> Bool {
+        var until = timespec(tv_sec: Int(deadline / 1_000_000_000), tv_nsec: Int(deadline % 1_000_000_000))
+        return handoff_futex_wait_until(word, expected, &until) == 0 || errno != ETIMEDOUT
+    }
+
+    /// Wakes one thread waiting on the futex `word`.
+    public static func futexWake(_ word: UnsafeMutablePointer<UInt32>) {
+        _ = handoff_futex_wake_one(word)
+    }
+
     /// `eventfd(2)` with `EFD_NONBLOCK | EFD_CLOEXEC`.
     public static func eventfd() throws -> CInt {
         try retrying("eventfd") { handoff_eventfd() }

@@ -1,5 +1,5 @@
 import Foundation
-import HandoffDaemon
+@testable import HandoffDaemon
 import HandoffClientKit
 import HandoffTestSupport
 import HandoffWire
@@ -10,9 +10,10 @@ import NIOCore
 import NIOPosix
 
 /// A daemon running in-process on a temporary socket, shut down gracefully after `body`; on
-/// `eventLoopGroup` (which the caller shuts down) when given.
+/// `eventLoopGroup` (which the caller shuts down) when given, batched by `batcher` if that is.
 func withDaemon(
     eventLoopGroup: MultiThreadedEventLoopGroup? = nil,
+    batcher: LoopBatcher? = nil,
     _ adjust: (inout DaemonConfiguration) -> Void = { _ in },
     _ body: (HandoffDaemon, TestMetrics) async throws -> Void
 ) async throws {
@@ -23,7 +24,10 @@ func withDaemon(
         let metrics = TestMetrics()
         var logger = Logger(label: "handoffd-test")
         logger.logLevel = .warning
-        let daemon = try HandoffDaemon(configuration: configuration, logger: logger, metricsFactory: metrics, eventLoopGroup: eventLoopGroup)
+        let daemon = try HandoffDaemon(
+            configuration: configuration, logger: logger, metricsFactory: metrics,
+            eventLoops: eventLoopGroup.map { ($0, batcher) }, renderMetrics: { [] }, signals: false
+        )
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await daemon.run() }
             do {

@@ -24,20 +24,103 @@ import Testing
         #expect(LoopBatching(window: .zero).rest(afterCycle: 0) == 0)
     }
 
-    /// The daemon's own loops batch when configured: of three tasks handed to a loop one after
+    /// The daemon's own loops batch: of three tasks handed to a loop one after
     /// another, the second wakes it a moment after the first and the third waits out the
     /// window (a sleep never ends early, so the bound is firm).
     @Test func theDaemonsLoopsRestWhenConfigured() async throws {
-        var configuration = DaemonConfiguration(listener: .init(socketPath: "/unused"))
-        configuration.eventLoops = 1
-        configuration.loopBatchWindow = .milliseconds(10)
-        let group = HandoffDaemon.makeEventLoops(configuration)
+        let (group, _) = HandoffDaemon.makeEventLoops(threads: 1, window: .milliseconds(10))
         let loop = group.next()
         let first = try await loop.submit { NIODeadline.now() }.get()
         _ = try await loop.submit { NIODeadline.now() }.get()
         let third = try await loop.submit { NIODeadline.now() }.get()
         try await group.shutdownGracefully()
         #expect(third - first >= .milliseconds(9), "the third task ran \(third - first) after the first")
+    }
+
+    /// A rest ends when a stream is given to the loop, long before its deadline; a loop does
+    /// not rest at all while a stream it was given has not started; once it has, rests last
+    /// their full time again.
+    @Test func aRestEndsWhenTheLoopIsGivenAStream() async throws {
+        let gate = RestGate()
+        let started = ContinuousClock.now
+        async let rested: Duration = onThread {
+            gate.rest(nanoseconds: 5_000_000_000)
+            return ContinuousClock.now - started
+        }
+        try await Task.sleep(for: .milliseconds(50))
+        gate.expect()
+        #expect(try await rested < .seconds(2))
+        let skipped = ContinuousClock.now
+        gate.rest(nanoseconds: 5_000_000_000)
+        #expect(ContinuousClock.now - skipped < .seconds(2))
+        gate.arrived()
+        let full = ContinuousClock.now
+        gate.rest(nanoseconds: 20_000_000)
+        #expect(ContinuousClock.now - full >= .milliseconds(19))
+    }
+
+    /// A new stream does not wait out the rest of a lightly loaded loop: the loop does not
+    /// rest while a handoff is on its way, and one that arrives ends the rest. One loop with a
+    /// 400 ms window, woken every 100 ms by a task that relays nothing, so it rests most of the
+    /// time: the median first event of 9 handoffs comes in milliseconds, not the ~100 ms a
+    /// handoff waited for the rest to end. (Timed on a thread of its own, away from the pool.)
+    @Test func aHandoffEndsTheRestOfALightlyLoadedLoop() async throws {
+        let (loops, batcher) = HandoffDaemon.makeEventLoops(threads: 1, window: .milliseconds(400))
+        let ticker = loops.next().scheduleRepeatedTask(initialDelay: .zero, delay: .milliseconds(100)) { _ in }
+        do {
+            try await withDaemon(eventLoopGroup: loops, batcher: batcher) { daemon, _ in
+                let path = daemon.socketPath
+                let waits: [Int] = try await onThread {
+                    var waits: [Int] = []
+                    for _ in 0..<9 {
+                        let (client, server) = try FakeApache.tcpConnection()
+                        defer { client.closeIfOpen() }
+                        let started = FakeApache.monotonicMilliseconds()
+                        try FakeApache.handOff(to: path, json: #"{"prompt":"x"}"#, server: server)
+                        _ = FakeApache.readUntil("data: ", from: client.rawValue, timeoutMilliseconds: 5000)
+                        waits.append(FakeApache.monotonicMilliseconds() - started)
+                        usleep(250_000)
+                    }
+                    return waits.sorted()
+                }
+                #expect(waits[waits.count / 2] < 50, "first events after \(waits) ms")
+            }
+        } catch {
+            ticker.cancel()
+            try? await loops.shutdownGracefully()
+            throw error
+        }
+        ticker.cancel()
+        try await loops.shutdownGracefully()
+    }
+
+    /// A busy loop (it relayed ``RestGate/busyEvents`` events or more in its last window)
+    /// finishes its rest when given a stream: a wake per handoff would cost more than the
+    /// batching saves. The stream still keeps it from beginning another rest.
+    @Test func aBusyLoopFinishesItsRest() async throws {
+        let gate = RestGate()
+        gate.windowEnded(relayed: RestGate.busyEvents)
+        let started = ContinuousClock.now
+        async let rested: Duration = onThread {
+            gate.rest(nanoseconds: 300_000_000)
+            return ContinuousClock.now - started
+        }
+        try await Task.sleep(for: .milliseconds(30))
+        gate.expect()
+        #expect(try await rested >= .milliseconds(299))
+        let skipped = ContinuousClock.now
+        gate.rest(nanoseconds: 5_000_000_000)
+        #expect(ContinuousClock.now - skipped < .seconds(2))
+        gate.arrived()
+        gate.windowEnded(relayed: RestGate.busyEvents - 1)
+        let light = ContinuousClock.now
+        async let woken: Duration = onThread {
+            gate.rest(nanoseconds: 5_000_000_000)
+            return ContinuousClock.now - light
+        }
+        try await Task.sleep(for: .milliseconds(30))
+        gate.expect()
+        #expect(try await woken < .seconds(2))
     }
 
     /// One loop with a long window, so a busy test machine cannot blur what the tests see.

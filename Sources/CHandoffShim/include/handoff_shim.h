@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -95,6 +96,14 @@ extern const int handoff_EPOLL_CTL_MOD;
 /// whatever the parent inherited without close-on-exec. `actions` is a
 /// `posix_spawn_file_actions_t *`.
 int handoff_spawn_close_from(void *actions, int lowest);
+
+/// futex(2) FUTEX_WAIT_BITSET, process-private, with an absolute CLOCK_MONOTONIC `deadline`:
+/// sleeps while `*word == expected` until woken or the deadline. 0, or -1 with errno
+/// (ETIMEDOUT, EAGAIN when `*word` differed, EINTR).
+int handoff_futex_wait_until(uint32_t *word, uint32_t expected, const struct timespec *deadline);
+
+/// futex(2) FUTEX_WAKE, process-private: wakes one thread waiting on `word`.
+int handoff_futex_wake_one(uint32_t *word);
 
 /// pthread_setname_np for the calling thread: `name` at most 15 bytes (the kernel's limit).
 int handoff_name_current_thread(const char *name);

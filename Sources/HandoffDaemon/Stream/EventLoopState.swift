@@ -10,13 +10,17 @@ final class EventLoopState: @unchecked Sendable {
     let clients: ClientTable
     let registry: StreamRegistry
     let wheel: TimerWheel
+    /// Ends the loop's rest when it is given a new stream (``LoopBatching``); nil when the
+    /// loop does not batch.
+    let restGate: RestGate?
     /// Events and bytes sent since they were last added to the metrics.
     private var unreportedEvents = 0
     private var unreportedBytes = 0
 
-    init(index: Int, eventLoop: any EventLoop) {
+    init(index: Int, eventLoop: any EventLoop, restGate: RestGate? = nil) {
         self.index = index
         self.eventLoop = eventLoop
+        self.restGate = restGate
         self.clients = ClientTable(eventLoop: eventLoop, index: index)
         self.registry = StreamRegistry(eventLoop: eventLoop)
         self.wheel = TimerWheel(eventLoop: eventLoop)
@@ -27,6 +31,7 @@ final class EventLoopState: @unchecked Sendable {
     func countSent(bytes: Int, events: Int = 0) {
         self.unreportedBytes += bytes
         self.unreportedEvents += events
+        self.restGate?.relayed &+= events
     }
 
     /// Adds what was counted to the metrics; called when a stream ends, and by

@@ -36,9 +36,10 @@ final class StreamEnvironment: Sendable {
         logger: Logger,
         capacity: StreamCapacity,
         backends: Backends,
-        eventLoops: [any EventLoop]
+        eventLoops: [any EventLoop],
+        batcher: LoopBatcher? = nil
     ) throws {
-        let loops = eventLoops.enumerated().map { EventLoopState(index: $0, eventLoop: $1) }
+        let loops = eventLoops.enumerated().map { EventLoopState(index: $0, eventLoop: $1, restGate: batcher?.gate(for: $1)) }
         self.loops = loops
         self.watcher = try ClientWatcher(tables: self.loops.map(\.clients), logger: logger)
         self.backends = backends
