@@ -13,9 +13,8 @@ import NIOPosix
 /// window ago rests for the rest of the window first, then finds everything that arrived
 /// meanwhile ready in one wait. Latency grows by at most a window, and only under load: a
 /// loop idle for a window handles its next wake at once, and a loop whose work fills the
-/// window never rests. A new stream never waits: a loop does not rest while a handoff is on
-/// its way to it, and one that arrives ends the rest (``RestGate``), so a client's first bytes
-/// leave as soon as the daemon has them.
+/// window never rests. A loop does not begin a rest while a handoff is on its way to it, and
+/// one that arrives ends the rest of a lightly loaded loop (``RestGate``).
 struct LoopBatching: Sendable {
     /// Nanoseconds between wake-ups, at least.
     let window: UInt64
