@@ -300,26 +300,16 @@ import Glibc
 /// then sends PINGs without end and reads nothing more.
 // @unchecked Sendable: after init, only the one thread running `flood` touches the listener.
 private final class PingFlooder: @unchecked Sendable {
-    private let listener: OwnedDescriptor
-    let path: String
+    private let listener: UnixTestListener
+    var path: String { self.listener.path }
 
     init(path: String) throws {
-        self.listener = OwnedDescriptor(taking: try Syscall.socket(domain: AF_UNIX, type: CInt(SOCK_STREAM.rawValue)))
-        try Syscall.bind(self.listener.rawValue, to: UnixSocketAddress(path: path))
-        try Syscall.listen(self.listener.rawValue, backlog: 4)
-        self.path = path
-    }
-
-    deinit {
-        self.listener.closeIfOpen()
+        self.listener = try UnixTestListener(path: path)
     }
 
     /// Floods the first connection until the client cuts it off (`cutOff`) or `limit` passes.
     func flood(for limit: Duration) -> (cutOff: Bool, pings: Int) {
-        guard (try? Syscall.waitReadable(self.listener.rawValue, timeoutMilliseconds: 5000)) == true,
-            let accepted = try? Syscall.accept(self.listener.rawValue)
-        else { return (false, 0) }
-        let connection = OwnedDescriptor(taking: accepted)
+        guard let connection = self.listener.acceptFirst() else { return (false, 0) }
         defer { connection.closeIfOpen() }
         let fd = connection.rawValue
         // The client's preface and SETTINGS; what they say does not matter here.
@@ -334,32 +324,14 @@ private final class PingFlooder: @unchecked Sendable {
         var batch = ByteBuffer()
         for ping in 0..<8 { batch.writeHTTP2Ping(UInt64(ping), ack: false) }
         let deadline = ContinuousClock.now + limit
-        guard Self.send(hello, on: fd, until: deadline) else { return (true, 0) }
+        guard UnixTestListener.send(hello, on: fd, until: deadline) else { return (true, 0) }
         var pings = 0
         while ContinuousClock.now < deadline {
-            guard Self.send(batch, on: fd, until: deadline) else { return (true, pings) }
+            guard UnixTestListener.send(batch, on: fd, until: deadline) else { return (true, pings) }
             pings += 8
             usleep(1000)
         }
         return (false, pings)
-    }
-
-    /// Sends all of `bytes` (or as much as fits by `deadline`); false once the peer is gone.
-    private static func send(_ bytes: ByteBuffer, on fd: CInt, until deadline: ContinuousClock.Instant) -> Bool {
-        var rest = bytes
-        while rest.readableBytes > 0 {
-            let sent = rest.withUnsafeReadableBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-            if sent > 0 {
-                rest.moveReaderIndex(forwardBy: sent)
-            } else if sent < 0, errno == EAGAIN || errno == EINTR {
-                guard ContinuousClock.now < deadline else { return true }
-                var entry = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
-                _ = poll(&entry, 1, 50)
-            } else {
-                return false
-            }
-        }
-        return true
     }
 }
 
@@ -369,29 +341,22 @@ private final class PingFlooder: @unchecked Sendable {
 // @unchecked Sendable: after init, only the one thread running `serve` touches the sockets
 // (`close` comes after it returned).
 private final class PausingReader: @unchecked Sendable {
-    private let listener: OwnedDescriptor
+    private let listener: UnixTestListener
     private var connection: OwnedDescriptor?
-    let path: String
+    var path: String { self.listener.path }
 
     init(path: String) throws {
-        self.listener = OwnedDescriptor(taking: try Syscall.socket(domain: AF_UNIX, type: CInt(SOCK_STREAM.rawValue)))
-        try Syscall.bind(self.listener.rawValue, to: UnixSocketAddress(path: path))
-        try Syscall.listen(self.listener.rawValue, backlog: 4)
-        self.path = path
+        self.listener = try UnixTestListener(path: path)
     }
 
     func close() {
         self.connection?.closeIfOpen()
-        self.listener.closeIfOpen()
     }
 
     /// How many whole requests arrived within `limit` (the pause included), all answered.
     func serve(expecting expected: Int, pause: Duration, within limit: Duration) -> Int {
         let deadline = ContinuousClock.now + limit
-        guard (try? Syscall.waitReadable(self.listener.rawValue, timeoutMilliseconds: 5000)) == true,
-            let accepted = try? Syscall.accept(self.listener.rawValue)
-        else { return 0 }
-        let connection = OwnedDescriptor(taking: accepted)
+        guard let connection = self.listener.acceptFirst() else { return 0 }
         self.connection = connection
         let fd = connection.rawValue
         var reader = HTTP2FrameReader(maxFrameSize: 1 << 24)
@@ -406,7 +371,7 @@ private final class PausingReader: @unchecked Sendable {
         hello.writeHTTP2Settings([(HTTP2SettingID.initialWindowSize, 1 << 30)])
         hello.writeHTTP2Settings([], ack: true)
         hello.writeHTTP2WindowUpdate(streamID: 0, increment: 1 << 30)
-        guard Self.send(hello, on: fd) else { return 0 }
+        guard UnixTestListener.send(hello, on: fd, until: deadline) else { return 0 }
         Thread.sleep(forTimeInterval: Double(pause.components.seconds) + Double(pause.components.attoseconds) / 1e18)
         var whole = Set<UInt32>()
         while whole.count < expected, ContinuousClock.now < deadline {
@@ -424,7 +389,7 @@ private final class PausingReader: @unchecked Sendable {
             answers.writeHTTP2Headers(streamID: id, block: block, endStream: false, maxFrameSize: 16_384)
             answers.writeHTTP2Data(streamID: id, ByteBuffer(string: "data: [DONE]\n\n"), endStream: true)
         }
-        _ = Self.send(answers, on: fd)
+        _ = UnixTestListener.send(answers, on: fd, until: ContinuousClock.now + .seconds(5))
         return whole.count
     }
 
@@ -442,20 +407,47 @@ private final class PausingReader: @unchecked Sendable {
         buffer.moveWriterIndex(forwardBy: count)
         return buffer
     }
+}
 
-    private static func send(_ bytes: ByteBuffer, on fd: CInt) -> Bool {
+/// The listening side of a test "upstream" on a Unix stream socket (the kernel holds about
+/// 200 KiB for a peer that does not read, where loopback TCP would hold megabytes).
+private final class UnixTestListener: @unchecked Sendable {
+    private let listener: OwnedDescriptor
+    let path: String
+
+    init(path: String) throws {
+        self.listener = OwnedDescriptor(taking: try Syscall.socket(domain: AF_UNIX, type: CInt(SOCK_STREAM.rawValue)))
+        try Syscall.bind(self.listener.rawValue, to: UnixSocketAddress(path: path))
+        try Syscall.listen(self.listener.rawValue, backlog: 4)
+        self.path = path
+    }
+
+    deinit {
+        self.listener.closeIfOpen()
+    }
+
+    /// The first connection, within 5 s.
+    func acceptFirst() -> OwnedDescriptor? {
+        guard (try? Syscall.waitReadable(self.listener.rawValue, timeoutMilliseconds: 5000)) == true,
+            let accepted = try? Syscall.accept(self.listener.rawValue)
+        else { return nil }
+        return OwnedDescriptor(taking: accepted)
+    }
+
+    /// Sends all of `bytes` (or as much as fits by `deadline`); false once the peer is gone.
+    static func send(_ bytes: ByteBuffer, on fd: CInt, until deadline: ContinuousClock.Instant) -> Bool {
         var rest = bytes
         while rest.readableBytes > 0 {
-            let result: Int?? = rest.withUnsafeReadableBytes { raw in
-                do { return .some(try Syscall.send(fd, raw)) } catch { return .none }
-            }
-            guard let outcome = result else { return false }
-            guard let sent = outcome else {
+            let sent = rest.withUnsafeReadableBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            if sent > 0 {
+                rest.moveReaderIndex(forwardBy: sent)
+            } else if sent < 0, errno == EAGAIN || errno == EINTR {
+                guard ContinuousClock.now < deadline else { return true }
                 var entry = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
                 _ = poll(&entry, 1, 50)
-                continue
+            } else {
+                return false
             }
-            rest.moveReaderIndex(forwardBy: sent)
         }
         return true
     }

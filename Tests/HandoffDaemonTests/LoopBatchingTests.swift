@@ -42,21 +42,10 @@ import Testing
     /// their full time again.
     @Test func aRestEndsWhenTheLoopIsGivenAStream() async throws {
         let gate = RestGate()
-        let started = ContinuousClock.now
-        async let rested: Duration = onThread {
-            gate.rest(nanoseconds: 5_000_000_000)
-            return ContinuousClock.now - started
-        }
-        try await Task.sleep(for: .milliseconds(50))
-        gate.expect()
-        #expect(try await rested < .seconds(2))
-        let skipped = ContinuousClock.now
-        gate.rest(nanoseconds: 5_000_000_000)
-        #expect(ContinuousClock.now - skipped < .seconds(2))
+        #expect(try await self.rest(gate, for: .seconds(5), givenAStreamAfter: .milliseconds(50)) < .seconds(2))
+        #expect(self.rest(gate, for: .seconds(5)) < .seconds(2))
         gate.arrived()
-        let full = ContinuousClock.now
-        gate.rest(nanoseconds: 20_000_000)
-        #expect(ContinuousClock.now - full >= .milliseconds(19))
+        #expect(self.rest(gate, for: .milliseconds(20)) >= .milliseconds(19))
     }
 
     /// A new stream does not wait out the rest of a lightly loaded loop: the loop does not
@@ -100,27 +89,27 @@ import Testing
     @Test func aBusyLoopFinishesItsRest() async throws {
         let gate = RestGate()
         gate.windowEnded(relayed: RestGate.busyEvents)
-        let started = ContinuousClock.now
-        async let rested: Duration = onThread {
-            gate.rest(nanoseconds: 300_000_000)
-            return ContinuousClock.now - started
-        }
-        try await Task.sleep(for: .milliseconds(30))
-        gate.expect()
-        #expect(try await rested >= .milliseconds(299))
-        let skipped = ContinuousClock.now
-        gate.rest(nanoseconds: 5_000_000_000)
-        #expect(ContinuousClock.now - skipped < .seconds(2))
+        #expect(try await self.rest(gate, for: .milliseconds(300), givenAStreamAfter: .milliseconds(30)) >= .milliseconds(299))
+        #expect(self.rest(gate, for: .seconds(5)) < .seconds(2))
         gate.arrived()
         gate.windowEnded(relayed: RestGate.busyEvents - 1)
-        let light = ContinuousClock.now
-        async let woken: Duration = onThread {
-            gate.rest(nanoseconds: 5_000_000_000)
-            return ContinuousClock.now - light
-        }
-        try await Task.sleep(for: .milliseconds(30))
+        #expect(try await self.rest(gate, for: .seconds(5), givenAStreamAfter: .milliseconds(30)) < .seconds(2))
+    }
+
+    /// How long a rest of `length` on `gate` lasted.
+    private func rest(_ gate: RestGate, for length: Duration) -> Duration {
+        let started = ContinuousClock.now
+        gate.rest(nanoseconds: UInt64(length.components.seconds) * 1_000_000_000 + UInt64(length.components.attoseconds / 1_000_000_000))
+        return ContinuousClock.now - started
+    }
+
+    /// How long a rest of `length` on `gate` lasted when a stream was given to the loop `after`
+    /// it began (the rest runs on a thread of its own, as on a loop).
+    private func rest(_ gate: RestGate, for length: Duration, givenAStreamAfter delay: Duration) async throws -> Duration {
+        async let rested = onThread { self.rest(gate, for: length) }
+        try await Task.sleep(for: delay)
         gate.expect()
-        #expect(try await woken < .seconds(2))
+        return try await rested
     }
 
     /// One loop with a long window, so a busy test machine cannot blur what the tests see.
