@@ -131,13 +131,16 @@ public struct SSEParser: Sendable {
     // MARK: - Lines
 
     /// The index of the first CR or LF in `bytes` at or after `start`, or `bytes.count`: `memchr`
-    /// for the LF, then for a CR before it (rare), instead of a compare per byte.
-    private static func lineEnd(in bytes: UnsafeRawBufferPointer, from start: Int) -> Int {
+    /// for the LF, then for a CR before it (rare), instead of a compare per byte. `nextLF`
+    /// keeps the LF found (or `bytes.count`) between calls, so lines that end in a lone CR do
+    /// not each search the rest of the bytes for an LF again.
+    private static func lineEnd(in bytes: UnsafeRawBufferPointer, from start: Int, nextLF: inout Int) -> Int {
         guard start < bytes.count, let base = bytes.baseAddress else { return bytes.count }
-        let length = bytes.count - start
-        let lf = memchr(base + start, Int32(UInt8.lf), length).map { $0 - UnsafeMutableRawPointer(mutating: base) } ?? bytes.count
-        let cr = memchr(base + start, Int32(UInt8.cr), lf - start).map { $0 - UnsafeMutableRawPointer(mutating: base) }
-        return cr ?? lf
+        if nextLF < start {
+            nextLF = memchr(base + start, Int32(UInt8.lf), bytes.count - start).map { $0 - UnsafeMutableRawPointer(mutating: base) } ?? bytes.count
+        }
+        let cr = memchr(base + start, Int32(UInt8.cr), nextLF - start).map { $0 - UnsafeMutableRawPointer(mutating: base) }
+        return cr ?? nextLF
     }
 
     private mutating func parse(
@@ -174,8 +177,9 @@ public struct SSEParser: Sendable {
         }
 
         var lineStart = index
+        var nextLF = -1
         while true {
-            index = Self.lineEnd(in: bytes, from: index)
+            index = Self.lineEnd(in: bytes, from: index, nextLF: &nextLF)
             let lineEnd = index
             guard self.partialLine.count + (lineEnd - lineStart) <= self.maximumLineBytes else {
                 throw self.fail(.lineTooLong)

@@ -297,11 +297,12 @@ public enum Syscall {
     }
 
     /// Waits on the futex `word` while it holds `expected`, until woken or `deadline`
-    /// (nanoseconds on the monotonic clock); false once the deadline passed. (A changed word,
-    /// a wake-up or a signal return true: the caller looks at the word again.)
+    /// (nanoseconds on the monotonic clock). True after a wake-up, a changed word or a signal
+    /// (the caller looks at the word again); false once the deadline passed, or when the wait
+    /// failed otherwise (so a caller never spins on a futex that cannot wait).
     public static func futexWait(_ word: UnsafeMutablePointer<UInt32>, whileHolding expected: UInt32, untilMonotonic deadline: UInt64) -> Bool {
         var until = timespec(tv_sec: Int(deadline / 1_000_000_000), tv_nsec: Int(deadline % 1_000_000_000))
-        return handoff_futex_wait_until(word, expected, &until) == 0 || errno != ETIMEDOUT
+        return handoff_futex_wait_until(word, expected, &until) == 0 || errno == EAGAIN || errno == EINTR
     }
 
     /// Wakes one thread waiting on the futex `word`.

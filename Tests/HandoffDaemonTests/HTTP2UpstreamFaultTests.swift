@@ -365,6 +365,7 @@ private final class PausingReader: @unchecked Sendable {
             guard let bytes = Self.read(fd) else { return 0 }
             preface.writeImmutableBuffer(bytes)
         }
+        guard preface.readableBytes >= 24 else { return 0 }
         preface.moveReaderIndex(forwardBy: 24)
         reader.append(preface)
         var hello = ByteBuffer()

@@ -103,10 +103,12 @@ import Testing
         return ContinuousClock.now - started
     }
 
-    /// How long a rest of `length` on `gate` lasted when a stream was given to the loop `after`
-    /// it began (the rest runs on a thread of its own, as on a loop).
+    /// How long a rest of `length` on `gate` lasted when a stream was given to the loop `delay`
+    /// after it began (the rest runs on a thread of its own, as on a loop).
     private func rest(_ gate: RestGate, for length: Duration, givenAStreamAfter delay: Duration) async throws -> Duration {
         async let rested = onThread { self.rest(gate, for: length) }
+        // The stream comes while the loop rests, however late its thread started.
+        #expect(await eventually(within: 5000) { gate.isResting })
         try await Task.sleep(for: delay)
         gate.expect()
         return try await rested

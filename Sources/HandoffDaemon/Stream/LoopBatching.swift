@@ -67,19 +67,24 @@ final class RestGate: @unchecked Sendable {
     private var state: UnsafeAtomic<UInt32> { UnsafeAtomic(at: self.word) }
     private var futex: UnsafeMutablePointer<UInt32> { UnsafeMutableRawPointer(self.word).assumingMemoryBound(to: UInt32.self) }
 
-    /// Sleeps `nanoseconds`, unless a stream is given to the loop meanwhile (or already waits).
+    /// Sleeps `nanoseconds`, unless a stream waits for the loop, or is given to it meanwhile
+    /// while the loop is not busy.
     func rest(nanoseconds: UInt64) {
         var now = timespec()
         clock_gettime(CLOCK_MONOTONIC, &now)
         let deadline = UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec) + nanoseconds
-        if self.state.loadThenBitwiseOr(with: Self.resting, ordering: .sequentiallyConsistent) == 0 {
-            // Asleep while the word says "resting, none waiting": a new stream changes it.
-            while self.state.load(ordering: .sequentiallyConsistent) == Self.resting {
-                guard Syscall.futexWait(self.futex, whileHolding: Self.resting, untilMonotonic: deadline) else { break }
-            }
+        guard self.state.compareExchange(expected: 0, desired: Self.resting, ordering: .sequentiallyConsistent).exchanged else { return }
+        while true {
+            // Asleep while no stream waits; a busy loop also while one does.
+            let word = self.state.load(ordering: .sequentiallyConsistent)
+            guard word == Self.resting || self.busy.load(ordering: .relaxed) else { break }
+            guard Syscall.futexWait(self.futex, whileHolding: word, untilMonotonic: deadline) else { break }
         }
         _ = self.state.loadThenBitwiseAnd(with: ~Self.resting, ordering: .sequentiallyConsistent)
     }
+
+    /// Whether the loop is resting now (tests).
+    var isResting: Bool { self.state.load(ordering: .sequentiallyConsistent) & Self.resting != 0 }
 
     /// A stream was given to the loop (the acceptor's thread): a rest ends now, unless the
     /// loop is busy.
@@ -150,7 +155,7 @@ final class LoopBatcher: NIOEventLoopMetricsDelegate, Sendable {
         }
         let ended = info.endTime.uptimeNanoseconds
         if ended &- clock.windowStarted >= self.batching.window {
-            clock.gate.windowEnded(relayed: clock.gate.relayed - clock.relayedBefore)
+            clock.gate.windowEnded(relayed: clock.gate.relayed &- clock.relayedBefore)
             clock.windowStarted = ended
             clock.relayedBefore = clock.gate.relayed
         }
