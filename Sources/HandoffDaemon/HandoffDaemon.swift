@@ -59,7 +59,7 @@ public final class HandoffDaemon: Sendable {
         self.configuration = configuration
         self.ownsGroup = eventLoops == nil
         let batcher: LoopBatcher?
-        (self.group, batcher) = eventLoops ?? Self.makeEventLoops(threads: configuration.eventLoops ?? System.coreCount, window: configuration.loopBatchWindow)
+        (self.group, batcher) = eventLoops ?? Self.makeEventLoops(configuration)
 
         let listener: SeqpacketListener
         if let inherited = configuration.listener.inheritedDescriptor {
@@ -212,11 +212,14 @@ public final class HandoffDaemon: Sendable {
         return total
     }
 
-    /// The daemon's own loops, batching wake-ups under load (with the batcher that does it)
-    /// when `window` is above zero.
-    static func makeEventLoops(threads: Int, window: Duration) -> (MultiThreadedEventLoopGroup, LoopBatcher?) {
-        guard window > .zero else { return (MultiThreadedEventLoopGroup(numberOfThreads: threads), nil) }
-        let batcher = LoopBatcher(window: window)
+    /// The daemon's own loops (``DaemonConfiguration/eventLoops``, one per core by default),
+    /// batching wake-ups under load, with the batcher that does it, when
+    /// ``DaemonConfiguration/loopBatchWindow`` is above zero. Not validated here: tests use
+    /// longer windows than an operator may set.
+    static func makeEventLoops(_ configuration: DaemonConfiguration) -> (MultiThreadedEventLoopGroup, LoopBatcher?) {
+        let threads = configuration.eventLoops ?? System.coreCount
+        guard configuration.loopBatchWindow > .zero else { return (MultiThreadedEventLoopGroup(numberOfThreads: threads), nil) }
+        let batcher = LoopBatcher(window: configuration.loopBatchWindow)
         return (MultiThreadedEventLoopGroup(numberOfThreads: threads, metricsDelegate: batcher), batcher)
     }
 

@@ -28,11 +28,14 @@ import Glibc
         #expect(LoopBatching(window: .zero).rest(afterCycle: 0) == 0)
     }
 
-    /// The daemon's own loops batch: of three tasks handed to a loop one after
+    /// The daemon's own loops batch as configured: of three tasks handed to a loop one after
     /// another, the second wakes it a moment after the first and the third waits out the
     /// window (a sleep never ends early, so the bound is firm).
     @Test func theDaemonsLoopsRestWhenConfigured() async throws {
-        let (group, _) = HandoffDaemon.makeEventLoops(threads: 1, window: .milliseconds(10))
+        var configuration = DaemonConfiguration(listener: .init(socketPath: "/unused"))
+        configuration.eventLoops = 1
+        configuration.loopBatchWindow = .milliseconds(10)
+        let (group, _) = HandoffDaemon.makeEventLoops(configuration)
         let loop = group.next()
         let first = try await loop.submit { NIODeadline.now() }.get()
         _ = try await loop.submit { NIODeadline.now() }.get()
@@ -58,9 +61,9 @@ import Glibc
     /// time: the median first event of 9 handoffs comes in milliseconds, not the ~100 ms a
     /// handoff waited for the rest to end. (Timed on a thread of its own, away from the pool.)
     @Test func aHandoffEndsTheRestOfALightlyLoadedLoop() async throws {
-        let (loops, batcher) = HandoffDaemon.makeEventLoops(threads: 1, window: .milliseconds(400))
-        let ticker = loops.next().scheduleRepeatedTask(initialDelay: .zero, delay: .milliseconds(100)) { _ in }
-        do {
+        try await self.withBatchingLoop(window: .milliseconds(400)) { loops, batcher in
+            let ticker = loops.next().scheduleRepeatedTask(initialDelay: .zero, delay: .milliseconds(100)) { _ in }
+            defer { ticker.cancel() }
             try await withDaemon(eventLoopGroup: loops, batcher: batcher) { daemon, _ in
                 let path = daemon.socketPath
                 let waits: [Int] = try await onThread {
@@ -78,13 +81,7 @@ import Glibc
                 }
                 #expect(waits[waits.count / 2] < 50, "first events after \(waits) ms")
             }
-        } catch {
-            ticker.cancel()
-            try? await loops.shutdownGracefully()
-            throw error
         }
-        ticker.cancel()
-        try await loops.shutdownGracefully()
     }
 
     /// A busy loop (it relayed ``RestGate/busyEvents`` events or more in its last window)
@@ -118,11 +115,15 @@ import Glibc
         return try await rested
     }
 
-    /// One loop with a long window, so a busy test machine cannot blur what the tests see.
-    private func withBatchingLoop(window: Duration = .milliseconds(300), _ body: (MultiThreadedEventLoopGroup) async throws -> Void) async throws {
-        let loops = MultiThreadedEventLoopGroup(numberOfThreads: 1, metricsDelegate: LoopBatcher(window: window))
+    /// One loop made the daemon's way with a `window` too long for an operator to set, so a
+    /// busy test machine cannot blur what the tests see; `body` gets the batcher too.
+    private func withBatchingLoop(window: Duration = .milliseconds(300), _ body: (MultiThreadedEventLoopGroup, LoopBatcher) async throws -> Void) async throws {
+        var configuration = DaemonConfiguration(listener: .init(socketPath: "/unused"))
+        configuration.eventLoops = 1
+        configuration.loopBatchWindow = window
+        let (loops, batcher) = HandoffDaemon.makeEventLoops(configuration)
         do {
-            try await body(loops)
+            try await body(loops, try #require(batcher))
         } catch {
             try? await loops.shutdownGracefully()
             throw error
@@ -138,7 +139,7 @@ import Glibc
     /// own, away from the test pool.)
     @Test func upstreamChunksThatArriveDuringARestLeaveTogether() async throws {
         try await withMockLLM(.h2c, chunks: 20, delay: .milliseconds(5)) { _, settings in
-            try await self.withBatchingLoop { loops in try await withDaemon(eventLoopGroup: loops, { $0.openAI = OpenAIBackend(upstream: settings) }) { daemon, _ in
+            try await self.withBatchingLoop { loops, _ in try await withDaemon(eventLoopGroup: loops, { $0.openAI = OpenAIBackend(upstream: settings) }) { daemon, _ in
                 let (client, server) = try FakeApache.tcpConnection()
                 defer { client.closeIfOpen() }
                 try FakeApache.handOff(to: daemon.socketPath, json: #"{"backend":"openai","prompt":"x"}"#, server: server)
@@ -187,9 +188,10 @@ import Glibc
 
     /// A loop idle for a window handles its next wake at once and rests only after a second
     /// one: two handoffs a moment apart each get their first event without waiting out the
-    /// window (the mock's next events are seconds away, so nothing else wakes the loop).
+    /// window (the mock's next events are seconds away, so nothing else wakes the loop). The
+    /// daemon gets no batcher, so no handoff ends a rest: only the idle rule keeps it prompt.
     @Test func aLoopIdleForAWindowDoesNotRestBeforeItsNextWake() async throws {
-        try await self.withBatchingLoop(window: .seconds(1)) { loops in try await withDaemon(eventLoopGroup: loops, { $0.mock = .init(messages: 2, interval: .seconds(5)) }) { daemon, _ in
+        try await self.withBatchingLoop(window: .seconds(1)) { loops, _ in try await withDaemon(eventLoopGroup: loops, { $0.mock = .init(messages: 2, interval: .seconds(5)) }) { daemon, _ in
             try await Task.sleep(for: .milliseconds(1200))
             var clients: [OwnedDescriptor] = []
             defer { for client in clients { client.closeIfOpen() } }

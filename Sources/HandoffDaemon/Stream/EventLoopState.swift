@@ -17,7 +17,7 @@ final class EventLoopState: @unchecked Sendable {
     private var unreportedEvents = 0
     private var unreportedBytes = 0
 
-    init(index: Int, eventLoop: any EventLoop, restGate: RestGate? = nil) {
+    init(index: Int, eventLoop: any EventLoop, restGate: RestGate?) {
         self.index = index
         self.eventLoop = eventLoop
         self.restGate = restGate

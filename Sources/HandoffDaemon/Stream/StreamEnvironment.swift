@@ -37,7 +37,7 @@ final class StreamEnvironment: Sendable {
         capacity: StreamCapacity,
         backends: Backends,
         eventLoops: [any EventLoop],
-        batcher: LoopBatcher? = nil
+        batcher: LoopBatcher?
     ) throws {
         let loops = eventLoops.enumerated().map { EventLoopState(index: $0, eventLoop: $1, restGate: batcher?.gate(for: $1)) }
         self.loops = loops
