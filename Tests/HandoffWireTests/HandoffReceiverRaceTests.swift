@@ -74,16 +74,19 @@ import Glibc
     }
 
     /// Without the second look, 5 to 15 of 100 000 rounds (about a second) hit the window on
-    /// this kind of machine. A suite that keeps both threads from running at once slows the
-    /// rounds down, so they stop after 5 s whatever the count.
+    /// this kind of machine. The race needs both threads on a core at once, which a busy suite
+    /// seldom allows (6 000 rounds in its first 5 s): the rounds go on up to 20 s, so most run
+    /// once the rest of the suite is done, and at least 20 000 must have run.
     @Test func aRecordSentJustBeforeTheSenderClosesIsNeverReadAsTheEnd() async throws {
         let (rounds, ends) = try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<(Int, Int), any Error>) in
             // Both sides spin on threads of their own, off the test pool.
             Thread {
                 Self.yieldToEveryoneElse()
-                continuation.resume(with: Result { try Self.roundsReadAsTheEnd(100_000, budget: .seconds(5)) })
+                continuation.resume(with: Result { try Self.roundsReadAsTheEnd(100_000, budget: .seconds(20)) })
             }.start()
         }
         #expect(ends == 0, "\(ends) of \(rounds) rounds read the record as the end")
+        // Enough rounds that the race would have shown without the fix (5-15 in 100 000 here).
+        #expect(rounds >= 20_000, "only \(rounds) rounds ran in the time budget")
     }
 }
