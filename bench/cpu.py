@@ -58,7 +58,7 @@ class Profile:
 
     def __enter__(self):
         if shutil.which("perf"):
-            self.proc = subprocess.Popen(["perf", "record", "-q", "-e", "cpu-clock", "-g", "-o", str(self.path), "-p", str(self.pid)],
+            self.proc = subprocess.Popen(["perf", "record", "-q", "-e", "cpu-clock", "-F", os.environ.get("PERF_FREQ", "4000"), "-g", "-o", str(self.path), "-p", str(self.pid)],
                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(0.3)
         return self

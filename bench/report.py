@@ -70,7 +70,7 @@ def cpu_section(cpu, measured):
     o18 = cpu.get("openai_18") or {}
     unbatched = cpu.get("openai_18_unbatched") or {}
     if o18 and unbatched:
-        out += (f"\nWake-up batching (`--loop-batch-us`, default 1000: a loop woken again within a millisecond rests for the rest of it, "
+        out += (f"\nWake-up batching (`--loop-batch-us`, default 5000: a loop woken again within 5 ms rests for the rest of it, "
                 f"then relays what arrived meanwhile together) against none, in alternating runs: "
                 f"{o18['cpu_us_per_stream']:.0f} against {unbatched['cpu_us_per_stream']:.0f} µs per stream "
                 f"({o18['cpu_us_per_stream'] / unbatched['cpu_us_per_stream']:.2f}×), first event p50 "

@@ -16,7 +16,7 @@ import Testing
         #expect(configuration.timeouts.drain == .seconds(120))
         #expect(configuration.timeouts.handoff == .seconds(5))
         #expect(configuration.defaultBackend == .mock)
-        #expect(configuration.loopBatchWindow == .milliseconds(1))
+        #expect(configuration.loopBatchWindow == .milliseconds(5))
     }
 
     @Test func theLoopBatchWindowIsBounded() throws {

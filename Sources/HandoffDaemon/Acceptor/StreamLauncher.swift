@@ -33,12 +33,7 @@ final class StreamLauncher: @unchecked Sendable {
         self.next = (self.next + 1) % environment.loops.count
         environment.capacity.clientDescriptorTaken()
         let fd = client.takeDescriptorOwnership()
-        // A new stream does not wait out the loop's batching window.
-        loop.restGate?.expect()
-        loop.eventLoop.execute {
-            loop.restGate?.arrived()
-            StreamSession.start(fd: fd, admission: admission, environment: environment, loop: loop)
-        }
+        loop.startSoon { StreamSession.start(fd: fd, admission: admission, environment: environment, loop: loop) }
     }
 
     static func response(for rejection: HandoffRejection) -> ErrorResponse {

@@ -63,7 +63,7 @@ public enum ConfigurationSource {
         Key(name: "completion-timeout-ms", environment: "HANDOFFD_COMPLETION_TIMEOUT_MS", help: "One delivery attempt's deadline. Default 10000."),
         Key(name: "completion-max-age-s", environment: "HANDOFFD_COMPLETION_MAX_AGE_S", help: "Seconds an undelivered callback is retried (with backoff; kept in Redis when configured). Default 86400."),
         Key(name: "event-loops", environment: "HANDOFFD_EVENT_LOOPS", help: "Event loop threads per process. Default: one per core."),
-        Key(name: "loop-batch-us", environment: "HANDOFFD_LOOP_BATCH_US", help: "Under load, an event loop wakes at most once per this many microseconds and handles what arrived meanwhile together: less CPU per event, at most this much added latency, none when idle. 0 turns it off; at most 10000. Default 1000."),
+        Key(name: "loop-batch-us", environment: "HANDOFFD_LOOP_BATCH_US", help: "Under load, an event loop wakes at most once per this many microseconds and handles what arrived meanwhile together: less CPU per event, at most this much added latency, none when idle. A new stream waits at most half of it. 0 turns it off; at most 10000. Default 5000."),
         Key(name: "workers", environment: "HANDOFFD_WORKERS", help: "Processes sharing the socket (each with its own open-file limit). Default 1."),
         Key(name: "log-level", environment: "HANDOFFD_LOG_LEVEL", help: "trace, debug, info, notice, warning, error or critical. Default info."),
     ]

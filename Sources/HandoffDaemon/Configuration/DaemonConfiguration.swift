@@ -24,8 +24,8 @@ public struct DaemonConfiguration: Sendable {
     /// Under load, each event loop waits at least this long between wake-ups and handles what
     /// arrived meanwhile in one pass: less CPU per relayed event, at most this much added
     /// latency, none when idle (``LoopBatching``). Zero turns it off; at most 10 ms. Applies to
-    /// the loops the daemon makes, not to a group passed in. Default 1 ms.
-    public var loopBatchWindow: Duration = .milliseconds(1)
+    /// the loops the daemon makes, not to a group passed in. Default 5 ms.
+    public var loopBatchWindow: Duration = .milliseconds(5)
     /// Images and attachments a handoff may bring. Default: inline images only, no data directory.
     public var attachments = AttachmentLimits()
     /// Write one access-log line per stream (request id, user, backend, status, TTFB, duration,

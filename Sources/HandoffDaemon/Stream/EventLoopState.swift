@@ -10,8 +10,8 @@ final class EventLoopState: @unchecked Sendable {
     let clients: ClientTable
     let registry: StreamRegistry
     let wheel: TimerWheel
-    /// Ends the loop's rest when it is given a new stream (``LoopBatching``); nil when the
-    /// loop does not batch.
+    /// Starts new streams while the loop rests (``LoopBatching``); nil when the loop does not
+    /// batch.
     let restGate: RestGate?
     /// Events and bytes sent since they were last added to the metrics.
     private var unreportedEvents = 0
@@ -24,6 +24,17 @@ final class EventLoopState: @unchecked Sendable {
         self.clients = ClientTable(eventLoop: eventLoop, index: index)
         self.registry = StreamRegistry(eventLoop: eventLoop)
         self.wheel = TimerWheel(eventLoop: eventLoop)
+    }
+
+    /// Runs a new stream's `start` on the loop: at once even while the loop rests (``RestGate``),
+    /// and as a task too, which wakes the loop for what the start schedules.
+    func startSoon(_ start: @escaping @Sendable () -> Void) {
+        guard let gate = self.restGate else {
+            self.eventLoop.execute(start)
+            return
+        }
+        gate.deliver(start)
+        self.eventLoop.execute { gate.startWaiting() }
     }
 
     /// Counts bytes sent to a client: added up here and passed to the metrics in batches, so

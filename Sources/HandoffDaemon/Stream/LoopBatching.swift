@@ -13,13 +13,15 @@ import NIOPosix
 /// window ago rests for the rest of the window first, then finds everything that arrived
 /// meanwhile ready in one wait. Latency grows by at most a window, and only under load: a
 /// loop idle for a window handles its next wake at once, and a loop whose work fills the
-/// window never rests. A loop does not begin a rest while a handoff is on its way to it, and
-/// one that arrives ends the rest of a lightly loaded loop (``RestGate``).
+/// window never rests. A new stream starts at once, even on a resting loop (``RestGate``).
 struct LoopBatching: Sendable {
     /// Nanoseconds between wake-ups, at least.
     let window: UInt64
     /// A shorter rest is not worth a sleep.
     static let shortestRest: UInt64 = 20_000
+    /// Nanoseconds a new stream may wait for a busy loop's rest to end (``RestGate``): half a
+    /// window.
+    var longestStartWait: UInt64 { self.window / 2 }
 
     init(window: Duration) {
         let (seconds, attoseconds) = window.components
@@ -35,26 +37,41 @@ struct LoopBatching: Sendable {
     }
 }
 
-/// Keeps a new stream from waiting on a loop's rest. The acceptor counts each stream it gives
-/// the loop (``expect()``), and the loop counts it off when it starts it (``arrived()``); the
-/// loop does not begin a rest while one waits. A stream given to a resting loop ends the rest
-/// when the loop is lightly loaded (it relayed fewer than ``busyEvents`` events in its last
-/// window): there, batching saves little and the first bytes would wait for nothing. A busy
-/// loop finishes its rest: there a wake per handoff would cost more than batching saves (at
-/// 1 000 handoffs/s, 7% of the daemon's CPU), and a new stream waits at most one window.
-/// One futex word: the count of waiting streams, and a bit while resting.
-// @unchecked Sendable: the word is only touched atomically; `rest` runs on the loop's thread.
+/// Keeps a new stream from waiting long on its loop's rest. The acceptor puts each stream's
+/// start in the gate (``deliver(_:)``) and hands the loop a task that starts what waits
+/// (``startWaiting()``). A stream that would wait more than ``longestStartWait`` for the rest
+/// to end wakes the loop, which starts it on its own thread and rests on: its first bytes
+/// leave at once, while everything else that arrived keeps waiting for the window's end. A
+/// stream given near a rest's end waits for it, since each wake costs the loop a context
+/// switch (about 30 µs of CPU at 1 000 handoffs/s here).
+///
+/// The task the acceptor hands the loop is what makes the loop run what a start in a rest
+/// scheduled: NIO wakes a loop for a task from another thread, not for one its own thread
+/// schedules between ticks, so without it such work could wait for the loop's next I/O.
+///
+/// One futex word: the count of starts waiting in the gate, and a bit while resting.
+// @unchecked Sendable: the word and `restDeadline` are only touched atomically, `waiting`
+// under `lock`; `rest` and `startWaiting` run on the loop's thread.
 final class RestGate: @unchecked Sendable {
     private static let resting: UInt32 = 1 << 31
     private let word: UnsafeMutablePointer<UnsafeAtomic<UInt32>.Storage>
-    /// Set by the loop at the end of each window: it relayed at least ``busyEvents`` events.
+    /// When the current rest ends (monotonic nanoseconds).
+    private let restDeadline = ManagedAtomic<UInt64>(0)
+    private let lock = NIOLock()
+    private var waiting: [@Sendable () -> Void] = []
+    /// Nanoseconds a new stream may wait for a busy loop's rest to end before it wakes the loop.
+    let longestStartWait: UInt64
+    /// Set by the loop at the end of each window: it relayed at least ``busyEventsPerMillisecond``
+    /// events per millisecond of it.
     private let busy = ManagedAtomic(false)
     /// Events the loop relayed, ever (touched only on the loop's thread).
     var relayed = 0
-    /// Events in a window that make a loop busy.
-    static let busyEvents = 4
+    /// The rate of relayed events that makes a loop busy.
+    static let busyEventsPerMillisecond = 4
 
-    init() {
+    /// `longestStartWait`: how long a new stream may wait for the rest to end.
+    init(longestStartWait: UInt64) {
+        self.longestStartWait = longestStartWait
         self.word = UnsafeMutablePointer<UnsafeAtomic<UInt32>.Storage>.allocate(capacity: 1)
         self.word.initialize(to: UnsafeAtomic<UInt32>.Storage(0))
     }
@@ -67,17 +84,17 @@ final class RestGate: @unchecked Sendable {
     private var state: UnsafeAtomic<UInt32> { UnsafeAtomic(at: self.word) }
     private var futex: UnsafeMutablePointer<UInt32> { UnsafeMutableRawPointer(self.word).assumingMemoryBound(to: UInt32.self) }
 
-    /// Sleeps `nanoseconds`, unless a stream waits for the loop, or is given to it meanwhile
-    /// while the loop is not busy.
+    /// Sleeps `nanoseconds`, starting the streams that wake the loop meanwhile as they come.
     func rest(nanoseconds: UInt64) {
-        var now = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &now)
-        let deadline = UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec) + nanoseconds
-        guard self.state.compareExchange(expected: 0, desired: Self.resting, ordering: .sequentiallyConsistent).exchanged else { return }
+        let deadline = Self.monotonicNow() + nanoseconds
+        self.restDeadline.store(deadline, ordering: .sequentiallyConsistent)
+        _ = self.state.loadThenBitwiseOr(with: Self.resting, ordering: .sequentiallyConsistent)
         while true {
-            // Asleep while no stream waits; a busy loop also while one does.
             let word = self.state.load(ordering: .sequentiallyConsistent)
-            guard word == Self.resting || self.busy.load(ordering: .relaxed) else { break }
+            if word != Self.resting {
+                self.startWaiting()
+                continue
+            }
             guard Syscall.futexWait(self.futex, whileHolding: word, untilMonotonic: deadline) else { break }
         }
         _ = self.state.loadThenBitwiseAnd(with: ~Self.resting, ordering: .sequentiallyConsistent)
@@ -86,24 +103,41 @@ final class RestGate: @unchecked Sendable {
     /// Whether the loop is resting now (tests).
     var isResting: Bool { self.state.load(ordering: .sequentiallyConsistent) & Self.resting != 0 }
 
-    /// A stream was given to the loop (the acceptor's thread): a rest ends now, unless the
-    /// loop is busy.
-    func expect() {
-        let before = self.state.loadThenWrappingIncrement(ordering: .sequentiallyConsistent)
-        if before & Self.resting != 0, !self.busy.load(ordering: .relaxed) {
+    /// A stream's start for the loop (on the acceptor's thread): a resting loop wakes for it
+    /// unless its rest ends within ``longestStartWait``. The caller also hands the loop a task
+    /// that calls ``startWaiting()``.
+    func deliver(_ start: @escaping @Sendable () -> Void) {
+        let before = self.lock.withLock {
+            self.waiting.append(start)
+            return self.state.loadThenWrappingIncrement(ordering: .sequentiallyConsistent)
+        }
+        guard before & Self.resting != 0 else { return }
+        if !self.busy.load(ordering: .relaxed) || self.restDeadline.load(ordering: .sequentiallyConsistent) > Self.monotonicNow() + self.longestStartWait {
             Syscall.futexWake(self.futex)
         }
     }
 
-    /// The loop's own view of its last window (on the loop's thread).
-    func windowEnded(relayed events: Int) {
-        let busy = events >= Self.busyEvents
+    /// The loop's own view of its last window, `window` nanoseconds long (on the loop's thread).
+    func windowEnded(relayed events: Int, window: UInt64) {
+        let busy = UInt64(events) * 1_000_000 >= UInt64(Self.busyEventsPerMillisecond) * window
         if busy != self.busy.load(ordering: .relaxed) { self.busy.store(busy, ordering: .relaxed) }
     }
 
-    /// The loop started a stream ``expect()`` counted.
-    func arrived() {
-        self.state.wrappingDecrement(ordering: .sequentiallyConsistent)
+    /// Starts the streams waiting in the gate (on the loop's thread).
+    func startWaiting() {
+        let starts: [@Sendable () -> Void] = self.lock.withLock {
+            guard !self.waiting.isEmpty else { return [] }
+            self.state.wrappingDecrement(by: UInt32(self.waiting.count), ordering: .sequentiallyConsistent)
+            defer { self.waiting.removeAll(keepingCapacity: true) }
+            return self.waiting
+        }
+        for start in starts { start() }
+    }
+
+    private static func monotonicNow() -> UInt64 {
+        var now = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &now)
+        return UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
     }
 }
 
@@ -139,7 +173,7 @@ final class LoopBatcher: NIOEventLoopMetricsDelegate, Sendable {
     private func gate(forLoop id: ObjectIdentifier) -> RestGate {
         self.gates.withLockedValue { gates in
             if let gate = gates[id] { return gate }
-            let gate = RestGate()
+            let gate = RestGate(longestStartWait: self.batching.longestStartWait)
             gates[id] = gate
             return gate
         }
@@ -155,7 +189,7 @@ final class LoopBatcher: NIOEventLoopMetricsDelegate, Sendable {
         }
         let ended = info.endTime.uptimeNanoseconds
         if ended &- clock.windowStarted >= self.batching.window {
-            clock.gate.windowEnded(relayed: clock.gate.relayed &- clock.relayedBefore)
+            clock.gate.windowEnded(relayed: clock.gate.relayed &- clock.relayedBefore, window: ended &- clock.windowStarted)
             clock.windowStarted = ended
             clock.relayedBefore = clock.gate.relayed
         }
