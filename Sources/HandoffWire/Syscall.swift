@@ -310,6 +310,19 @@ public enum Syscall {
         _ = handoff_futex_wake_one(word)
     }
 
+    /// Sleeps `nanoseconds` on the monotonic clock (a signal may end it early).
+    public static func sleep(nanoseconds: UInt64) {
+        var length = timespec(tv_sec: Int(nanoseconds / 1_000_000_000), tv_nsec: Int(nanoseconds % 1_000_000_000))
+        _ = clock_nanosleep(CLOCK_MONOTONIC, 0, &length, nil)
+    }
+
+    /// The monotonic clock, in nanoseconds.
+    public static func monotonicNanoseconds() -> UInt64 {
+        var now = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &now)
+        return UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
+    }
+
     /// `eventfd(2)` with `EFD_NONBLOCK | EFD_CLOEXEC`.
     public static func eventfd() throws -> CInt {
         try retrying("eventfd") { handoff_eventfd() }

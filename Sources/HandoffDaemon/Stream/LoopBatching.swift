@@ -86,7 +86,7 @@ final class RestGate: @unchecked Sendable {
 
     /// Sleeps `nanoseconds`, starting the streams that wake the loop meanwhile as they come.
     func rest(nanoseconds: UInt64) {
-        let deadline = Self.monotonicNow() + nanoseconds
+        let deadline = Syscall.monotonicNanoseconds() + nanoseconds
         self.restDeadline.store(deadline, ordering: .sequentiallyConsistent)
         _ = self.state.loadThenBitwiseOr(with: Self.resting, ordering: .sequentiallyConsistent)
         while true {
@@ -112,7 +112,7 @@ final class RestGate: @unchecked Sendable {
             return self.state.loadThenWrappingIncrement(ordering: .sequentiallyConsistent)
         }
         guard before & Self.resting != 0 else { return }
-        if !self.busy.load(ordering: .relaxed) || self.restDeadline.load(ordering: .sequentiallyConsistent) > Self.monotonicNow() + self.longestStartWait {
+        if !self.busy.load(ordering: .relaxed) || self.restDeadline.load(ordering: .sequentiallyConsistent) > Syscall.monotonicNanoseconds() + self.longestStartWait {
             Syscall.futexWake(self.futex)
         }
     }
@@ -134,11 +134,6 @@ final class RestGate: @unchecked Sendable {
         for start in starts { start() }
     }
 
-    private static func monotonicNow() -> UInt64 {
-        var now = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &now)
-        return UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
-    }
 }
 
 /// Applies ``LoopBatching`` to every loop of a group: NIO calls it on the loop's own thread
@@ -157,7 +152,7 @@ final class LoopBatcher: NIOEventLoopMetricsDelegate, Sendable {
         }
     }
 
-    private let batching: LoopBatching
+    let batching: LoopBatching
     private let clocks = ThreadSpecificVariable<LoopClock>()
     private let gates = NIOLockedValueBox([ObjectIdentifier: RestGate]())
 

@@ -41,7 +41,7 @@ final class StreamEnvironment: Sendable {
     ) throws {
         let loops = eventLoops.enumerated().map { EventLoopState(index: $0, eventLoop: $1, restGate: batcher?.gate(for: $1)) }
         self.loops = loops
-        self.watcher = try ClientWatcher(tables: self.loops.map(\.clients), logger: logger)
+        self.watcher = try ClientWatcher(tables: self.loops.map(\.clients), batching: batcher?.batching, logger: logger)
         self.backends = backends
         let redis = try configuration.redis.map { try RedisServices(settings: $0, loops: loops, metrics: metrics.redis ?? RedisMetrics(factory: NOOPMetricsHandler.instance), logger: logger) }
         self.redis = redis
