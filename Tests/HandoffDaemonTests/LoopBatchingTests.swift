@@ -224,6 +224,31 @@ import Glibc
         return Array(arrivals.prefix(count))
     }
 
+    /// A mock stream keeps its schedule on a loop that rests: 10 events 50 ms apart (450 ms
+    /// from first to last) on a loop with a 300 ms window. The events that came due during a
+    /// rest leave together when it ends, so the last leaves about a window after it was due
+    /// (~600 ms after the first); when each event was instead timed from the one before, each
+    /// waited for a rest to end (~2.4 s). Timed from the first event, so a slow start of the
+    /// daemon on a busy machine does not count.
+    @Test func aMockStreamKeepsItsScheduleOnARestingLoop() async throws {
+        try await self.withBatchingLoop(window: .milliseconds(300)) { loops, batcher in
+            try await withDaemon(eventLoopGroup: loops, batcher: batcher, { $0.mock = .init(messages: 10, interval: .milliseconds(50)) }) { daemon, _ in
+                let path = daemon.socketPath
+                let (length, body) = try await onThread { () -> (Int, String) in
+                    let (client, server) = try FakeApache.tcpConnection()
+                    defer { client.closeIfOpen() }
+                    try FakeApache.handOff(to: path, json: #"{"prompt":"x"}"#, server: server)
+                    _ = FakeApache.readUntil("data: ", from: client.rawValue, timeoutMilliseconds: 10_000)
+                    let first = FakeApache.monotonicMilliseconds()
+                    let bytes = FakeApache.readUntil("[DONE]", from: client.rawValue, timeoutMilliseconds: 5000)
+                    return (FakeApache.monotonicMilliseconds() - first, String(decoding: bytes, as: UTF8.self))
+                }
+                #expect(body.contains("[DONE]"))
+                #expect(length < 1200, "the last event came \(length) ms after the first")
+            }
+        }
+    }
+
     /// A loop idle for a window handles its next wake at once and rests only after a second
     /// one: two handoffs a moment apart each get their first event without waiting out the
     /// window (the mock's next events are seconds away, so nothing else wakes the loop). The

@@ -14,6 +14,8 @@ final class MockSource: StreamSource, TimerWheelTarget {
     private var next = 0
     var wheelTimer = WheelTimer()
     private var paused = false
+    /// When the next event is due (nil: at once).
+    private var due: NIODeadline?
     private var cancelled = false
 
     init(session: StreamSession, wheel: TimerWheel, script: MockScript) {
@@ -35,6 +37,7 @@ final class MockSource: StreamSource, TimerWheelTarget {
     func resume() {
         guard self.paused, !self.cancelled else { return }
         self.paused = false
+        self.due = nil  // a fresh schedule: the events missed while paused do not burst out
         self.produce()
     }
 
@@ -56,28 +59,33 @@ final class MockSource: StreamSource, TimerWheelTarget {
             return
         }
         // Without an interval, events go back to back: all that fit under the client's
-        // high-water mark leave in one write.
-        let backToBack = self.script.interval == .zero
+        // high-water mark leave in one write. With one, every event that is due leaves: a
+        // timer that fired late (the loop rested, or was busy) does not push the rest of the
+        // stream back, and the events it caught up with leave together.
+        let interval = self.script.interval
+        let backToBack = interval == .zero
+        let now = backToBack ? NIODeadline.uptimeNanoseconds(0) : NIODeadline.now()
+        var due = self.due ?? now
         repeat {
             let content = self.script.content(at: self.next)
             self.next += 1
-            self.session.sourceProducedContent(content, queued: backToBack || self.next == self.script.count)
-        } while backToBack && self.next < self.script.count && self.session.isWritable && !self.cancelled
+            due = due + interval
+            self.session.sourceProducedContent(content, queued: true)
+        } while (backToBack || due <= now) && self.next < self.script.count && self.session.isWritable && !self.cancelled
         guard !self.cancelled else { return }
         if self.next == self.script.count {
             self.cancelled = true
             self.session.sourceFinished()
             return
         }
-        if backToBack {
-            self.session.sourceSendQueued()
-            guard !self.cancelled else { return }
-            if !self.session.isWritable {
-                self.paused = true  // resumed once the client has taken the bytes
-                return
-            }
+        self.session.sourceSendQueued()
+        guard !self.cancelled else { return }
+        if !self.session.isWritable {
+            self.paused = true  // resumed once the client has taken the bytes
+            return
         }
-        self.wheelTimer.arm(self, on: self.wheel, after: self.script.interval)
+        self.due = backToBack ? nil : due
+        self.wheelTimer.arm(self, on: self.wheel, after: backToBack ? .zero : max(.zero, due - NIODeadline.now()))
     }
 }
 
