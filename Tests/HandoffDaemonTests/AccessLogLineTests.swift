@@ -1,4 +1,5 @@
 import HandoffRequest
+import NIOCore
 @testable import HandoffDaemon
 import Testing
 
@@ -7,7 +8,7 @@ import Testing
     @Test func plainValuesStayBareAndTheTimeIsUTC() {
         var line = AccessLogLine(seconds: 1_796_133_406, nanoseconds: 7_000_000)
         line.append("backend", "mock")
-        line.append("status", "200")
+        line.append("status", integer: 200)
         line.append("model", nil)
         #expect(line.text == "2026-12-01T13:56:46.007Z stream backend=mock status=200")
     }
@@ -27,6 +28,16 @@ import Testing
         #expect(!line.text.contains("\n") && !line.text.contains("\r"))
     }
 
+    /// Times to first byte are milliseconds with the shortest fraction that keeps every
+    /// microsecond digit, as Swift prints a `Double` of them.
+    @Test(arguments: [(12_345, "12.345"), (12_300, "12.3"), (12_000, "12.0"), (5, "0.005"), (0, "0.0"), (1_234_567_890, "1234567.89")] as [(Int64, String)])
+    func millisecondsKeepTheirMicroseconds(microseconds: Int64, written: String) {
+        var line = AccessLogLine(seconds: 0, nanoseconds: 0)
+        line.append("ttfb_ms", millisecondsFromMicroseconds: microseconds)
+        #expect(line.text == "1970-01-01T00:00:00.000Z stream ttfb_ms=\(written)")
+        #expect(written == String(Double(microseconds) / 1000))
+    }
+
     @Test func aStreamsLineCarriesEveryField() {
         var fields = AccessLogFields(request: HandoffRequest(model: "gpt", userID: "7", requestID: "r1"), backend: .openai)
         fields.status = 200
@@ -42,6 +53,6 @@ import Testing
             seconds: 0, nanoseconds: 0, timeToFirstByteNanoseconds: 12_345_678, durationNanoseconds: 2_040_000_000,
             outcome: .failedMidStream, summary: summary
         )
-        #expect(line == "1970-01-01T00:00:00.000Z stream request_id=r1 user_id=7 backend=openai model=gpt status=200 ttfb_ms=12.345 duration_ms=2040 bytes=1234 events=3 outcome=failed_mid_stream upstream_status=200 error=upstream_reset finish_reason=stop prompt_tokens=12 completion_tokens=40")
+        #expect(String(buffer: line) == "1970-01-01T00:00:00.000Z stream request_id=r1 user_id=7 backend=openai model=gpt status=200 ttfb_ms=12.345 duration_ms=2040 bytes=1234 events=3 outcome=failed_mid_stream upstream_status=200 error=upstream_reset finish_reason=stop prompt_tokens=12 completion_tokens=40")
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import NIOConcurrencyHelpers
+import NIOCore
 import HandoffWire
 
 #if canImport(Glibc)
@@ -48,8 +49,13 @@ final class AccessLog: @unchecked Sendable {
 
     /// Queues one line (without its newline). Called on event loops; never blocks on I/O.
     func record(_ line: String) {
+        self.record(ByteBuffer(string: line))
+    }
+
+    /// Queues one line's bytes (without its newline).
+    func record(_ line: ByteBuffer) {
         self.condition.lock()
-        if self.pending.count + line.utf8.count + 1 > Self.maximumBufferedBytes {
+        if self.pending.count + line.readableBytes + 1 > Self.maximumBufferedBytes {
             self.dropped += 1
             self.condition.unlock(withValue: true)
             return
@@ -58,7 +64,7 @@ final class AccessLog: @unchecked Sendable {
             self.pending.append(contentsOf: "access log: \(self.dropped) line(s) dropped: the destination was too slow\n".utf8)
             self.dropped = 0
         }
-        self.pending.append(contentsOf: line.utf8)
+        self.pending.append(contentsOf: line.readableBytesView)
         self.pending.append(0x0A)
         if self.pending.count >= Self.wakeBytes {
             self.condition.unlock(withValue: true)

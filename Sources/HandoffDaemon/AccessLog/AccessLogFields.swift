@@ -1,4 +1,5 @@
 import HandoffRequest
+import NIOCore
 
 /// What the access log records about one stream; Apache cannot log any of it, since the
 /// response never passes through Apache.
@@ -33,23 +34,23 @@ struct AccessLogFields {
         durationNanoseconds: Int64,
         outcome: StreamStateMachine.Outcome,
         summary: StreamSummary
-    ) -> String {
+    ) -> ByteBuffer {
         var line = AccessLogLine(seconds: seconds, nanoseconds: nanoseconds)
         line.append("request_id", self.requestID)
         line.append("user_id", self.userID)
         line.append("backend", self.backend.rawValue)
         line.append("model", self.model)
-        line.append("status", String(self.status))
-        if let ttfb = timeToFirstByteNanoseconds { line.append("ttfb_ms", String(Double(ttfb / 1000) / 1000)) }
-        line.append("duration_ms", String(durationNanoseconds / 1_000_000))
-        line.append("bytes", String(self.bytes))
-        line.append("events", String(self.events))
+        line.append("status", integer: Int64(self.status))
+        if let ttfb = timeToFirstByteNanoseconds { line.append("ttfb_ms", millisecondsFromMicroseconds: ttfb / 1000) }
+        line.append("duration_ms", integer: durationNanoseconds / 1_000_000)
+        line.append("bytes", integer: Int64(self.bytes))
+        line.append("events", integer: Int64(self.events))
         line.append("outcome", outcome.rawValue)
-        if let upstreamStatus { line.append("upstream_status", String(upstreamStatus)) }
+        if let upstreamStatus { line.append("upstream_status", integer: Int64(upstreamStatus)) }
         line.append("error", self.failure)
         line.append("finish_reason", summary.finishReason)
-        if let tokens = summary.promptTokens { line.append("prompt_tokens", String(tokens)) }
-        if let tokens = summary.completionTokens { line.append("completion_tokens", String(tokens)) }
-        return line.text
+        if let tokens = summary.promptTokens { line.append("prompt_tokens", integer: Int64(tokens)) }
+        if let tokens = summary.completionTokens { line.append("completion_tokens", integer: Int64(tokens)) }
+        return line.bytes
     }
 }

@@ -1,53 +1,119 @@
 import HandoffRequest
+import HandoffSSE
+import NIOCore
 
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// One access-log line in logfmt: `2026-12-01T13:56:46.123Z stream key=value key="a value" …`.
+/// One access-log line in logfmt: `2026-12-01T13:56:46.123Z stream key=value key="a value" …`,
+/// built as bytes (a line per stream, so no `String` work on the loop).
 ///
 /// A value that is not a plain token is quoted; inside quotes `"` and `\` are escaped and every
 /// control character (C0, DEL, C1, U+2028/2029) is written as `\n`, `\r`, `\t` or `\u{XX}`, so
 /// no field can end the line or forge another.
 struct AccessLogLine {
-    private(set) var text: String
+    private(set) var bytes = ByteBuffer()
+
+    /// The line as text (tests).
+    var text: String { String(buffer: self.bytes) }
 
     init(seconds: Int, nanoseconds: Int) {
         var time = time_t(seconds)
         var parts = tm()
         gmtime_r(&time, &parts)
-        func two(_ value: Int32) -> String { value < 10 ? "0\(value)" : "\(value)" }
-        let milliseconds = nanoseconds / 1_000_000
-        let fraction = milliseconds < 10 ? "00\(milliseconds)" : milliseconds < 100 ? "0\(milliseconds)" : "\(milliseconds)"
-        self.text = "\(parts.tm_year + 1900)-\(two(parts.tm_mon + 1))-\(two(parts.tm_mday))T\(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec)).\(fraction)Z stream"
+        self.bytes.reserveCapacity(320)
+        self.appendDigits(Int(parts.tm_year) + 1900, width: 4)
+        self.bytes.writeInteger(UInt8(ascii: "-"))
+        self.appendDigits(Int(parts.tm_mon) + 1, width: 2)
+        self.bytes.writeInteger(UInt8(ascii: "-"))
+        self.appendDigits(Int(parts.tm_mday), width: 2)
+        self.bytes.writeInteger(UInt8(ascii: "T"))
+        self.appendDigits(Int(parts.tm_hour), width: 2)
+        self.bytes.writeInteger(UInt8(ascii: ":"))
+        self.appendDigits(Int(parts.tm_min), width: 2)
+        self.bytes.writeInteger(UInt8(ascii: ":"))
+        self.appendDigits(Int(parts.tm_sec), width: 2)
+        self.bytes.writeInteger(UInt8(ascii: "."))
+        self.appendDigits(nanoseconds / 1_000_000, width: 3)
+        self.bytes.writeStaticString("Z stream")
     }
 
     /// Appends ` key=value`; nothing when `value` is `nil`.
-    mutating func append(_ key: String, _ value: String?) {
-        guard let value else { return }
-        self.text += " \(key)="
-        if !value.isEmpty, value.unicodeScalars.allSatisfy(Self.isPlain) {
-            self.text += value
-            return
+    mutating func append(_ key: StaticString, _ text: String?) {
+        guard var value = text else { return }
+        self.appendKey(key)
+        let plain = !value.isEmpty && value.withUTF8 { utf8 in
+            guard utf8.allSatisfy(Self.isPlain) else { return false }
+            self.bytes.writeBytes(utf8)
+            return true
         }
-        self.text += "\""
+        guard !plain else { return }
+        self.bytes.writeInteger(UInt8(ascii: "\""))
         for scalar in value.unicodeScalars {
             switch scalar {
-            case "\"": self.text += "\\\""
-            case "\\": self.text += "\\\\"
-            case "\n": self.text += "\\n"
-            case "\r": self.text += "\\r"
-            case "\t": self.text += "\\t"
-            case _ where scalar.isControlCharacter: self.text += "\\u{\(String(scalar.value, radix: 16))}"
-            default: self.text.unicodeScalars.append(scalar)
+            case "\"": self.bytes.writeString(#"\""#)
+            case "\\": self.bytes.writeString(#"\\"#)
+            case "\n": self.bytes.writeString(#"\n"#)
+            case "\r": self.bytes.writeString(#"\r"#)
+            case "\t": self.bytes.writeString(#"\t"#)
+            case _ where scalar.isControlCharacter:
+                self.bytes.writeString(#"\u{"#)
+                self.bytes.writeString(String(scalar.value, radix: 16))
+                self.bytes.writeInteger(UInt8(ascii: "}"))
+            default: self.bytes.writeString(String(scalar))
             }
         }
-        self.text += "\""
+        self.bytes.writeInteger(UInt8(ascii: "\""))
     }
 
-    private static func isPlain(_ scalar: Unicode.Scalar) -> Bool {
-        switch scalar {
-        case "a"..."z", "A"..."Z", "0"..."9", "-", "_", ".", ":", "/", "@", "+": true
+    /// Appends ` key=<integer>`.
+    mutating func append(_ key: StaticString, integer value: Int64) {
+        self.appendKey(key)
+        if value < 0 { self.bytes.writeInteger(UInt8(ascii: "-")) }
+        self.appendDigits(value.magnitude, width: 1)
+    }
+
+    /// Appends ` key=<milliseconds>` from microseconds, as the shortest decimal with at least
+    /// one fractional digit (`12.345`, `12.3`, `12.0`).
+    mutating func append(_ key: StaticString, millisecondsFromMicroseconds microseconds: Int64) {
+        self.appendKey(key)
+        if microseconds < 0 { self.bytes.writeInteger(UInt8(ascii: "-")) }
+        let magnitude = microseconds.magnitude
+        self.appendDigits(magnitude / 1000, width: 1)
+        self.bytes.writeInteger(UInt8(ascii: "."))
+        var fraction = magnitude % 1000
+        var width = 3
+        while width > 1, fraction % 10 == 0 {
+            fraction /= 10
+            width -= 1
+        }
+        self.appendDigits(fraction, width: width)
+    }
+
+    private mutating func appendKey(_ key: StaticString) {
+        self.bytes.writeInteger(UInt8(ascii: " "))
+        self.bytes.writeStaticString(key)
+        self.bytes.writeInteger(UInt8(ascii: "="))
+    }
+
+    /// `value` (not negative) in decimal, zero-padded to `width` digits (at most 4).
+    private mutating func appendDigits<Value: BinaryInteger>(_ value: Value, width: Int) {
+        var padding = width - 1
+        var bound: Value = 10
+        while padding > 0, value < bound {
+            self.bytes.writeInteger(UInt8(ascii: "0"))
+            padding -= 1
+            bound *= 10
+        }
+        self.bytes.writeDecimal(Int64(value))
+    }
+
+    private static func isPlain(_ byte: UInt8) -> Bool {
+        switch byte {
+        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+             UInt8(ascii: "-"), UInt8(ascii: "_"), UInt8(ascii: "."), UInt8(ascii: ":"), UInt8(ascii: "/"), UInt8(ascii: "@"), UInt8(ascii: "+"):
+            true
         default: false
         }
     }
