@@ -149,7 +149,8 @@ import Testing
     }
 
     /// An upstream whose TLS offers only HTTP/1.1 to a daemon set for HTTP/2: the stream is
-    /// answered 502 at once (not after a timeout), and the next one too.
+    /// answered 502 at once (not after the 5 s connect timeout), and the next one too. (The
+    /// bound leaves room for a TLS handshake in a debug build on a busy machine: 2.2 s seen.)
     @Test func anUpstreamWithoutH2InALPNIs502() async throws {
         try await withMockLLM(.tls, applicationProtocols: ["http/1.1"]) { mock, settings in
             try await withDaemon({ $0.openAI = OpenAIBackend(upstream: settings) }) { daemon, _ in
@@ -158,7 +159,7 @@ import Testing
                     let response = try #require(try await exchange(daemon, json: #"{"backend":"openai","prompt":"x"}"#).response)
                     #expect(response.status == 502)
                     #expect(response.body.contains(#""error":"upstream_connect_failed""#), "\(response.body)")
-                    #expect(ContinuousClock.now - started < .seconds(2))
+                    #expect(ContinuousClock.now - started < .milliseconds(3500))
                 }
                 #expect(mock.stats.totals.completed == 0)
             }
