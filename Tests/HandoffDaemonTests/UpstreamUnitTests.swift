@@ -44,6 +44,28 @@ import Testing
         #expect(body.contains(#""user":"7""#))
     }
 
+    /// The request body's messages, written without building their JSON objects, are the
+    /// bytes the general JSON writer makes of ``OpenAIDialect/messages(for:)``: text and parts,
+    /// images, escapes and non-ASCII text.
+    @Test(arguments: [
+        HandoffRequest(prompt: "hi"),
+        HandoffRequest(prompt: "say \"hi\"\n\\ \u{1}é😀", system: "be brief\t"),
+        HandoffRequest(messages: [
+            .init(role: "system", content: .text("rules")),
+            .init(role: "user", content: .parts([.text("look"), .imageURL("https://example.com/a.png")])),
+            .init(role: "assistant", content: .text("")),
+        ], system: "top"),
+        { var request = HandoffRequest(prompt: "with a picture"); request.imageURLs = ["data:image/png;base64,AAAA"]; return request }(),
+        { var request = HandoffRequest(); request.imageURLs = ["data:image/png;base64,AAAA"]; return request }(),
+    ])
+    func messagesAreWrittenAsTheirJSON(request: HandoffRequest) throws {
+        var direct = ByteBuffer()
+        OpenAIDialect.write(try OpenAIDialect.messageList(for: request), into: &direct)
+        var general = ByteBuffer()
+        general.writeJSON(.array(try OpenAIDialect.messages(for: request)))
+        #expect(String(buffer: direct) == String(buffer: general))
+    }
+
     @Test func interpretsChunksDoneAndErrors() {
         var dialect = self.dialect
         #expect(dialect.interpret(SSEEvent(data: #"{"choices":[{"delta":{"role":"assistant","content":""}}]}"#)) == .nothing)

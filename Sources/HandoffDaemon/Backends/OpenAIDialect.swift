@@ -22,7 +22,7 @@ struct OpenAIDialect: UpstreamDialect {
     }
 
     func makeRequest(for request: HandoffRequest, allocator: ByteBufferAllocator) throws(HandoffRequestError) -> UpstreamRequest {
-        let messages = try Self.messages(for: request)
+        let messages = try Self.messageList(for: request)
         // Written straight into the body, keys in sorted order.
         var body = allocator.buffer(capacity: 256)
         body.writeStaticString("{")
@@ -32,7 +32,7 @@ struct OpenAIDialect: UpstreamDialect {
             body.writeStaticString(",")
         }
         body.writeStaticString("\"messages\":")
-        body.writeJSON(.array(messages))
+        Self.write(messages, into: &body)
         body.writeStaticString(",\"model\":")
         body.writeJSONString(request.model ?? self.defaultModel)
         body.writeStaticString(",\"stream\":true,\"stream_options\":{\"include_usage\":true}")
@@ -52,31 +52,69 @@ struct OpenAIDialect: UpstreamDialect {
         return UpstreamRequest(path: self.pathPrefix + "/chat/completions", headers: headers, body: body)
     }
 
+    /// One message of the OpenAI `messages` array.
+    struct Message {
+        enum Content {
+            case text(String)
+            case parts([HandoffRequest.ContentPart])
+        }
+
+        let role: String
+        let content: Content
+
+        var json: JSONValue {
+            switch self.content {
+            case .text(let text): .object(["role": .string(self.role), "content": .string(text)])
+            case .parts(let parts): .object(["role": .string(self.role), "content": .array(parts.map(OpenAIDialect.part))])
+            }
+        }
+    }
+
     /// The OpenAI `messages` array: the handoff's own, or `system` + `prompt`.
     static func messages(for request: HandoffRequest) throws(HandoffRequestError) -> [JSONValue] {
-        func message(_ role: String, _ content: JSONValue) -> JSONValue {
-            .object(["role": .string(role), "content": content])
-        }
-        var messages: [JSONValue] = []
-        if let system = request.system { messages.append(message("system", .string(system))) }
+        try self.messageList(for: request).map(\.json)
+    }
+
+    static func messageList(for request: HandoffRequest) throws(HandoffRequestError) -> [Message] {
+        var messages: [Message] = []
+        if let system = request.system { messages.append(Message(role: "system", content: .text(system))) }
         for item in request.messages ?? [] {
             switch item.content {
             case .text(let text):
-                messages.append(message(item.role, .string(text)))
+                messages.append(Message(role: item.role, content: .text(text)))
             case .parts(let parts):
-                messages.append(message(item.role, .array(parts.map(Self.part))))
+                messages.append(Message(role: item.role, content: .parts(parts)))
             }
         }
         let extra = request.imageURLs.map { HandoffRequest.ContentPart.imageURL($0) } + request.attachmentParts
         if let prompt = request.prompt {
-            messages.append(message("user", extra.isEmpty ? .string(prompt) : .array(([.text(prompt)] + extra).map(Self.part))))
+            messages.append(Message(role: "user", content: extra.isEmpty ? .text(prompt) : .parts([.text(prompt)] + extra)))
         } else if !extra.isEmpty {
-            messages.append(message("user", .array(extra.map(Self.part))))
+            messages.append(Message(role: "user", content: .parts(extra)))
         }
         guard !messages.isEmpty else {
             throw HandoffRequestError(reason: .invalidValue, field: "prompt", message: "a prompt or messages are required")
         }
         return messages
+    }
+
+    /// `messages` as a JSON array, the bytes ``ByteBuffer/writeJSON(_:)`` writes for
+    /// ``messages(for:)``; a text message without building its object.
+    static func write(_ messages: [Message], into body: inout ByteBuffer) {
+        body.writeStaticString("[")
+        for (index, message) in messages.enumerated() {
+            if index > 0 { body.writeStaticString(",") }
+            guard case .text(let text) = message.content else {
+                body.writeJSON(message.json)
+                continue
+            }
+            body.writeStaticString("{\"content\":")
+            body.writeJSONString(text)
+            body.writeStaticString(",\"role\":")
+            body.writeJSONString(message.role)
+            body.writeStaticString("}")
+        }
+        body.writeStaticString("]")
     }
 
     private static func part(_ part: HandoffRequest.ContentPart) -> JSONValue {
