@@ -5,6 +5,14 @@ import Testing
 
 /// The access log writes one line per stream, whatever its fields hold.
 @Suite struct AccessLogLineTests {
+    /// Every part of the time keeps its width: milliseconds 0–999 as three digits, the rest
+    /// as two (the String version's output for each).
+    @Test(arguments: [(0, "000"), (7, "007"), (50, "050"), (99, "099"), (100, "100"), (999, "999")])
+    func theTimesPartsKeepTheirWidth(milliseconds: Int, written: String) {
+        let line = AccessLogLine(seconds: 1_772_345_678, nanoseconds: milliseconds * 1_000_000 + 999_999)
+        #expect(line.text == "2026-03-01T06:14:38.\(written)Z stream")
+    }
+
     @Test func plainValuesStayBareAndTheTimeIsUTC() {
         var line = AccessLogLine(seconds: 1_796_133_406, nanoseconds: 7_000_000)
         line.append("backend", "mock")
@@ -30,7 +38,7 @@ import Testing
 
     /// Times to first byte are milliseconds with the shortest fraction that keeps every
     /// microsecond digit, as Swift prints a `Double` of them.
-    @Test(arguments: [(12_345, "12.345"), (12_300, "12.3"), (12_000, "12.0"), (5, "0.005"), (0, "0.0"), (1_234_567_890, "1234567.89")] as [(Int64, String)])
+    @Test(arguments: [(12_345, "12.345"), (12_045, "12.045"), (1_012, "1.012"), (12_300, "12.3"), (12_050, "12.05"), (12_000, "12.0"), (5, "0.005"), (0, "0.0"), (1_234_567_890, "1234567.89")] as [(Int64, String)])
     func millisecondsKeepTheirMicroseconds(microseconds: Int64, written: String) {
         var line = AccessLogLine(seconds: 0, nanoseconds: 0)
         line.append("ttfb_ms", millisecondsFromMicroseconds: microseconds)

@@ -97,15 +97,15 @@ struct AccessLogLine {
         self.bytes.writeInteger(UInt8(ascii: "="))
     }
 
-    /// `value` (not negative) in decimal, zero-padded to `width` digits (at most 4).
+    /// `value` (not negative) in decimal, zero-padded to `width` digits.
     private mutating func appendDigits<Value: BinaryInteger>(_ value: Value, width: Int) {
-        var padding = width - 1
-        var bound: Value = 10
-        while padding > 0, value < bound {
-            self.bytes.writeInteger(UInt8(ascii: "0"))
-            padding -= 1
-            bound *= 10
+        var digits = 1
+        var rest = value / 10
+        while rest > 0 {
+            digits += 1
+            rest /= 10
         }
+        for _ in digits..<max(digits, width) { self.bytes.writeInteger(UInt8(ascii: "0")) }
         self.bytes.writeDecimal(Int64(value))
     }
 

@@ -2,6 +2,7 @@ import Atomics
 import Foundation
 import HandoffWire
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 
 /// Tells each event loop when one of its client sockets has something to say: the client sent
@@ -26,7 +27,9 @@ final class ClientWatcher: @unchecked Sendable {
     private let tables: [ClientTable]
     private let batching: LoopBatching?
     private let stopping = ManagedAtomic(false)
-    /// Times the thread woke with events (tests).
+    /// Set by the thread as it ends, so ``stop()`` closes the wake descriptor only then.
+    private let finished = ConditionLock(value: false)
+    /// Times the thread came back from waiting (tests).
     let wakes = ManagedAtomic(0)
     private let logger: Logger
 
@@ -59,20 +62,33 @@ final class ClientWatcher: @unchecked Sendable {
         try self.epoll.modify(fd, events: Self.events(wantWritable: wantWritable), token: Self.token(fd: fd, loop: loop, generation: generation))
     }
 
+    private let started = ManagedAtomic(false)
+
     /// Starts the watcher thread.
     func start() {
+        self.started.store(true, ordering: .releasing)
         let thread = Thread { [self] in
             Syscall.nameCurrentThread("handoffd-client")
             self.run()
+            self.finished.lock()
+            self.finished.unlock(withValue: true)
         }
         thread.start()
     }
 
-    /// Stops the thread (after the loops stopped using it).
+    /// Stops the thread (after the loops stopped using it) and returns once it has ended, then
+    /// closes the wake descriptor (which the thread's end no longer races).
     func stop() {
+        guard self.started.exchange(false, ordering: .acquiringAndReleasing) else {
+            self.wake.closeIfOpen()
+            return
+        }
         self.stopping.store(true, ordering: .releasing)
         var one: UInt64 = 1
         _ = withUnsafeBytes(of: &one) { try? Syscall.write(self.wake.rawValue, $0) }
+        self.finished.lock(whenValue: true)
+        self.finished.unlock()
+        self.wake.closeIfOpen()
     }
 
     private func run() {
@@ -102,6 +118,5 @@ final class ClientWatcher: @unchecked Sendable {
             if rest > 0 { Syscall.sleep(nanoseconds: rest) }
             lastRestEnded = rest > 0 ? Syscall.monotonicNanoseconds() : now
         }
-        self.wake.closeIfOpen()
     }
 }
