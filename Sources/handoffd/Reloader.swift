@@ -114,9 +114,5 @@ enum SystemdNotify {
     }
 
     /// `CLOCK_MONOTONIC` in µs, as `RELOADING=1` wants it.
-    static var monotonicMicroseconds: UInt64 {
-        var now = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &now)
-        return UInt64(now.tv_sec) * 1_000_000 + UInt64(now.tv_nsec) / 1000
-    }
+    static var monotonicMicroseconds: UInt64 { Syscall.monotonicNanoseconds() / 1000 }
 }

@@ -64,7 +64,7 @@ final class MockSource: StreamSource, TimerWheelTarget {
         // stream back, and the events it caught up with leave together.
         let interval = self.script.interval
         let backToBack = interval == .zero
-        let now = backToBack ? NIODeadline.uptimeNanoseconds(0) : NIODeadline.now()
+        let now = NIODeadline.now()
         var due = self.due ?? now
         repeat {
             let content = self.script.content(at: self.next)

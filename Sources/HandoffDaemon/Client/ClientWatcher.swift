@@ -26,6 +26,7 @@ final class ClientWatcher: @unchecked Sendable {
     private let wake: OwnedDescriptor
     private let tables: [ClientTable]
     private let batching: LoopBatching?
+    private let started = ManagedAtomic(false)
     private let stopping = ManagedAtomic(false)
     /// Set by the thread as it ends, so ``stop()`` closes the wake descriptor only then.
     private let finished = ConditionLock(value: false)
@@ -62,8 +63,6 @@ final class ClientWatcher: @unchecked Sendable {
         try self.epoll.modify(fd, events: Self.events(wantWritable: wantWritable), token: Self.token(fd: fd, loop: loop, generation: generation))
     }
 
-    private let started = ManagedAtomic(false)
-
     /// Starts the watcher thread.
     func start() {
         self.started.store(true, ordering: .releasing)
@@ -93,7 +92,7 @@ final class ClientWatcher: @unchecked Sendable {
 
     private func run() {
         var batches = Array(repeating: [ClientTable.Event](), count: self.tables.count)
-        var lastRestEnded: UInt64 = 0
+        var schedule = self.batching.map(RestSchedule.init)
         while !self.stopping.load(ordering: .acquiring) {
             do {
                 try self.epoll.wait(timeoutMilliseconds: -1) { token, events in
@@ -112,11 +111,7 @@ final class ClientWatcher: @unchecked Sendable {
                 self.tables[index].deliver(batches[index])
                 batches[index].removeAll(keepingCapacity: true)
             }
-            guard let batching = self.batching else { continue }
-            let now = Syscall.monotonicNanoseconds()
-            let rest = batching.rest(afterCycle: now &- lastRestEnded)
-            if rest > 0 { Syscall.sleep(nanoseconds: rest) }
-            lastRestEnded = rest > 0 ? Syscall.monotonicNanoseconds() : now
+            schedule?.passEnded(at: Syscall.monotonicNanoseconds()) { Syscall.sleep(nanoseconds: $0) }
         }
     }
 }

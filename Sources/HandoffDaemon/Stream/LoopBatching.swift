@@ -1,5 +1,4 @@
 import Atomics
-import Glibc
 import HandoffWire
 import NIOConcurrencyHelpers
 import NIOCore
@@ -38,6 +37,29 @@ struct LoopBatching: Sendable {
     }
 }
 
+/// When a thread that batches its wake-ups (an event loop, the client watcher) rests: after
+/// each pass, as ``LoopBatching/rest(afterCycle:)`` says, timed from the end of its last rest
+/// (or, if it did not rest, of its last pass). On the monotonic clock.
+struct RestSchedule {
+    let batching: LoopBatching
+    private var lastRestEnded: UInt64 = 0
+
+    init(_ batching: LoopBatching) {
+        self.batching = batching
+    }
+
+    /// A pass ended at `ended`: `rest` sleeps the nanoseconds given, when a rest is due.
+    mutating func passEnded(at ended: UInt64, rest: (UInt64) -> Void) {
+        let length = self.batching.rest(afterCycle: ended &- self.lastRestEnded)
+        guard length > 0 else {
+            self.lastRestEnded = ended
+            return
+        }
+        rest(length)
+        self.lastRestEnded = Syscall.monotonicNanoseconds()
+    }
+}
+
 /// Keeps a new stream from waiting long on its loop's rest. The acceptor puts each stream's
 /// start in the gate (``deliver(_:)``) and hands the loop a task that starts what waits
 /// (``startWaiting()``). A stream given to a resting loop wakes it, and the loop starts the
@@ -66,8 +88,11 @@ final class RestGate: @unchecked Sendable {
     /// Set by the loop at the end of each window: it relayed at least ``busyEventsPerMillisecond``
     /// events per millisecond of it.
     private let busy = ManagedAtomic(false)
-    /// Events the loop relayed, ever (touched only on the loop's thread).
+    /// Events the loop relayed, ever, and by the start of the current window of the busy
+    /// estimate, which began at `windowStarted` (touched only on the loop's thread).
     var relayed = 0
+    private var relayedBefore = 0
+    private var windowStarted: UInt64 = 0
     /// The rate of relayed events that makes a loop busy.
     static let busyEventsPerMillisecond = 4
 
@@ -119,8 +144,17 @@ final class RestGate: @unchecked Sendable {
         }
     }
 
+    /// A tick of the loop ended at `ended` (on the loop's thread): at least `window` after the
+    /// current window of the busy estimate began, that window ends.
+    func tickEnded(at ended: UInt64, window: UInt64) {
+        guard ended &- self.windowStarted >= window else { return }
+        self.windowEnded(relayed: self.relayed &- self.relayedBefore, window: ended &- self.windowStarted)
+        self.windowStarted = ended
+        self.relayedBefore = self.relayed
+    }
+
     /// The loop's own view of its last window, `window` nanoseconds long (on the loop's thread).
-    func windowEnded(relayed events: Int, window: UInt64) {
+    private func windowEnded(relayed events: Int, window: UInt64) {
         let busy = UInt64(events) * 1_000_000 >= UInt64(Self.busyEventsPerMillisecond) * window
         if busy != self.busy.load(ordering: .relaxed) { self.busy.store(busy, ordering: .relaxed) }
     }
@@ -135,22 +169,19 @@ final class RestGate: @unchecked Sendable {
         }
         for start in starts { start() }
     }
-
 }
 
 /// Applies ``LoopBatching`` to every loop of a group: NIO calls it on the loop's own thread
 /// after each tick, just before the loop waits again.
 final class LoopBatcher: NIOEventLoopMetricsDelegate, Sendable {
-    /// One loop's gate and last rest. `lastRestEnded` is touched only by that loop's thread.
+    /// One loop's gate and rests. Touched only by that loop's thread.
     private final class LoopClock: @unchecked Sendable {
         let gate: RestGate
-        var lastRestEnded: UInt64 = 0
-        /// When the current window of the busy estimate began, and the events relayed by then.
-        var windowStarted: UInt64 = 0
-        var relayedBefore = 0
+        var schedule: RestSchedule
 
-        init(gate: RestGate) {
+        init(gate: RestGate, batching: LoopBatching) {
             self.gate = gate
+            self.schedule = RestSchedule(batching)
         }
     }
 
@@ -162,7 +193,7 @@ final class LoopBatcher: NIOEventLoopMetricsDelegate, Sendable {
         self.batching = LoopBatching(window: window)
     }
 
-    /// The gate that ends `loop`'s rests.
+    /// The gate new streams for `loop` go through.
     func gate(for loop: any EventLoop) -> RestGate {
         self.gate(forLoop: ObjectIdentifier(loop))
     }
@@ -181,21 +212,11 @@ final class LoopBatcher: NIOEventLoopMetricsDelegate, Sendable {
         if let existing = self.clocks.currentValue {
             clock = existing
         } else {
-            clock = LoopClock(gate: self.gate(forLoop: info.eventLoopID))
+            clock = LoopClock(gate: self.gate(forLoop: info.eventLoopID), batching: self.batching)
             self.clocks.currentValue = clock
         }
-        let ended = info.endTime.uptimeNanoseconds
-        if ended &- clock.windowStarted >= self.batching.window {
-            clock.gate.windowEnded(relayed: clock.gate.relayed &- clock.relayedBefore, window: ended &- clock.windowStarted)
-            clock.windowStarted = ended
-            clock.relayedBefore = clock.gate.relayed
-        }
-        let rest = self.batching.rest(afterCycle: ended &- clock.lastRestEnded)
-        guard rest > 0 else {
-            clock.lastRestEnded = ended
-            return
-        }
-        clock.gate.rest(nanoseconds: rest)
-        clock.lastRestEnded = NIODeadline.now().uptimeNanoseconds
+        let ended = Syscall.monotonicNanoseconds()
+        clock.gate.tickEnded(at: ended, window: self.batching.window)
+        clock.schedule.passEnded(at: ended) { clock.gate.rest(nanoseconds: $0) }
     }
 }
